@@ -1,0 +1,1 @@
+"""Shared core: app entry, registries, data, models and training (no project code)."""

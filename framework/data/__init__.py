@@ -1,0 +1,2 @@
+"""Input pipeline and the registered datasets."""
+from framework.data import parity, pipeline  # noqa: F401

@@ -1,0 +1,2 @@
+"""Base model classes, shared layers and the core architectures (registered by name)."""
+from framework.models import base, layers, transformer  # noqa: F401

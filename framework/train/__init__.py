@@ -1,0 +1,1 @@
+"""Training: state, optimizers, schedules, checkpoints, metric writing, the trainer."""

@@ -1,0 +1,32 @@
+"""Installs the `framework` core and the paper `projects` (AdaTape, AltUp, baselines)."""
+import setuptools
+
+setuptools.setup(
+    name="adaptive-compute-repro",
+    version="0.1.0",
+    description="Scenic-style JAX/Flax framework reproducing AdaTape and AltUp.",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["framework*", "projects*", "launch*", "configs*"]),
+    install_requires=[
+        "jax>=0.10.2,<0.11",
+        "jaxlib>=0.10.2,<0.11",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "chex>=0.1.92,<0.2",
+        "clu>=0.0.12,<0.1",
+        "ml-collections>=1.1.0,<2",
+        "absl-py>=2.5.1,<3",
+        "tensorflow-cpu>=2.21.0,<2.22; platform_machine=='x86_64'",
+        "tensorboard>=2.21.0,<2.22",
+        "tensorflow-datasets>=4.9.10,<4.10",
+        "importlib_resources>=7.1",
+        "einops>=0.8.2,<0.9",
+        "numpy>=2.4,<3",
+        "sentencepiece>=0.2.3,<0.3",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
+    },
+)
