@@ -3,6 +3,7 @@
 Configs select code by name (`config.model_name`, `config.dataset_name`,
 `config.trainer_name`); an unknown name is a one-line error listing the known ones.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,44 +23,46 @@ _REGISTERING_PACKAGES = (
 
 
 class ConfigError(ValueError):
-  """A bad config, override or workdir, reported as one line before compiling."""
+    """A bad config, override or workdir, reported as one line before compiling."""
 
 
 class Registry(Generic[T]):
-  """A named table of constructors."""
+    """A named table of constructors."""
 
-  def __init__(self, kind: str):
-    self.kind = kind
-    self._entries: dict[str, T] = {}
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T] = {}
 
-  def register(self, name: str) -> Callable[[T], T]:
-    def decorator(obj: T) -> T:
-      if name in self._entries and self._entries[name] is not obj:
-        raise ValueError(f"{self.kind} {name!r} is registered twice.")
-      self._entries[name] = obj
-      return obj
-    return decorator
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._entries and self._entries[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is registered twice.")
+            self._entries[name] = obj
+            return obj
 
-  def get(self, name: str) -> T:
-    import_all()
-    if name not in self._entries:
-      raise ConfigError(
-          f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}")
-    return self._entries[name]
+        return decorator
 
-  def names(self) -> list[str]:
-    import_all()
-    return sorted(self._entries)
+    def get(self, name: str) -> T:
+        import_all()
+        if name not in self._entries:
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}"
+            )
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        import_all()
+        return sorted(self._entries)
 
 
 def import_all() -> None:
-  """Imports every registering package once (missing optional ones are skipped)."""
-  for package in _REGISTERING_PACKAGES:
-    try:
-      importlib.import_module(package)
-    except ModuleNotFoundError as e:
-      if e.name != package:
-        raise
+    """Imports every registering package once (missing optional ones are skipped)."""
+    for package in _REGISTERING_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError as e:
+            if e.name != package:
+                raise
 
 
 MODELS: Registry[Any] = Registry("model")

@@ -12,6 +12,7 @@ values ([B, length, 1]) with `encoding='values'`.
 Train and eval draw from different streams of the same seed, so they never coincide
 by construction of the random state.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
@@ -26,89 +27,108 @@ from framework.registry import ConfigError
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1
 
 
-def make_examples(rng: np.random.Generator, n: int, *, variant: str, length: int,
-                  min_nonzero: int, max_nonzero: int) -> tuple[np.ndarray, np.ndarray]:
-  """Returns (values [n, length] int8 in {-1, 0, 1}, labels [n] int32)."""
-  if variant == "release":
-    values = rng.integers(-1, 2, size=(n, length)).astype(np.int8)
-  elif variant == "act":
-    counts = rng.integers(min_nonzero, max_nonzero + 1, size=n)
-    signs = rng.choice(np.array([-1, 1], np.int8), size=(n, length))
-    # A random permutation per row; the first `count` positions are nonzero.
-    order = np.argsort(rng.random((n, length)), axis=1)
-    ranks = np.argsort(order, axis=1)
-    values = np.where(ranks < counts[:, None], signs, 0).astype(np.int8)
-  else:
-    raise ConfigError(f"dataset.variant must be 'release' or 'act', got {variant!r}")
-  labels = ((values == 1).sum(axis=1) % 2).astype(np.int32)
-  return values, labels
+def make_examples(
+    rng: np.random.Generator,
+    n: int,
+    *,
+    variant: str,
+    length: int,
+    min_nonzero: int,
+    max_nonzero: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (values [n, length] int8 in {-1, 0, 1}, labels [n] int32)."""
+    if variant == "release":
+        values = rng.integers(-1, 2, size=(n, length)).astype(np.int8)
+    elif variant == "act":
+        counts = rng.integers(min_nonzero, max_nonzero + 1, size=n)
+        signs = rng.choice(np.array([-1, 1], np.int8), size=(n, length))
+        # A random permutation per row; the first `count` positions are nonzero.
+        order = np.argsort(rng.random((n, length)), axis=1)
+        ranks = np.argsort(order, axis=1)
+        values = np.where(ranks < counts[:, None], signs, 0).astype(np.int8)
+    else:
+        raise ConfigError(f"dataset.variant must be 'release' or 'act', got {variant!r}")
+    labels = ((values == 1).sum(axis=1) % 2).astype(np.int32)
+    return values, labels
 
 
 def encode(values: np.ndarray, encoding: str) -> np.ndarray:
-  if encoding == "one_hot":
-    return np.eye(3, dtype=np.float32)[values.astype(np.int64) + 1]
-  if encoding == "values":
-    return values.astype(np.float32)[..., None]
-  raise ConfigError(f"dataset.encoding must be 'one_hot' or 'values', got {encoding!r}")
+    if encoding == "one_hot":
+        return np.eye(3, dtype=np.float32)[values.astype(np.int64) + 1]
+    if encoding == "values":
+        return values.astype(np.float32)[..., None]
+    raise ConfigError(f"dataset.encoding must be 'one_hot' or 'values', got {encoding!r}")
 
 
 @registry.DATASETS.register("parity")
 class Parity(pipeline.DatasetBuilder):
-  """Parity batches; each global batch is drawn whole and each process takes its rows."""
+    """Parity batches; each global batch is drawn whole and each process takes its rows."""
 
-  @classmethod
-  def default_config(cls) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.variant = "release"
-    c.length = 32
-    c.encoding = "one_hot"
-    c.min_nonzero = 1
-    c.max_nonzero = 0            # 0: length
-    c.eval_min_nonzero = 0       # 0: same as train
-    c.eval_max_nonzero = 0
-    c.num_eval_examples = 2048
-    return c
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        c = ml_collections.ConfigDict()
+        c.variant = "release"
+        c.length = 32
+        c.encoding = "one_hot"
+        c.min_nonzero = 1
+        c.max_nonzero = 0  # 0: length
+        c.eval_min_nonzero = 0  # 0: same as train
+        c.eval_max_nonzero = 0
+        c.num_eval_examples = 2048
+        return c
 
-  def _range(self, train: bool) -> tuple[int, int]:
-    c = self.config
-    lo, hi = c.min_nonzero, c.max_nonzero or c.length
-    if not train:
-      lo, hi = c.eval_min_nonzero or lo, c.eval_max_nonzero or hi
-    if not 0 <= lo <= hi <= c.length:
-      raise ConfigError(f"parity nonzero range [{lo}, {hi}] must lie in [0, {c.length}]")
-    return lo, hi
+    def _range(self, train: bool) -> tuple[int, int]:
+        c = self.config
+        lo, hi = c.min_nonzero, c.max_nonzero or c.length
+        if not train:
+            lo, hi = c.eval_min_nonzero or lo, c.eval_max_nonzero or hi
+        if not 0 <= lo <= hi <= c.length:
+            raise ConfigError(f"parity nonzero range [{lo}, {hi}] must lie in [0, {c.length}]")
+        return lo, hi
 
-  def _global_batch(self, stream: int, index: int, n: int, train: bool) -> pipeline.Batch:
-    lo, hi = self._range(train)
-    rng = np.random.default_rng([self.seed, stream, index])
-    values, labels = make_examples(rng, n, variant=self.config.variant,
-                                   length=self.config.length, min_nonzero=lo,
-                                   max_nonzero=hi)
-    return {"inputs": encode(values, self.config.encoding), "label": labels,
-            "mask": np.ones(n, np.float32)}
+    def _global_batch(self, stream: int, index: int, n: int, train: bool) -> pipeline.Batch:
+        lo, hi = self._range(train)
+        rng = np.random.default_rng([self.seed, stream, index])
+        values, labels = make_examples(
+            rng,
+            n,
+            variant=self.config.variant,
+            length=self.config.length,
+            min_nonzero=lo,
+            max_nonzero=hi,
+        )
+        return {
+            "inputs": encode(values, self.config.encoding),
+            "label": labels,
+            "mask": np.ones(n, np.float32),
+        }
 
-  @property
-  def meta(self) -> Mapping[str, Any]:
-    width = 3 if self.config.encoding == "one_hot" else 1
-    return {"num_classes": 2, "input_shape": (self.config.length, width),
-            "num_eval_examples": self.config.num_eval_examples}
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        width = 3 if self.config.encoding == "one_hot" else 1
+        return {
+            "num_classes": 2,
+            "input_shape": (self.config.length, width),
+            "num_eval_examples": self.config.num_eval_examples,
+        }
 
-  def train_batches(self, start_step: int) -> Iterator[pipeline.Batch]:
-    self._range(True)
-    size = self.split.global_batch_size
-    rows = self.split.local_slice(size)
-    step = start_step
-    while True:
-      batch = self._global_batch(_TRAIN_STREAM, step, size, train=True)
-      yield {k: v[rows] for k, v in batch.items()}
-      step += 1
+    def train_batches(self, start_step: int) -> Iterator[pipeline.Batch]:
+        self._range(True)
+        size = self.split.global_batch_size
+        rows = self.split.local_slice(size)
+        step = start_step
+        while True:
+            batch = self._global_batch(_TRAIN_STREAM, step, size, train=True)
+            yield {k: v[rows] for k, v in batch.items()}
+            step += 1
 
-  def eval_batches(self) -> Iterator[pipeline.Batch]:
-    total = self.config.num_eval_examples
-    size = self.split.global_eval_batch_size
-    rows = self.split.local_slice(size)
-    for index, start in enumerate(range(0, total, size)):
-      n = min(size, total - start)
-      batch = pipeline.pad_batch(self._global_batch(_EVAL_STREAM, index, n, train=False),
-                                 size)
-      yield {k: v[rows] for k, v in batch.items()}
+    def eval_batches(self) -> Iterator[pipeline.Batch]:
+        total = self.config.num_eval_examples
+        size = self.split.global_eval_batch_size
+        rows = self.split.local_slice(size)
+        for index, start in enumerate(range(0, total, size)):
+            n = min(size, total - start)
+            batch = pipeline.pad_batch(
+                self._global_batch(_EVAL_STREAM, index, n, train=False), size
+            )
+            yield {k: v[rows] for k, v in batch.items()}

@@ -11,6 +11,7 @@ every process yields the same number of eval batches.
 `shard_batch` turns a host-local batch into global `jax.Array`s laid out over the mesh's
 `data` axis.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,95 +30,100 @@ DATA_AXIS = "data"
 
 @dataclasses.dataclass(frozen=True)
 class HostSplit:
-  """How the global batch is divided over processes."""
-  global_batch_size: int
-  global_eval_batch_size: int
-  process_index: int = 0
-  process_count: int = 1
+    """How the global batch is divided over processes."""
 
-  def __post_init__(self):
-    for name in ("global_batch_size", "global_eval_batch_size"):
-      size = getattr(self, name)
-      if size <= 0 or size % self.process_count:
-        raise ConfigError(f"{name}={size} must be a positive multiple of the "
-                          f"process count {self.process_count}")
+    global_batch_size: int
+    global_eval_batch_size: int
+    process_index: int = 0
+    process_count: int = 1
 
-  @property
-  def local_batch_size(self) -> int:
-    return self.global_batch_size // self.process_count
+    def __post_init__(self):
+        for name in ("global_batch_size", "global_eval_batch_size"):
+            size = getattr(self, name)
+            if size <= 0 or size % self.process_count:
+                raise ConfigError(
+                    f"{name}={size} must be a positive multiple of the "
+                    f"process count {self.process_count}"
+                )
 
-  @property
-  def local_eval_batch_size(self) -> int:
-    return self.global_eval_batch_size // self.process_count
+    @property
+    def local_batch_size(self) -> int:
+        return self.global_batch_size // self.process_count
 
-  def local_slice(self, global_size: int) -> slice:
-    """This process's rows of a global batch of `global_size` rows."""
-    local = global_size // self.process_count
-    return slice(self.process_index * local, (self.process_index + 1) * local)
+    @property
+    def local_eval_batch_size(self) -> int:
+        return self.global_eval_batch_size // self.process_count
 
-  @classmethod
-  def current(cls, global_batch_size: int, global_eval_batch_size: int) -> "HostSplit":
-    return cls(global_batch_size, global_eval_batch_size,
-               jax.process_index(), jax.process_count())
+    def local_slice(self, global_size: int) -> slice:
+        """This process's rows of a global batch of `global_size` rows."""
+        local = global_size // self.process_count
+        return slice(self.process_index * local, (self.process_index + 1) * local)
+
+    @classmethod
+    def current(cls, global_batch_size: int, global_eval_batch_size: int) -> "HostSplit":
+        return cls(
+            global_batch_size, global_eval_batch_size, jax.process_index(), jax.process_count()
+        )
 
 
 class DatasetBuilder:
-  """Base class of registered datasets.
+    """Base class of registered datasets.
 
-  Subclasses define `default_config()` (every dataset field with its default),
-  `meta` (e.g. `num_classes`, `num_eval_examples`), `train_batches(start_step)` and
-  `eval_batches()`.
-  """
+    Subclasses define `default_config()` (every dataset field with its default),
+    `meta` (e.g. `num_classes`, `num_eval_examples`), `train_batches(start_step)` and
+    `eval_batches()`.
+    """
 
-  def __init__(self, config: ml_collections.ConfigDict, split: HostSplit, seed: int):
-    self.config = config
-    self.split = split
-    self.seed = seed
+    def __init__(self, config: ml_collections.ConfigDict, split: HostSplit, seed: int):
+        self.config = config
+        self.split = split
+        self.seed = seed
 
-  @classmethod
-  def default_config(cls) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict()
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        return ml_collections.ConfigDict()
 
-  @property
-  def meta(self) -> Mapping[str, Any]:
-    raise NotImplementedError
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        raise NotImplementedError
 
-  def train_batches(self, start_step: int) -> Iterator[Batch]:
-    """Host-local training batches for steps start_step, start_step + 1, ..."""
-    raise NotImplementedError
+    def train_batches(self, start_step: int) -> Iterator[Batch]:
+        """Host-local training batches for steps start_step, start_step + 1, ..."""
+        raise NotImplementedError
 
-  def eval_batches(self) -> Iterator[Batch]:
-    """Host-local eval batches covering the eval split once, padded, with `mask`."""
-    raise NotImplementedError
+    def eval_batches(self) -> Iterator[Batch]:
+        """Host-local eval batches covering the eval split once, padded, with `mask`."""
+        raise NotImplementedError
 
-  def example_batch(self) -> Batch:
-    """One host-local training batch (for shapes: init, FLOPs)."""
-    return next(iter(self.train_batches(0)))
+    def example_batch(self) -> Batch:
+        """One host-local training batch (for shapes: init, FLOPs)."""
+        return next(iter(self.train_batches(0)))
 
 
 def pad_batch(batch: Mapping[str, np.ndarray], size: int) -> Batch:
-  """Pads every array's leading axis to `size` rows and sets `mask` (0 on padding)."""
-  n = len(next(iter(batch.values())))
-  if n > size:
-    raise ValueError(f"batch of {n} rows does not fit in {size}")
-  out = {}
-  for key, value in batch.items():
-    if key == "mask":
-      continue
-    pad = np.zeros((size - n,) + value.shape[1:], value.dtype)
-    out[key] = np.concatenate([value, pad], axis=0)
-  mask = np.asarray(batch.get("mask", np.ones(n, np.float32)), np.float32)
-  out["mask"] = np.concatenate([mask, np.zeros(size - n, np.float32)])
-  return out
+    """Pads every array's leading axis to `size` rows and sets `mask` (0 on padding)."""
+    n = len(next(iter(batch.values())))
+    if n > size:
+        raise ValueError(f"batch of {n} rows does not fit in {size}")
+    out = {}
+    for key, value in batch.items():
+        if key == "mask":
+            continue
+        pad = np.zeros((size - n,) + value.shape[1:], value.dtype)
+        out[key] = np.concatenate([value, pad], axis=0)
+    mask = np.asarray(batch.get("mask", np.ones(n, np.float32)), np.float32)
+    out["mask"] = np.concatenate([mask, np.zeros(size - n, np.float32)])
+    return out
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis split over the mesh's `data` axis."""
-  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    """Leading (batch) axis split over the mesh's `data` axis."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Assembles host-local numpy batches into global arrays sharded over `data`."""
-  sharding = data_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in batch.items()}
+    """Assembles host-local numpy batches into global arrays sharded over `data`."""
+    sharding = data_sharding(mesh)
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
+    }

@@ -1,2 +1,3 @@
 """Base model classes, shared layers and the core architectures (registered by name)."""
+
 from framework.models import base, layers, transformer  # noqa: F401

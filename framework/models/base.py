@@ -15,6 +15,7 @@ auxiliary loss to the loss (already weighted by the model: sow `0.01 * ponder`),
 logs it as `aux_loss/<name>`, and logs auxiliary metrics as their masked mean
 (histograms also as variance and a TensorBoard histogram).
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -36,121 +37,128 @@ AUX_COLLECTIONS = (AUX_LOSS, AUX_METRICS, AUX_HISTOGRAMS)
 
 
 def sow_aux_loss(module: nn.Module, name: str, per_example: Array) -> None:
-  """Adds a per-example auxiliary loss; sown twice under one name, the values add."""
-  module.sow(AUX_LOSS, name, per_example,
-             init_fn=lambda: 0.0, reduce_fn=lambda prev, new: prev + new)
+    """Adds a per-example auxiliary loss; sown twice under one name, the values add."""
+    module.sow(
+        AUX_LOSS, name, per_example, init_fn=lambda: 0.0, reduce_fn=lambda prev, new: prev + new
+    )
 
 
 def sow_aux_metric(module: nn.Module, name: str, per_example: Array) -> None:
-  """Records a per-example auxiliary metric (the last value sown wins)."""
-  module.sow(AUX_METRICS, name, per_example,
-             init_fn=lambda: 0.0, reduce_fn=lambda prev, new: new)
+    """Records a per-example auxiliary metric (the last value sown wins)."""
+    module.sow(AUX_METRICS, name, per_example, init_fn=lambda: 0.0, reduce_fn=lambda prev, new: new)
 
 
 def sow_aux_histogram(module: nn.Module, name: str, per_example: Array) -> None:
-  """Records a per-example value logged as mean, variance and histogram."""
-  module.sow(AUX_HISTOGRAMS, name, per_example,
-             init_fn=lambda: 0.0, reduce_fn=lambda prev, new: new)
+    """Records a per-example value logged as mean, variance and histogram."""
+    module.sow(
+        AUX_HISTOGRAMS, name, per_example, init_fn=lambda: 0.0, reduce_fn=lambda prev, new: new
+    )
 
 
 def collect_aux(state: Mapping[str, Any]) -> dict[str, dict[str, Array]]:
-  """Flattens the sown collections to {collection: {path/name: [B] array}}."""
-  out: dict[str, dict[str, Array]] = {c: {} for c in AUX_COLLECTIONS}
-  for collection in AUX_COLLECTIONS:
-    flat = jax.tree_util.tree_flatten_with_path(dict(state.get(collection, {})))[0]
-    for path, value in flat:
-      # The sown name is the last key; module paths are kept only to disambiguate.
-      keys = [getattr(p, "key", str(p)) for p in path]
-      name = keys[-1]
-      if name in out[collection]:
-        name = "/".join(keys)
-      out[collection][name] = value
-  return out
+    """Flattens the sown collections to {collection: {path/name: [B] array}}."""
+    out: dict[str, dict[str, Array]] = {c: {} for c in AUX_COLLECTIONS}
+    for collection in AUX_COLLECTIONS:
+        flat = jax.tree_util.tree_flatten_with_path(dict(state.get(collection, {})))[0]
+        for path, value in flat:
+            # The sown name is the last key; module paths are kept only to disambiguate.
+            keys = [getattr(p, "key", str(p)) for p in path]
+            name = keys[-1]
+            if name in out[collection]:
+                name = "/".join(keys)
+            out[collection][name] = value
+    return out
 
 
 class BaseModel:
-  """A Flax module with its loss and metrics, built from `config.model`.
+    """A Flax module with its loss and metrics, built from `config.model`.
 
-  Subclasses set `module` in `build_module`, say which batch fields the module reads
-  in `module_inputs`, and define `metrics`. `default_config()` lists every model
-  field with its default; a config key not listed there is an error.
-  """
+    Subclasses set `module` in `build_module`, say which batch fields the module reads
+    in `module_inputs`, and define `metrics`. `default_config()` lists every model
+    field with its default; a config key not listed there is an error.
+    """
 
-  def __init__(self, config: ml_collections.ConfigDict, dataset_meta: Mapping[str, Any]):
-    self.config = config
-    self.dataset_meta = dict(dataset_meta)
-    self.module = self.build_module()
+    def __init__(self, config: ml_collections.ConfigDict, dataset_meta: Mapping[str, Any]):
+        self.config = config
+        self.dataset_meta = dict(dataset_meta)
+        self.module = self.build_module()
 
-  @classmethod
-  def default_config(cls) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict()
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        return ml_collections.ConfigDict()
 
-  def build_module(self) -> nn.Module:
-    raise NotImplementedError
+    def build_module(self) -> nn.Module:
+        raise NotImplementedError
 
-  def module_inputs(self, batch: Batch) -> dict[str, Array]:
-    return {"inputs": batch["inputs"]}
+    def module_inputs(self, batch: Batch) -> dict[str, Array]:
+        return {"inputs": batch["inputs"]}
 
-  def metrics(self, outputs: Any, batch: Batch) -> MetricPairs:
-    raise NotImplementedError
+    def metrics(self, outputs: Any, batch: Batch) -> MetricPairs:
+        raise NotImplementedError
 
-  def init(self, rng: Array, batch: Batch) -> Any:
-    """Returns the parameters for a batch of the dataset's shapes."""
-    params_rng, dropout_rng = jax.random.split(rng)
-    variables = self.module.init({"params": params_rng, "dropout": dropout_rng},
-                                 **self.module_inputs(batch), train=False)
-    return variables["params"]
+    def init(self, rng: Array, batch: Batch) -> Any:
+        """Returns the parameters for a batch of the dataset's shapes."""
+        params_rng, dropout_rng = jax.random.split(rng)
+        variables = self.module.init(
+            {"params": params_rng, "dropout": dropout_rng}, **self.module_inputs(batch), train=False
+        )
+        return variables["params"]
 
-  def apply(self, params: Any, batch: Batch, *, train: bool,
-            rng: Array | None = None) -> tuple[Any, dict[str, dict[str, Array]]]:
-    """Runs the module; returns (outputs, auxiliary values by collection)."""
-    rngs = {}
-    if rng is not None:
-      rngs = dict(zip(self.rng_names(), jax.random.split(rng, len(self.rng_names()))))
-    outputs, state = self.module.apply({"params": params}, **self.module_inputs(batch),
-                                       train=train, rngs=rngs,
-                                       mutable=list(AUX_COLLECTIONS))
-    return outputs, collect_aux(state)
+    def apply(
+        self, params: Any, batch: Batch, *, train: bool, rng: Array | None = None
+    ) -> tuple[Any, dict[str, dict[str, Array]]]:
+        """Runs the module; returns (outputs, auxiliary values by collection)."""
+        rngs = {}
+        if rng is not None:
+            rngs = dict(zip(self.rng_names(), jax.random.split(rng, len(self.rng_names()))))
+        outputs, state = self.module.apply(
+            {"params": params},
+            **self.module_inputs(batch),
+            train=train,
+            rngs=rngs,
+            mutable=list(AUX_COLLECTIONS),
+        )
+        return outputs, collect_aux(state)
 
-  def rng_names(self) -> tuple[str, ...]:
-    """Named RNG streams the module draws from in training."""
-    return ("dropout",)
+    def rng_names(self) -> tuple[str, ...]:
+        """Named RNG streams the module draws from in training."""
+        return ("dropout",)
 
 
 class ClassificationModel(BaseModel):
-  """Single-label classification: softmax (or sigmoid) cross-entropy and accuracy.
+    """Single-label classification: softmax (or sigmoid) cross-entropy and accuracy.
 
-  Batch fields: `inputs`, `label` (int [B]). Model config fields `loss`
-  (`softmax` | `sigmoid`) and `label_smoothing` choose the loss.
-  """
+    Batch fields: `inputs`, `label` (int [B]). Model config fields `loss`
+    (`softmax` | `sigmoid`) and `label_smoothing` choose the loss.
+    """
 
-  @classmethod
-  def default_config(cls) -> ml_collections.ConfigDict:
-    config = super().default_config()
-    config.loss = "softmax"
-    config.label_smoothing = 0.0
-    return config
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        config = super().default_config()
+        config.loss = "softmax"
+        config.label_smoothing = 0.0
+        return config
 
-  @property
-  def num_classes(self) -> int:
-    return int(self.dataset_meta["num_classes"])
+    @property
+    def num_classes(self) -> int:
+        return int(self.dataset_meta["num_classes"])
 
-  def metrics(self, outputs: Array, batch: Batch) -> MetricPairs:
-    logits = outputs.astype(jnp.float32)
-    labels = batch["label"]
-    one_hot = jax.nn.one_hot(labels, logits.shape[-1])
-    smoothing = self.config.get("label_smoothing", 0.0)
-    if smoothing:
-      targets = optax.smooth_labels(one_hot, smoothing)
-    else:
-      targets = one_hot
-    loss_kind = self.config.get("loss", "softmax")
-    if loss_kind == "softmax":
-      loss = optax.softmax_cross_entropy(logits, targets)
-    elif loss_kind == "sigmoid":
-      loss = optax.sigmoid_binary_cross_entropy(logits, targets).sum(-1)
-    else:
-      raise ValueError(f"model.loss must be 'softmax' or 'sigmoid', got {loss_kind!r}")
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    ones = jnp.ones_like(loss)
-    return {"loss": (loss, ones), "accuracy": (correct, ones)}
+    def metrics(self, outputs: Array, batch: Batch) -> MetricPairs:
+        logits = outputs.astype(jnp.float32)
+        labels = batch["label"]
+        one_hot = jax.nn.one_hot(labels, logits.shape[-1])
+        smoothing = self.config.get("label_smoothing", 0.0)
+        if smoothing:
+            targets = optax.smooth_labels(one_hot, smoothing)
+        else:
+            targets = one_hot
+        loss_kind = self.config.get("loss", "softmax")
+        if loss_kind == "softmax":
+            loss = optax.softmax_cross_entropy(logits, targets)
+        elif loss_kind == "sigmoid":
+            loss = optax.sigmoid_binary_cross_entropy(logits, targets).sum(-1)
+        else:
+            raise ValueError(f"model.loss must be 'softmax' or 'sigmoid', got {loss_kind!r}")
+        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+        ones = jnp.ones_like(loss)
+        return {"loss": (loss, ones), "accuracy": (correct, ones)}
