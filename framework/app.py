@@ -1,0 +1,80 @@
+"""The absl entry point shared by the launch commands.
+
+Flags: `--config` (an ml_collections config file, `path.py:arg` for presets, fields
+overridable as `--config.FIELD=VALUE`), `--workdir`, and multi-host set-up. On TPU VMs
+(and SLURM clusters) `jax.distributed.initialize()` finds its peers by itself; elsewhere
+pass `--coordinator_address`, `--num_processes` and `--process_id`.
+
+Bad input (a `ConfigError`) ends the program with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from framework.registry import ConfigError
+
+FLAGS = flags.FLAGS
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True
+)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and events.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+flags.DEFINE_integer("process_id", None, "Index of this process (multi-host).")
+flags.DEFINE_enum(
+    "multihost",
+    "auto",
+    ["auto", "on", "off"],
+    "auto: initialise jax.distributed on TPU VMs / SLURM, or when --coordinator_address is given.",
+)
+
+_CLUSTER_ENV = (
+    "TPU_WORKER_HOSTNAMES",
+    "CLOUD_TPU_TASK_ID",
+    "SLURM_JOB_ID",
+    "MEGASCALE_COORDINATOR_ADDRESS",
+)
+
+
+def initialize_distributed() -> None:
+    """Starts jax.distributed when running on several hosts."""
+    import jax
+
+    if FLAGS.multihost == "off":
+        return
+    if FLAGS.coordinator_address:
+        jax.distributed.initialize(
+            coordinator_address=FLAGS.coordinator_address,
+            num_processes=FLAGS.num_processes,
+            process_id=FLAGS.process_id,
+        )
+    elif FLAGS.multihost == "on" or any(k in os.environ for k in _CLUSTER_ENV):
+        jax.distributed.initialize()
+    if jax.process_count() > 1:
+        logging.info("Process %d of %d", jax.process_index(), jax.process_count())
+
+
+def config():
+    return _CONFIG.value
+
+
+def run(main: Callable[[], None]) -> None:
+    """Parses flags and runs `main()`; a ConfigError becomes a one-line exit."""
+
+    def _main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        try:
+            main()
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    app.run(_main)

@@ -1,0 +1,207 @@
+"""Vision Transformer classifier (pre-LN ViT) and its reusable pieces.
+
+The pieces (`PatchEmbedding`, `ViTStem`, `ClassifierHead`, `resolve_size`) are shared by
+the models that build on ViT (AdaTape-ViT, UViT), so they live here once.
+
+Sizes: `model.variant` names a size and a patch, e.g. 'S/16' or 'B/32'; any of
+`hidden_size`, `num_layers`, `num_heads`, `mlp_dim`, `patch_size` set explicitly
+overrides the variant. 'nano' and 'micro' are tiny sizes for tests and small data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from framework import registry
+from framework.models import base, layers
+from framework.registry import ConfigError
+
+Array = jax.Array
+
+# name: (hidden_size, num_layers, num_heads, mlp_dim)
+VIT_SIZES: dict[str, tuple[int, int, int, int]] = {
+    "nano": (32, 2, 2, 64),
+    "micro": (64, 4, 4, 256),
+    "Ti": (192, 12, 3, 768),
+    "S": (384, 12, 6, 1536),
+    "B": (768, 12, 12, 3072),
+    "L": (1024, 24, 16, 4096),
+    "H": (1280, 32, 16, 5120),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTSize:
+    """The widths of a ViT encoder."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    mlp_dim: int
+    patch_size: int
+
+
+def parse_variant(variant: str) -> ViTSize:
+    """'S/16' -> the S widths with 16x16 patches."""
+    try:
+        name, patch = variant.split("/")
+        return ViTSize(*VIT_SIZES[name], patch_size=int(patch))
+    except (ValueError, KeyError):
+        raise ConfigError(
+            f"model.variant must be '<size>/<patch>' with size in {sorted(VIT_SIZES)}, "
+            f"got {variant!r}"
+        ) from None
+
+
+def add_size_fields(config: ml_collections.ConfigDict, variant: str) -> None:
+    """Declares `variant` and the explicit size overrides (None: from the variant)."""
+    config.variant = variant
+    for field in ("hidden_size", "num_layers", "num_heads", "mlp_dim", "patch_size"):
+        config[field] = ml_collections.config_dict.placeholder(int)
+
+
+def resolve_size(config: ml_collections.ConfigDict) -> ViTSize:
+    """The variant's sizes with any explicitly set field taking precedence."""
+    size = parse_variant(config.variant)
+    overrides = {
+        f.name: config[f.name] for f in dataclasses.fields(ViTSize) if config[f.name] is not None
+    }
+    size = dataclasses.replace(size, **overrides)
+    if size.hidden_size % size.num_heads:
+        raise ConfigError(
+            f"model hidden_size {size.hidden_size} is not divisible by num_heads {size.num_heads}"
+        )
+    return size
+
+
+class PatchEmbedding(nn.Module):
+    """[B, H, W, C] image -> [B, (H/p)*(W/p), D] tokens (conv, kernel = stride = p)."""
+
+    hidden_size: int
+    patch_size: int
+
+    @nn.compact
+    def __call__(self, images: Array) -> Array:
+        p = self.patch_size
+        if images.shape[1] % p or images.shape[2] % p:
+            raise ValueError(f"image size {images.shape[1:3]} is not a multiple of patch {p}")
+        x = nn.Conv(self.hidden_size, (p, p), strides=(p, p), padding="VALID", name="conv")(
+            images
+        )
+        return x.reshape(x.shape[0], -1, self.hidden_size)
+
+
+class ClassToken(nn.Module):
+    """Prepends a learned (zero-initialised) class token to [B, L, D]."""
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        cls = self.param("cls", nn.initializers.zeros, (1, 1, x.shape[-1]), x.dtype)
+        return jnp.concatenate([jnp.tile(cls, (x.shape[0], 1, 1)), x], axis=1)
+
+
+class ViTStem(nn.Module):
+    """Patch embedding, optional class token, learned position embedding, dropout."""
+
+    hidden_size: int
+    patch_size: int
+    class_token: bool = False
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, images: Array, *, train: bool) -> Array:
+        x = PatchEmbedding(self.hidden_size, self.patch_size, name="patch_embedding")(images)
+        if self.class_token:
+            x = ClassToken(name="class_token")(x)
+        x = layers.AddPositionEmbedding(name="pos_embedding")(x)
+        return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+
+
+class ClassifierHead(nn.Module):
+    """Zero-initialised linear head; the bias init is configurable (e.g. -6.9)."""
+
+    num_classes: int
+    bias_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        return nn.Dense(
+            self.num_classes,
+            kernel_init=nn.initializers.zeros,
+            bias_init=nn.initializers.constant(self.bias_init),
+            name="head",
+        )(x)
+
+
+class ViTClassifierModule(nn.Module):
+    """Stem, pre-LN encoder, pooling (`gap` | `token`), head."""
+
+    num_classes: int
+    size: ViTSize
+    pooling: str = "token"
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    head_bias_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, inputs: Array, *, train: bool) -> Array:
+        s = self.size
+        x = ViTStem(
+            s.hidden_size,
+            s.patch_size,
+            class_token=self.pooling == "token",
+            dropout_rate=self.dropout_rate,
+            name="stem",
+        )(inputs, train=train)
+        x = layers.Encoder(
+            s.num_layers,
+            s.num_heads,
+            s.mlp_dim,
+            self.dropout_rate,
+            self.attention_dropout_rate,
+            name="encoder",
+        )(x, train=train)
+        x = layers.pool(x, self.pooling)
+        return ClassifierHead(self.num_classes, self.head_bias_init, name="classifier")(x)
+
+
+def add_vit_fields(config: ml_collections.ConfigDict, variant: str) -> None:
+    """The fields every ViT-based classifier shares."""
+    add_size_fields(config, variant)
+    config.pooling = "token"  # token (class token) | gap
+    config.dropout_rate = 0.0
+    config.attention_dropout_rate = 0.0
+    config.head_bias_init = 0.0
+
+
+def check_pooling(pooling: str) -> None:
+    if pooling not in ("gap", "token"):
+        raise ConfigError(f"model.pooling must be 'gap' or 'token', got {pooling!r}")
+
+
+@registry.MODELS.register("vit_classifier")
+class ViTClassifier(base.ClassificationModel):
+    """ViT image classifier; batch `inputs` [B, H, W, C] float, `label` [B] int."""
+
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        config = super().default_config()
+        add_vit_fields(config, "nano/4")
+        return config
+
+    def build_module(self) -> nn.Module:
+        c = self.config
+        check_pooling(c.pooling)
+        return ViTClassifierModule(
+            num_classes=self.num_classes,
+            size=resolve_size(c),
+            pooling=c.pooling,
+            dropout_rate=c.dropout_rate,
+            attention_dropout_rate=c.attention_dropout_rate,
+            head_bias_init=c.head_bias_init,
+        )

@@ -1,0 +1,78 @@
+"""Orbax checkpoints of the train state: keep N, resume the latest, refuse a mismatch."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from framework.registry import ConfigError
+
+
+def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    out = {}
+    for path, leaf in flat:
+        key = "/".join(
+            str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))) for p in path
+        )
+        out[key] = (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+    return out
+
+
+class Checkpointer:
+    """Saves and restores `TrainState` pytrees under `<workdir>/checkpoints`."""
+
+    def __init__(self, workdir: str, keep: int, asynchronous: bool = True):
+        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def check_compatible(self, abstract_state: Any) -> None:
+        """One-line error if the latest checkpoint does not fit `abstract_state`."""
+        step = self.latest_step()
+        if step is None:
+            return
+        metadata = self.manager.item_metadata(step)
+        tree = getattr(metadata, "tree", metadata)
+        saved, expected = _shapes(tree), _shapes(abstract_state)
+        problem = None
+        missing = sorted(set(expected) - set(saved))
+        extra = sorted(set(saved) - set(expected))
+        if missing:
+            problem = f"the config's {missing[0]!r} is not in it"
+        elif extra:
+            problem = f"its {extra[0]!r} is not in the config's model"
+        else:
+            for key, (shape, _) in expected.items():
+                if saved[key][0] != shape:
+                    problem = f"{key!r} has shape {saved[key][0]} there, {shape} in the config"
+                    break
+        if problem:
+            raise ConfigError(
+                f"{self.directory} holds a checkpoint (step {step}) of an incompatible "
+                f"model: {problem}; use a new --workdir"
+            )
+
+    def restore(self, step: int, abstract_state: Any) -> Any:
+        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+    def save(self, step: int, state: Any, force: bool = False) -> None:
+        if step in self.manager.all_steps():
+            return
+        self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+    def reached_preemption(self, step: int) -> bool:
+        return self.manager.reached_preemption(step)
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

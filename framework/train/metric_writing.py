@@ -1,0 +1,112 @@
+"""Metric writing: TensorBoard (clu), `metrics.jsonl`, and progress lines with ETA."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from absl import logging
+from clu import metric_writers
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricWriter:
+    """Writes scalars to TensorBoard and `metrics.jsonl` (process 0 only).
+
+    `metrics.jsonl` holds one JSON object per logged step and split:
+    `{"step": 100, "split": "train", "loss": 0.69, ...}`.
+    """
+
+    def __init__(self, workdir: str, resumed_step: int = 0):
+        self.enabled = jax.process_index() == 0
+        self.path = os.path.join(workdir, METRICS_FILE)
+        if not self.enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self._drop_lines_after(resumed_step)
+        self.tensorboard = metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
+
+    def _drop_lines_after(self, step: int) -> None:
+        """A run resumed from an older checkpoint rewrites the steps after it."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        with open(self.path, "w") as f:
+            f.writelines(kept)
+
+    def write(
+        self,
+        step: int,
+        split: str,
+        scalars: Mapping[str, float],
+        histograms: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        if not self.enabled:
+            return
+        scalars = {k: float(v) for k, v in scalars.items()}
+        self.tensorboard.write_scalars(step, {f"{split}/{k}": v for k, v in scalars.items()})
+        if histograms:
+            self.tensorboard.write_histograms(
+                step, {f"{split}/{k}": np.asarray(v) for k, v in histograms.items()}
+            )
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")
+
+    def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+        if self.enabled:
+            self.tensorboard.write_hparams(dict(hparams))
+
+    def close(self) -> None:
+        if self.enabled:
+            self.tensorboard.flush()
+            self.tensorboard.close()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Progress:
+    """Measures steps/s between log points and prints `step | metrics | steps/s | ETA`."""
+
+    def __init__(self, total_steps: int, start_step: int):
+        self.total_steps = total_steps
+        self.last_step = start_step
+        self.last_time = time.perf_counter()
+        self.paused = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Excludes time spent outside training steps (eval, checkpoints) from steps/s."""
+        self.paused += seconds
+
+    def update(self, step: int) -> float:
+        now = time.perf_counter()
+        elapsed = max(now - self.last_time - self.paused, 1e-9)
+        rate = (step - self.last_step) / elapsed
+        self.last_step, self.last_time, self.paused = step, now, 0.0
+        return rate
+
+    def line(self, step: int, rate: float, scalars: Mapping[str, float]) -> str:
+        shown = " ".join(f"{k}={v:.4g}" for k, v in scalars.items())
+        eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
+        eta_text = format_duration(eta) if np.isfinite(eta) else "?"
+        pct = 100.0 * step / self.total_steps
+        return (
+            f"step {step}/{self.total_steps} ({pct:.0f}%) | {shown} | "
+            f"{rate:.2f} steps/s | ETA {eta_text}"
+        )
+
+
+def log(message: str) -> None:
+    if jax.process_index() == 0:
+        logging.info(message)
+        print(message, flush=True)

@@ -1,0 +1,418 @@
+"""The generic trainer: jit + NamedSharding data parallelism over a `data` mesh axis.
+
+`train_and_evaluate(config, workdir)` validates the config, builds the dataset and
+model from the registries, restores the latest checkpoint (or initialises), trains
+with periodic evaluation over the whole eval split, writes metrics, and checkpoints
+periodically, at the end and on SIGTERM. Models plug in through `BaseModel.apply` and
+`BaseModel.metrics` plus the auxiliary channel (see `framework.models.base`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from framework import configs, registry
+from framework.data import pipeline
+from framework.models import base
+from framework.registry import ConfigError
+from framework.train import checkpoints, metric_writing, optimizers, train_state
+
+TrainState = train_state.TrainState
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss or gradient; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a run returns: the final step, its last train and eval metrics, and why it ended."""
+
+    step: int
+    train: dict[str, float]
+    eval: dict[str, float]
+    preempted: bool = False
+    params: Any = None
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh over all devices (or those given) with axis `data`."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (pipeline.DATA_AXIS,))
+
+
+def check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+    n = mesh.devices.size
+    for key in ("batch_size", "eval_batch_size"):
+        if config[key] % n:
+            raise ConfigError(
+                f"config.{key}={config[key]} does not divide over {n} devices; "
+                f"use a multiple of {n}"
+            )
+
+
+# --------------------------------------------------------------------------------------
+# Metrics: per-example (numerator, denominator) pairs, masked and summed.
+# --------------------------------------------------------------------------------------
+
+
+def _masked_sums(pairs: Mapping[str, tuple[jax.Array, jax.Array]], mask: jax.Array):
+    return {
+        k: jnp.stack([(num * mask).sum(), (den * mask).sum()]) for k, (num, den) in pairs.items()
+    }
+
+
+def _all_metric_pairs(model: base.BaseModel, outputs, aux, batch):
+    """Model metrics + auxiliary losses/metrics/histograms as per-example pairs."""
+    pairs = dict(model.metrics(outputs, batch))
+    ones = jnp.ones_like(batch["mask"])
+    aux_total = jnp.zeros_like(batch["mask"])
+    for name, value in aux[base.AUX_LOSS].items():
+        pairs[f"aux_loss/{name}"] = (value, ones)
+        aux_total = aux_total + value
+    for name, value in aux[base.AUX_METRICS].items():
+        pairs[name] = (value, ones)
+    for name, value in aux[base.AUX_HISTOGRAMS].items():
+        pairs[name] = (value, ones)
+        pairs[f"{name}_sq"] = (value**2, ones)
+    return pairs, aux_total
+
+
+def _ratios(sums: Mapping[str, np.ndarray]) -> dict[str, float]:
+    out = {}
+    for name, (num, den) in sums.items():
+        if den > 0:
+            out[name] = float(num) / float(den)
+    for name in [n for n in out if n.endswith("_sq")]:
+        mean_sq = out.pop(name)
+        base_name = name[: -len("_sq")]
+        out[f"{base_name}_var"] = max(mean_sq - out[base_name] ** 2, 0.0)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Steps.
+# --------------------------------------------------------------------------------------
+
+
+def make_train_step(model: base.BaseModel, tx, lr_fn, seed: int) -> Callable:
+    def loss_fn(params, batch, rng):
+        outputs, aux = model.apply(params, batch, train=True, rng=rng)
+        pairs, aux_total = _all_metric_pairs(model, outputs, aux, batch)
+        mask = batch["mask"]
+        loss_num, loss_den = pairs["loss"]
+        task_loss = (loss_num * mask).sum() / jnp.maximum((loss_den * mask).sum(), 1e-9)
+        aux_loss = (aux_total * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+        return task_loss + aux_loss, (pairs, mask)
+
+    def train_step(state: TrainState, batch) -> TrainState:
+        rng = jax.random.fold_in(jax.random.key(seed), state.step)
+        grads, (pairs, mask) = jax.grad(loss_fn, has_aux=True)(state.params, batch, rng)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.global_norm(grads)
+        sums = _masked_sums(pairs, mask)
+        sums["grad_norm"] = jnp.stack([grad_norm, 1.0])
+        sums["learning_rate"] = jnp.stack([lr_fn(state.step), 1.0])
+        finite = jnp.isfinite(sums["loss"][0]) & jnp.isfinite(grad_norm)
+        bad_step = jnp.where(finite, train_state.NO_BAD_STEP, state.step + 1)
+        return state.replace(
+            step=state.step + 1,
+            params=params,
+            opt_state=opt_state,
+            metric_sums=jax.tree.map(jnp.add, state.metric_sums, sums),
+            first_nonfinite_step=jnp.minimum(state.first_nonfinite_step, bad_step),
+        )
+
+    return train_step
+
+
+def make_eval_step(model: base.BaseModel) -> Callable:
+    def eval_step(params, batch):
+        outputs, aux = model.apply(params, batch, train=False)
+        pairs, _ = _all_metric_pairs(model, outputs, aux, batch)
+        return _masked_sums(pairs, batch["mask"]), dict(aux[base.AUX_HISTOGRAMS])
+
+    return eval_step
+
+
+# --------------------------------------------------------------------------------------
+# Input: a background thread keeps the next batches ready on the devices.
+# --------------------------------------------------------------------------------------
+
+
+def prefetch(batches: Iterator[pipeline.Batch], mesh: Mesh, size: int = 2) -> Iterator[Any]:
+    """Shards host batches onto the mesh in a background thread, `size` ahead."""
+    buffer: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                buffer.put(pipeline.shard_batch(batch, mesh))
+            buffer.put(done)
+        except BaseException as e:  # surfaced in the consumer
+            buffer.put(e)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+# --------------------------------------------------------------------------------------
+# The run.
+# --------------------------------------------------------------------------------------
+
+
+class _SigtermFlag:
+    """Records SIGTERM (TPU preemption) so the loop can checkpoint and exit cleanly."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        metric_writing.log("SIGTERM received: saving a checkpoint and exiting")
+        self.received = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _global_abstract_batch(batch: pipeline.Batch, split: pipeline.HostSplit, mesh: Mesh):
+    """ShapeDtypeStructs of the global batch assembled from host-local `batch`."""
+    sharding = pipeline.data_sharding(mesh)
+    return {
+        k: jax.ShapeDtypeStruct(
+            (v.shape[0] * split.process_count,) + v.shape[1:], v.dtype, sharding=sharding
+        )
+        for k, v in batch.items()
+    }
+
+
+def forward_flops_per_example(model: base.BaseModel, abstract_params, abstract_batch) -> float:
+    """XLA's estimate of forward-pass FLOPs for one example (0 when unavailable)."""
+    fn = jax.jit(lambda p, b: model.apply(p, b, train=False)[0])
+    try:
+        cost = fn.lower(abstract_params, abstract_batch).compile().cost_analysis()
+    except Exception:  # cost analysis is best-effort on some backends
+        return 0.0
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    batch_size = next(iter(abstract_batch.values())).shape[0]
+    return float((cost or {}).get("flops", 0.0)) / batch_size
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+
+def evaluate(eval_step, params, dataset: pipeline.DatasetBuilder, mesh: Mesh):
+    """Metrics over the whole eval split; each real example counts once."""
+    totals: dict[str, np.ndarray] = {}
+    histograms: dict[str, list[np.ndarray]] = {}
+    for batch in prefetch(dataset.eval_batches(), mesh):
+        sums, hist = jax.device_get(eval_step(params, batch))
+        for k, v in sums.items():
+            totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
+        mask = np.asarray(jax.device_get(batch["mask"])) > 0
+        for k, v in hist.items():
+            histograms.setdefault(k, []).append(np.asarray(v)[mask])
+    return _ratios(totals), {k: np.concatenate(v) for k, v in histograms.items()}
+
+
+def _with_total_loss(scalars: dict[str, float]) -> dict[str, float]:
+    aux = [v for k, v in scalars.items() if k.startswith("aux_loss/")]
+    if aux and "loss" in scalars:
+        scalars["total_loss"] = scalars["loss"] + sum(aux)
+    return scalars
+
+
+@registry.TRAINERS.register("default")
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    mesh: Mesh | None = None,
+    stop_after_step: int | None = None,
+) -> RunResult:
+    """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+    `stop_after_step` ends the run early (as if preempted there), for tests and tools.
+    """
+    config = configs.resolve(config)
+    mesh = make_mesh() if mesh is None else mesh
+    check_batch_sizes(config, mesh)
+    split = pipeline.HostSplit.current(config.batch_size, config.eval_batch_size)
+    dataset = registry.DATASETS.get(config.dataset_name)(config.dataset, split, config.seed)
+    model = registry.MODELS.get(config.model_name)(config.model, dataset.meta)
+    tx, lr_fn = optimizers.create(config)
+
+    abstract_batch = _global_abstract_batch(dataset.example_batch(), split, mesh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def init_state(rng):
+        batch = {k: jnp.zeros(v.shape, v.dtype) for k, v in abstract_batch.items()}
+        params = model.init(rng, batch)
+        outputs, aux = model.apply(params, batch, train=False)
+        names, _ = _all_metric_pairs(model, outputs, aux, batch)
+        names = tuple(names) + ("grad_norm", "learning_rate")
+        return train_state.create(params, tx.init(params), names)
+
+    abstract_state = jax.eval_shape(init_state, jax.random.key(config.seed))
+    state_sharding = jax.tree.map(lambda _: replicated, abstract_state)
+    abstract_state = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        abstract_state,
+        state_sharding,
+    )
+
+    ckpt = checkpoints.Checkpointer(workdir, config.keep_checkpoints, config.async_checkpointing)
+    ckpt.check_compatible(abstract_state)
+    _write_config(config, workdir)
+
+    start_step = ckpt.latest_step() or 0
+    if start_step:
+        state = ckpt.restore(start_step, abstract_state)
+        metric_writing.log(f"Resumed from {ckpt.directory} at step {start_step}")
+    else:
+        state = jax.jit(init_state, out_shardings=state_sharding)(jax.random.key(config.seed))
+
+    num_params = train_state.param_count(state.params)
+    writer = metric_writing.MetricWriter(workdir, resumed_step=start_step)
+    flops = 0.0
+    if config.compute_flops:
+        flops = forward_flops_per_example(model, abstract_state.params, abstract_batch)
+    metric_writing.log(
+        f"{config.experiment_name or config.model_name}: {num_params:,} parameters, "
+        f"{flops / 1e6:.2f} MFLOPs/example forward, {mesh.devices.size} device(s), "
+        f"{jax.process_count()} process(es), global batch {config.batch_size}"
+    )
+    if start_step == 0:
+        writer.write(0, "info", {"num_params": num_params, "flops_per_example": flops})
+
+    batch_sharding = pipeline.data_sharding(mesh)
+    train_step = jax.jit(
+        make_train_step(model, tx, lr_fn, config.seed),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=state_sharding,
+        donate_argnums=(0,),
+    )
+    reset_sums = jax.jit(
+        train_state.reset_metric_sums, out_shardings=state_sharding, donate_argnums=(0,)
+    )
+    eval_step = jax.jit(
+        make_eval_step(model),
+        in_shardings=(state_sharding.params, batch_sharding),
+        out_shardings=replicated,
+    )
+
+    total = config.num_train_steps
+    progress = metric_writing.Progress(total, start_step)
+    last_train: dict[str, float] = {}
+    last_eval: dict[str, float] = {}
+    preempted = False
+    step = start_step
+
+    def check_finite(state):
+        bad = int(jax.device_get(state.first_nonfinite_step))
+        if bad != train_state.NO_BAD_STEP:
+            raise NonFiniteLossError(
+                f"loss or gradient became non-finite at step {bad}; stopping. The last "
+                f"good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}"
+            )
+
+    batches = prefetch(dataset.train_batches(start_step), mesh)
+    try:
+        with _SigtermFlag() as sigterm:
+            while step < total:
+                state = train_step(state, next(batches))
+                step += 1
+                stop_now = (
+                    sigterm.received or step == stop_after_step or ckpt.reached_preemption(step)
+                )
+                is_last = step == total
+                do_log = step % config.log_every_steps == 0 or is_last
+                do_eval = is_last or (
+                    config.eval_every_steps and step % config.eval_every_steps == 0
+                )
+                do_ckpt = is_last or stop_now or step % config.checkpoint_every_steps == 0
+                if do_log:
+                    check_finite(state)
+                    sums = jax.device_get(state.metric_sums)
+                    state = reset_sums(state)
+                    rate = progress.update(step)
+                    last_train = _with_total_loss(_ratios(sums))
+                    last_train["steps_per_sec"] = rate
+                    last_train["examples_per_sec"] = rate * config.batch_size
+                    writer.write(step, "train", last_train)
+                    metric_writing.log(
+                        progress.line(
+                            step,
+                            rate,
+                            {
+                                k: v
+                                for k, v in last_train.items()
+                                if k in ("loss", "accuracy", "total_loss", "token_accuracy")
+                                or k.endswith("tape_length")
+                            },
+                        )
+                    )
+                if do_eval:
+                    t0 = time.perf_counter()
+                    last_eval, hists = evaluate(eval_step, state.params, dataset, mesh)
+                    writer.write(step, "eval", last_eval, hists)
+                    shown = " ".join(f"{k}={v:.4g}" for k, v in last_eval.items())
+                    metric_writing.log(f"eval at step {step}: {shown}")
+                    progress.pause(time.perf_counter() - t0)
+                if do_ckpt:
+                    t0 = time.perf_counter()
+                    check_finite(state)
+                    ckpt.save(step, state, force=True)
+                    progress.pause(time.perf_counter() - t0)
+                if stop_now and not is_last:
+                    preempted = True
+                    break
+    finally:
+        batches.close()
+        ckpt.close()
+        writer.close()
+    if preempted:
+        metric_writing.log(f"Stopped at step {step} with a checkpoint; rerun to resume.")
+    return RunResult(
+        step=step, train=last_train, eval=last_eval, preempted=preempted, params=state.params
+    )

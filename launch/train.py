@@ -1,0 +1,28 @@
+"""One training run.
+
+  python -m launch.train --config=configs/parity/transformer.py:smoke --workdir=DIR \
+      [--config.FIELD=VALUE ...]
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from framework import app, registry
+from framework.train import trainer  # noqa: F401  (registers the default trainer)
+
+FLAGS = flags.FLAGS
+
+
+def main() -> None:
+    if not FLAGS.workdir:
+        raise registry.ConfigError("--workdir is required")
+    if app.config() is None:
+        raise registry.ConfigError("--config is required")
+    app.initialize_distributed()
+    config = app.config()
+    registry.TRAINERS.get(config.get("trainer_name", "default"))(config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)
