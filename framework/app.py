@@ -77,4 +77,24 @@ def run(main: Callable[[], None]) -> None:
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
 
-    app.run(_main)
+    app.run(_main, flags_parser=parse_flags)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with config-file and override errors reduced to one line."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        # A config file that raised: keep the flag and the exception's own line.
+        message = f"{lines[0]} {lines[-1]}" if len(lines) > 1 else "".join(lines)
+    except AttributeError as e:
+        # ml_collections reports a missing field as AttributeError("'name'").
+        field = str(e).strip("\"'")
+        overrides = [a for a in argv if a.startswith("--config.") and field in a]
+        where = overrides[0] if overrides else "--config"
+        message = f"{where}: no config field {field!r} (misspelt or not in the defaults)"
+    except (KeyError, TypeError, ValueError) as e:
+        message = f"bad --config or override: {type(e).__name__}: {e}"
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)

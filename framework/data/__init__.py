@@ -1,3 +1,3 @@
 """Input pipeline and the registered datasets."""
 
-from framework.data import parity, pipeline  # noqa: F401
+from framework.data import parity, pipeline, random_images  # noqa: F401

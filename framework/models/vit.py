@@ -90,9 +90,7 @@ class PatchEmbedding(nn.Module):
         p = self.patch_size
         if images.shape[1] % p or images.shape[2] % p:
             raise ValueError(f"image size {images.shape[1:3]} is not a multiple of patch {p}")
-        x = nn.Conv(self.hidden_size, (p, p), strides=(p, p), padding="VALID", name="conv")(
-            images
-        )
+        x = nn.Conv(self.hidden_size, (p, p), strides=(p, p), padding="VALID", name="conv")(images)
         return x.reshape(x.shape[0], -1, self.hidden_size)
 
 
