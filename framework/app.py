@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before clu imports TensorFlow
 from typing import Callable
 
 from absl import app, flags, logging
@@ -71,6 +73,9 @@ def run(main: Callable[[], None]) -> None:
     def _main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        if not FLAGS["verbosity"].present:
+            # Progress lines are printed; library INFO logs only with --verbosity=0.
+            logging.set_verbosity(logging.WARNING)
         try:
             main()
         except ConfigError as e:

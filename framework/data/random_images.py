@@ -1,10 +1,11 @@
 """Random images and labels generated from (seed, step): a stand-in image dataset.
 
-Each process draws only its own rows (seeded by seed, step and first row), so the
-data depends on the process count; that is fine for a stand-in. Used to build, step and time image models before the real image pipeline exists
+Used to build, step and time image models before the real image pipeline exists
 (ImageNet arrives with its own builder). Images are uniform in [-1, 1]; with
 `class_signal > 0` each class adds a fixed low-resolution pattern, so the labels can be
-learnt (useful for checking that a training run makes progress).
+learnt (useful for checking that a training run makes progress). Each process draws
+only its own rows (seeded by seed, step and first row), so no host makes the global
+batch; the data then depends on the process count, which is fine for a stand-in.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def make_eval_step(model: base.BaseModel) -> Callable:
     def eval_step(params, batch):
         outputs, aux = model.apply(params, batch, train=False)
         pairs, _ = _all_metric_pairs(model, outputs, aux, batch)
-        return _masked_sums(pairs, batch["mask"]), dict(aux[base.AUX_HISTOGRAMS])
+        return _masked_sums(pairs, batch["mask"]), dict(aux[base.AUX_HISTOGRAMS]), batch["mask"]
 
     return eval_step
 
@@ -222,16 +222,34 @@ def _global_abstract_batch(batch: pipeline.Batch, split: pipeline.HostSplit, mes
 
 
 def forward_flops_per_example(model: base.BaseModel, abstract_params, abstract_batch) -> float:
-    """XLA's estimate of forward-pass FLOPs for one example (0 when unavailable)."""
+    """XLA's estimate of forward-pass FLOPs for one example (0 when unavailable).
+
+    Compiled for one device without sharding, so the count is for the whole batch.
+    """
+    unsharded = lambda tree: jax.tree.map(  # noqa: E731
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree
+    )
     fn = jax.jit(lambda p, b: model.apply(p, b, train=False)[0])
     try:
-        cost = fn.lower(abstract_params, abstract_batch).compile().cost_analysis()
+        lowered = fn.lower(unsharded(abstract_params), unsharded(abstract_batch))
+        cost = lowered.compile().cost_analysis()
     except Exception:  # cost analysis is best-effort on some backends
         return 0.0
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else {}
     batch_size = next(iter(abstract_batch.values())).shape[0]
     return float((cost or {}).get("flops", 0.0)) / batch_size
+
+
+def to_host(tree: Any) -> Any:
+    """Numpy copies of replicated arrays (also those spanning other processes' devices)."""
+
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            x = x.addressable_data(0)
+        return np.asarray(x)
+
+    return jax.tree.map(get, tree)
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -246,10 +264,10 @@ def evaluate(eval_step, params, dataset: pipeline.DatasetBuilder, mesh: Mesh):
     totals: dict[str, np.ndarray] = {}
     histograms: dict[str, list[np.ndarray]] = {}
     for batch in prefetch(dataset.eval_batches(), mesh):
-        sums, hist = jax.device_get(eval_step(params, batch))
+        sums, hist, mask = to_host(eval_step(params, batch))
         for k, v in sums.items():
             totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
-        mask = np.asarray(jax.device_get(batch["mask"])) > 0
+        mask = mask > 0
         for k, v in hist.items():
             histograms.setdefault(k, []).append(np.asarray(v)[mask])
     return _ratios(totals), {k: np.concatenate(v) for k, v in histograms.items()}
@@ -349,7 +367,7 @@ def train_and_evaluate(
     step = start_step
 
     def check_finite(state):
-        bad = int(jax.device_get(state.first_nonfinite_step))
+        bad = int(to_host(state.first_nonfinite_step))
         if bad != train_state.NO_BAD_STEP:
             raise NonFiniteLossError(
                 f"loss or gradient became non-finite at step {bad}; stopping. The last "
@@ -373,7 +391,7 @@ def train_and_evaluate(
                 do_ckpt = is_last or stop_now or step % config.checkpoint_every_steps == 0
                 if do_log:
                     check_finite(state)
-                    sums = jax.device_get(state.metric_sums)
+                    sums = to_host(state.metric_sums)
                     state = reset_sums(state)
                     rate = progress.update(step)
                     last_train = _with_total_loss(_ratios(sums))

@@ -18,14 +18,24 @@ import sentencepiece as spm
 T5_SPECIAL_IDS = {"pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1}
 
 
+def _read_bytes(path: str) -> bytes:
+    """A local file, or a remote one (`gs://...`, e.g. T5's vocabulary) through tf.io."""
+    if "://" not in path:
+        with open(path, "rb") as f:
+            return f.read()
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
 class Vocabulary:
     """A SentencePiece model plus `extra_ids` sentinels counted down from the top."""
 
     def __init__(self, path: str, extra_ids: int = 100):
         if extra_ids < 0:
             raise ValueError(f"extra_ids must be >= 0, got {extra_ids}")
-        with open(path, "rb") as f:  # also reads paths SentencePiece's loader cannot
-            proto = f.read()
+        proto = _read_bytes(path)
         self.path = path
         self.extra_ids = extra_ids
         self._sp = spm.SentencePieceProcessor(model_proto=proto)
