@@ -1,0 +1,11 @@
+"""AdaTape: tape banks, Adaptive Tape Reading, AdaTape-ViT and AdaTape-parity."""
+
+from projects.adatape import (  # noqa: F401
+    atr,
+    encoder,
+    parity_model,
+    settings,
+    tape_bank,
+    tape_layers,
+    vit_model,
+)
