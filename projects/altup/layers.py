@@ -1,0 +1,137 @@
+"""AltUp's per-layer wrappers: predict, compute one d-wide slice, correct.
+
+`AltUpLayer` runs one layer on K blocks of width d (the paper's AltUp);
+`SequenceAltUpLayer` runs it on every s-th position (our Sequence-AltUp formulation).
+Both wrap any module `layer(x, context, train=...) -> x` that maps d-wide states to
+d-wide states with its residuals included, and are initialised so that every block or
+position receives the layer's update.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from framework.models.t5 import LayerContext
+
+Array = jax.Array
+
+ACTIVE_MODES = ("alternating", "same")
+
+
+def active_block(index: int, k: int, mode: str) -> int:
+    """The block layer `index` computes: index mod K (`alternating`) or 0 (`same`)."""
+    if mode == "alternating":
+        return index % k
+    if mode == "same":
+        return 0
+    raise ValueError(f"AltUp active mode must be one of {ACTIVE_MODES}, got {mode!r}")
+
+
+def _identity_init(rng: Array, shape: tuple[int, int], dtype=jnp.float32) -> Array:
+    del rng
+    return jnp.eye(shape[0], shape[1], dtype=dtype)
+
+
+class AltUpLayer(nn.Module):
+    """One AltUp step on a state of K blocks, shape [K, B, L, d].
+
+    predict: xhat_i = sum_j p_ij x_j; compute: y = layer(xhat_a);
+    correct: x'_i = xhat_i + g_i (y - xhat_a). p starts as the identity and g as
+    ones, so at init every block gets the layer's update y - x_a. Adds K^2 + K
+    parameters (`predict`, `correct`).
+    """
+
+    layer: nn.Module
+    index: int
+    k: int
+    active: str = "alternating"
+
+    @nn.compact
+    def __call__(self, x: Array, context: LayerContext, *, train: bool) -> Array:
+        if x.shape[0] != self.k:
+            raise ValueError(f"AltUp state has {x.shape[0]} blocks, expected {self.k}")
+        p = self.param("predict", _identity_init, (self.k, self.k), jnp.float32)
+        g = self.param("correct", nn.initializers.ones, (self.k,), jnp.float32)
+        a = active_block(self.index, self.k, self.active)
+        x_hat = jnp.einsum("ij,j...->i...", p.astype(x.dtype), x)
+        y = self.layer(x_hat[a], context, train=train)
+        update = (y - x_hat[a])[None]
+        return x_hat + g.astype(x.dtype).reshape((self.k,) + (1,) * (x.ndim - 1)) * update
+
+
+def sequence_plan(length: int, index: int, stride: int) -> dict[str, np.ndarray]:
+    """Static index arrays of Sequence-AltUp layer `index` over `length` positions.
+
+    computed: the positions t with t mod s == index mod s (the layer runs on these).
+    distance: t minus its anchor, the nearest computed position at or before t
+        (0 at computed positions; positions before the first computed one get the
+        distance to a virtual anchor at offset - s and have no anchor).
+    slot: the anchor's index into `computed` (0 where there is none).
+    has_anchor: whether an anchor exists.
+    """
+    offset = index % stride
+    positions = np.arange(length)
+    computed = np.arange(offset, length, stride)
+    distance = (positions - offset) % stride
+    anchor = positions - distance
+    has_anchor = anchor >= 0
+    slot = np.where(has_anchor, (anchor - offset) // stride, 0)
+    return {
+        "computed": computed,
+        "distance": distance,
+        "slot": slot,
+        "has_anchor": has_anchor,
+    }
+
+
+class SequenceAltUpLayer(nn.Module):
+    """Sequence-AltUp step on a d-wide state [B, L, d] with stride s (our formulation).
+
+    Layer l runs only on positions t with t mod s == l mod s (self-attention among
+    them, with their true relative positions), so every position is computed every s
+    layers. A computed position takes the layer's output. Any other position t with
+    anchor c (the nearest computed position <= t, at distance r = t - c) is predicted
+    and corrected with scalars per distance r:
+        x'_t = own_r * x_t + anchor_r * x_c + correct_r * (y_c - x_c),
+    initialised own = 1, anchor = 0, correct = 1 (every position gets its anchor's
+    update). Positions before the first computed one keep own_r * x_t. Nothing
+    depends on a later position beyond what the layer itself does, so a causal layer
+    stays causal. Adds 3 (s - 1) parameters.
+    """
+
+    layer: nn.Module
+    index: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x: Array, context: LayerContext, *, train: bool) -> Array:
+        num_scalars = self.stride - 1
+        own = self.param("own", nn.initializers.ones, (num_scalars,), jnp.float32)
+        anchor_w = self.param("anchor", nn.initializers.zeros, (num_scalars,), jnp.float32)
+        correct = self.param("correct", nn.initializers.ones, (num_scalars,), jnp.float32)
+        plan = sequence_plan(x.shape[1], self.index, self.stride)
+        computed = plan["computed"]
+        x_c = jnp.take(x, computed, axis=1)
+        y_c = self.layer(x_c, context.take(computed), train=train)
+        if self.stride == 1:
+            return y_c
+        slot = plan["slot"]
+        x_anchor = jnp.take(x_c, slot, axis=1)
+        y_anchor = jnp.take(y_c, slot, axis=1)
+        delta_anchor = y_anchor - x_anchor
+        has_anchor = jnp.asarray(plan["has_anchor"], x.dtype)
+        which = np.maximum(plan["distance"] - 1, 0)
+
+        def per_position(scalars: Array) -> Array:
+            return scalars.astype(x.dtype)[which][None, :, None]
+
+        predicted = (
+            per_position(own) * x
+            + per_position(anchor_w) * has_anchor[None, :, None] * x_anchor
+            + per_position(correct) * has_anchor[None, :, None] * delta_anchor
+        )
+        is_computed = (plan["distance"] == 0)[None, :, None]
+        return jnp.where(is_computed, y_anchor, predicted)

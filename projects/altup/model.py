@@ -1,0 +1,26 @@
+"""T5.1.1 with an AltUp variant in both stacks, registered as `t5_altup`."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from framework import registry
+from framework.models.t5 import StackAdapter, T5Model
+from projects.altup.adapters import adapter_from_config, default_altup_config
+
+
+@registry.MODELS.register("t5_altup")
+class T5AltUpModel(T5Model):
+    """T5 whose encoder and decoder layers are wrapped by `model.altup.variant`.
+
+    `variant='none'` is plain T5 (the dense baseline with the same config keys).
+    """
+
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        config = super().default_config()
+        config.altup = default_altup_config()
+        return config
+
+    def adapter(self) -> StackAdapter:
+        return adapter_from_config(self.config.altup)
