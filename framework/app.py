@@ -11,6 +11,7 @@ Bad input (a `ConfigError`) ends the program with one line on stderr and exit co
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before clu imports TensorFlow
@@ -93,13 +94,18 @@ def parse_flags(argv: list[str]) -> list[str]:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         # A config file that raised: keep the flag and the exception's own line.
         message = f"{lines[0]} {lines[-1]}" if len(lines) > 1 else "".join(lines)
-    except AttributeError as e:
-        # ml_collections reports a missing field as AttributeError("'name'").
-        field = str(e).strip("\"'")
+    except (AttributeError, KeyError) as e:
+        # ml_collections reports a missing field as AttributeError("'name'"), sometimes
+        # with a suggestion.
+        text = str(e).replace("\\n", " ")
+        field = re.findall(r"[A-Za-z_]\w*", text)[0]
+        hint = re.search(r'Did you mean "(\w+)"', text)
         overrides = [a for a in argv if a.startswith("--config.") and field in a]
         where = overrides[0] if overrides else "--config"
-        message = f"{where}: no config field {field!r} (misspelt or not in the defaults)"
-    except (KeyError, TypeError, ValueError) as e:
+        message = f"{where}: no config field {field!r}" + (
+            f" (did you mean {hint.group(1)!r}?)" if hint else ""
+        )
+    except (TypeError, ValueError) as e:
         message = f"bad --config or override: {type(e).__name__}: {e}"
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)

@@ -123,7 +123,7 @@ def make_train_step(model: base.BaseModel, tx, lr_fn, seed: int) -> Callable:
         grads, (pairs, mask) = jax.grad(loss_fn, has_aux=True)(state.params, batch, rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         sums = _masked_sums(pairs, mask)
         sums["grad_norm"] = jnp.stack([grad_norm, 1.0])
         sums["learning_rate"] = jnp.stack([lr_fn(state.step), 1.0])

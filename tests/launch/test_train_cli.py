@@ -1,0 +1,149 @@
+"""`python -m launch.train` end to end: outputs, SIGTERM + resume, errors, 2 processes."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs.parity import transformer as parity_config
+from tests.launch import cli
+from framework.train import trainer
+
+CONFIG = "--config=configs/parity/transformer.py:smoke"
+
+
+def metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def final_params(workdir):
+    manager = ocp.CheckpointManager(
+        os.path.join(workdir, "checkpoints"), item_handlers=ocp.StandardCheckpointHandler()
+    )
+    return manager.restore(manager.latest_step())["params"]
+
+
+def test_smoke_run_leaves_events_metrics_and_checkpoints(tmp_path):
+    result = cli.run("launch.train", CONFIG, f"--workdir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "steps/s | ETA" in result.stdout
+    assert "parameters" in result.stdout and "MFLOPs/example" in result.stdout
+    files = os.listdir(tmp_path)
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    rows = metrics(tmp_path)
+    train = [r for r in rows if r["split"] == "train"]
+    evals = [r for r in rows if r["split"] == "eval"]
+    assert [r["step"] for r in train] == [10, 20, 30, 40, 50, 60]
+    assert [r["step"] for r in evals] == [30, 60]
+    assert {"loss", "accuracy", "learning_rate", "grad_norm"} <= set(train[0])
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["30", "60"]
+
+
+def test_sigterm_checkpoints_and_restart_matches_uninterrupted(tmp_path):
+    args = [
+        CONFIG,
+        "--config.num_train_steps=1500",
+        "--config.log_every_steps=10",
+        "--config.eval_every_steps=0",
+        "--config.checkpoint_every_steps=1000",
+    ]
+    straight = cli.run("launch.train", *args, f"--workdir={tmp_path / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    interrupted = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        cli.command("launch.train", *args, f"--workdir={interrupted}"),
+        cwd=cli.ROOT,
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stdout:
+        if line.startswith("step 50/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0
+    assert "Stopped at step" in out
+    stopped = int(out.split("Stopped at step ")[1].split()[0])
+    assert 50 <= stopped < 1500
+    assert os.listdir(interrupted / "checkpoints") == [str(stopped)]
+
+    resumed = cli.run("launch.train", *args, f"--workdir={interrupted}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Resumed from" in resumed.stdout
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        final_params(tmp_path / "straight"),
+        final_params(interrupted),
+    )
+    drop = lambda rows: [
+        {k: v for k, v in r.items() if not k.endswith("_per_sec")}  # noqa
+        for r in rows
+        if r["split"] != "info"
+    ]
+    assert drop(metrics(tmp_path / "straight")) == drop(metrics(interrupted))
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--config.model.hiden_size=3"], "error: --config.model.hiden_size=3: no config field"),
+        (["--config.model_name=nope"], "error: unknown model 'nope'; known: "),
+        (["--config.batch_size=33"], "error: config.batch_size=33 does not divide over 2 devices"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, message):
+    result = cli.run("launch.train", CONFIG, f"--workdir={tmp_path}", *args, devices=2)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_match_one_process(tmp_path):
+    args = [
+        CONFIG,
+        "--config.num_train_steps=20",
+        "--config.log_every_steps=5",
+        "--config.eval_every_steps=0",
+        f"--workdir={tmp_path / 'multi'}",
+        f"--coordinator_address=localhost:{_free_port()}",
+        "--num_processes=2",
+    ]
+    procs = [
+        subprocess.Popen(
+            cli.command("launch.train", *args, f"--process_id={i}"),
+            cwd=cli.ROOT,
+            env=cli.env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:]
+    assert "2 process(es)" in outs[0][0]
+
+    config = parity_config.get_config("smoke")
+    config.num_train_steps, config.log_every_steps, config.eval_every_steps = 20, 5, 0
+    trainer.train_and_evaluate(
+        config, str(tmp_path / "single"), mesh=trainer.make_mesh(jax.devices()[:1])
+    )
+    losses = lambda d: [r["loss"] for r in metrics(d) if r["split"] == "train"]  # noqa
+    np.testing.assert_allclose(losses(tmp_path / "multi"), losses(tmp_path / "single"), rtol=1e-5)
