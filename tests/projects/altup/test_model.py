@@ -1,0 +1,231 @@
+"""T5 with AltUp variants: parameter counts, equivalences with dense T5, causality."""
+
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from framework.models import t5
+from framework.registry import ConfigError
+from projects.altup import adapters
+from projects.altup.model import T5AltUpModel
+
+VOCAB, D, FF, HEADS, KV, N_ENC, N_DEC = 40, 16, 32, 2, 8, 2, 3
+
+
+def make_model(variant: str, **altup) -> T5AltUpModel:
+    config = T5AltUpModel.default_config()
+    config.size = "tiny"
+    config.vocab_size = VOCAB
+    config.d_model, config.d_ff, config.num_heads, config.d_kv = D, FF, HEADS, KV
+    config.num_encoder_layers, config.num_decoder_layers = N_ENC, N_DEC
+    config.altup.variant = variant
+    for key, value in altup.items():
+        config.altup[key] = value
+    return T5AltUpModel(config, {})
+
+
+def make_batch(seed: int = 0, inputs: int = 8, targets: int = 7) -> dict:
+    rng = np.random.default_rng(seed)
+    enc = rng.integers(1, VOCAB, (2, inputs))
+    enc[1, -2:] = 0
+    tgt = rng.integers(1, VOCAB, (2, targets))
+    return with_targets({"encoder_input_tokens": jnp.asarray(enc, jnp.int32)}, tgt)
+
+
+def with_targets(batch: dict, targets: np.ndarray) -> dict:
+    batch = dict(batch)
+    batch["decoder_target_tokens"] = jnp.asarray(targets, jnp.int32)
+    batch["decoder_input_tokens"] = jnp.asarray(
+        np.concatenate([np.zeros((targets.shape[0], 1), targets.dtype), targets[:, :-1]], 1),
+        jnp.int32,
+    )
+    batch["mask"] = jnp.ones((targets.shape[0],), jnp.float32)
+    return batch
+
+
+def count(params) -> int:
+    return sum(x.size for x in jax.tree.leaves(params))
+
+
+def count_of(model) -> int:
+    """Parameter count from shapes alone (no initialisation runs)."""
+    return count(jax.eval_shape(model.init, jax.random.key(0), make_batch()))
+
+
+def logits_of(model, params, batch) -> np.ndarray:
+    return np.asarray(model.apply(params, batch, train=False)[0])
+
+
+@pytest.fixture(scope="module")
+def dense():
+    model = make_model("none")
+    return model, model.init(jax.random.key(0), make_batch())
+
+
+def test_dense_variant_is_plain_t5(dense):
+    model, params = dense
+    plain = t5.T5Model(model.config, {})
+    assert jax.tree.map(jnp.shape, plain.init(jax.random.key(0), make_batch())) == jax.tree.map(
+        jnp.shape, params
+    )
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_parameter_counts_follow_the_formulas(dense, k):
+    dense_count = count(dense[1])
+    layers = N_ENC + N_DEC
+    recycled = count_of(make_model("recycled", k=k))
+    assert recycled - dense_count == (k * k + k) * layers
+    altup = count_of(make_model("altup", k=k))
+    # (K-1)d more embedding columns, decoder final norm and output projection rows.
+    assert altup - dense_count == (k * k + k) * layers + (k - 1) * D * (2 * VOCAB + 1)
+    sequence = count_of(make_model("sequence", sequence_stride=k))
+    assert sequence - dense_count == 3 * (k - 1) * layers
+
+
+def wrapped_from_dense(dense_params, wrapped_params):
+    """Wrapped params whose inner layers are the dense ones (same everything else)."""
+    out = jax.tree.map(lambda x: x, flax.core.unfreeze(wrapped_params))
+    dense_params = jax.tree.map(lambda x: x, flax.core.unfreeze(dense_params))  # a copy
+    for stack in ("encoder", "decoder"):
+        for name, value in dense_params[stack].items():
+            if name.startswith("layers_"):
+                out[stack][name]["layer"] = value
+            else:
+                out[stack][name] = value
+    out["token_embedding"] = dense_params["token_embedding"]
+    return out
+
+
+def test_recycled_at_init_computes_what_dense_computes(dense):
+    model, params = dense
+    batch = make_batch()
+    recycled = make_model("recycled", k=2)
+    wrapped = wrapped_from_dense(params, recycled.init(jax.random.key(1), batch))
+    # Identical blocks stay identical (p = I, g = 1): their sum is 2x the dense state,
+    # which the final RMSNorm cancels.
+    np.testing.assert_allclose(
+        logits_of(recycled, wrapped, batch), logits_of(model, params, batch), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_altup_with_copied_embedding_computes_what_dense_computes(dense):
+    model, params = dense
+    batch = make_batch()
+    altup = make_model("altup", k=2)
+    wrapped = wrapped_from_dense(params, altup.init(jax.random.key(1), batch))
+    embedding = params["token_embedding"]["embedding"]
+    wrapped["token_embedding"]["embedding"] = jnp.concatenate([embedding, embedding], -1)
+    scale = params["decoder"]["final_norm"]["scale"]
+    wrapped["decoder"]["final_norm"]["scale"] = jnp.concatenate([scale, scale])
+    kernel = params["decoder"]["logits_dense"]["kernel"]
+    wrapped["decoder"]["logits_dense"]["kernel"] = jnp.concatenate(
+        [kernel, jnp.zeros_like(kernel)], 0
+    )
+    np.testing.assert_allclose(
+        logits_of(altup, wrapped, batch), logits_of(model, params, batch), rtol=1e-4, atol=1e-4
+    )
+    # Changing the second half of the output projection now changes the logits: the
+    # decoder output really is the K*d-wide concatenation.
+    wrapped["decoder"]["logits_dense"]["kernel"] = jnp.concatenate([kernel, kernel], 0)
+    assert np.abs(logits_of(altup, wrapped, batch) - logits_of(model, params, batch)).max() > 0.1
+
+
+def test_sequence_stride_one_is_dense(dense):
+    model, params = dense
+    batch = make_batch()
+    sequence = make_model("sequence", sequence_stride=1)
+    wrapped = wrapped_from_dense(params, sequence.init(jax.random.key(1), batch))
+    np.testing.assert_allclose(
+        logits_of(sequence, wrapped, batch), logits_of(model, params, batch), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "variant,altup",
+    [
+        ("altup", {"k": 2}),
+        ("recycled", {"k": 3, "active": "same"}),
+        ("sequence", {"sequence_stride": 2}),
+        ("sequence", {"sequence_stride": 3}),
+    ],
+)
+def test_decoder_stays_causal(variant, altup):
+    model = make_model(variant, **altup)
+    batch = make_batch(targets=9)
+    params = model.init(jax.random.key(0), batch)
+    # Random wrapper scalars, so that causality does not rest on the init values.
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    rng = np.random.default_rng(0)
+    scalars = {"predict", "correct", "own", "anchor"}
+
+    def randomise(path, x):
+        return jnp.asarray(rng.normal(size=x.shape), x.dtype) if path[-1].key in scalars else x
+
+    params = jax.tree_util.tree_map_with_path(randomise, params)
+    assert any(path[-1].key in scalars for path, _ in leaves)
+    base = logits_of(model, params, batch)
+    for j in (2, 5):
+        targets = np.asarray(batch["decoder_target_tokens"]).copy()
+        targets[:, j] = targets[:, j] % (VOCAB - 1) + 1
+        after = logits_of(model, params, with_targets(batch, targets))
+        np.testing.assert_allclose(after[:, : j + 1], base[:, : j + 1], atol=1e-5)
+        assert np.abs(after[:, j + 1 :] - base[:, j + 1 :]).max() > 1e-4
+
+
+def test_model_active_blocks_alternate_by_layer():
+    """Inside the model, layer i's inner layer reads block i mod K of its input."""
+    k = 2
+    model = make_model("altup", k=k)
+    batch = make_batch()
+    params = model.init(jax.random.key(0), batch)
+    _, state = model.module.apply(
+        {"params": params},
+        **model.module_inputs(batch),
+        train=False,
+        capture_intermediates=True,
+        mutable=["intermediates"],
+    )
+    encoder = state["intermediates"]["encoder"]
+    embedded = np.asarray(params["token_embedding"]["embedding"])[
+        np.asarray(batch["encoder_input_tokens"])
+    ]
+    previous = np.stack(np.split(embedded, k, axis=-1))
+    scale = np.asarray(params["encoder"]["layers_0"]["layer"]["pre_attention_norm"]["scale"])
+    for i in range(N_ENC):
+        normed = encoder[f"layers_{i}"]["layer"]["pre_attention_norm"]["__call__"][0]
+        for block in range(k):
+            ref = previous[block] / np.sqrt((previous[block] ** 2).mean(-1, keepdims=True) + 1e-6)
+            matches = np.allclose(normed, ref * scale, atol=1e-4)
+            assert matches == (block == i % k), (i, block)
+        previous = np.asarray(encoder[f"layers_{i}"]["__call__"][0])
+
+
+def test_bad_altup_config_is_a_one_line_error():
+    config = T5AltUpModel.default_config().altup
+    config.variant = "wide"
+    with pytest.raises(ConfigError, match="model.altup.variant"):
+        adapters.adapter_from_config(config)
+    config.variant, config.active = "altup", "random"
+    with pytest.raises(ConfigError, match="model.altup.active"):
+        adapters.adapter_from_config(config)
+
+
+def test_grads_reach_the_altup_scalars():
+    model = make_model("altup", k=2)
+    batch = make_batch()
+    params = model.init(jax.random.key(0), batch)
+
+    def loss(p):
+        logits = model.apply(p, batch, train=False)[0]
+        num, den = model.metrics(logits, batch)["loss"]
+        return num.sum() / den.sum()
+
+    grads = jax.jit(jax.grad(loss))(params)
+    for stack in ("encoder", "decoder"):
+        assert np.abs(grads[stack]["layers_1"]["predict"]).max() > 0
+        assert np.abs(grads[stack]["layers_1"]["correct"]).max() > 0
