@@ -19,7 +19,13 @@ many processes there are.
   would mean re-reading everything seen so far. Eval: the first `num_eval_examples`
   chunks of the eval split in stored order, read by every process.
 Eval batches are padded to the eval batch size with `mask` 0, and every process
-yields the same number of them.
+yields the same number of them; `meta['num_eval_examples']` counts the held-out
+examples actually found (so `meta` reads the eval data once).
+
+Packing (`pack`): rows hold `examples_per_row` whole examples with segment ids and
+positions (see `features`). With the computed raw length every corrupted example fills
+its row already, so packing only pays with a shorter `raw_length`; a model must then
+use the segment ids to keep examples apart.
 """
 
 from __future__ import annotations
