@@ -1,0 +1,142 @@
+"""T5.1.1 (+ AltUp) span-corruption pre-training, the AltUp paper's recipe.
+
+The argument is a comma-separated list of tokens, in any order:
+  size:    tiny | mini | small | base | large | xl   (default small)
+  variant: dense | altup | recycled | sequence        (default altup)
+  k=K (blocks, altup/recycled; default 2), active=alternating|same,
+  stride=S (sequence; default 2), bf16 (bfloat16 activations),
+  data=c4 | data=DIR (text files DIR/train.txt, DIR/eval.txt, DIR/spm.model).
+Sizes small and up default to C4 (tfds `c4/en`) with the full recipe: inputs 512,
+targets 114, batch 256, 500k steps, Adafactor, T5X rsqrt schedule (0.01 for the first
+10k steps). C4 needs a SentencePiece model: `--config.dataset.vocab_path=...`.
+tiny and mini are CPU presets on the Shakespeare text (default DIR: data/shakespeare):
+  python -m launch.prepare_data shakespeare --out_dir=data/shakespeare
+  python -m launch.train --config=configs/altup/t5.py:tiny,altup --workdir=/tmp/x
+Examples: `:small,altup,k=2`, `:base,recycled`, `:large,dense`, `:tiny,sequence,stride=3`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from framework import configs
+
+SIZES = ("tiny", "mini", "small", "base", "large", "xl")
+VARIANTS = ("dense", "altup", "recycled", "sequence")
+ACTIVE = ("alternating", "same")
+CPU_SIZES = ("tiny", "mini")
+DEFAULT_TEXT_DIR = "data/shakespeare"
+
+
+def parse_arg(arg: str | None) -> dict:
+    """`'small,altup,k=2'` -> {'size': 'small', 'variant': 'altup', 'k': 2, ...}."""
+    spec = {
+        "size": "small",
+        "variant": "altup",
+        "k": 2,
+        "active": "alternating",
+        "stride": 2,
+        "bf16": False,
+        "data": "",
+    }
+    for token in filter(None, (t.strip() for t in (arg or "").split(","))):
+        key, _, value = token.partition("=")
+        if token in SIZES:
+            spec["size"] = token
+        elif token in VARIANTS:
+            spec["variant"] = token
+        elif token == "bf16":
+            spec["bf16"] = True
+        elif key in ("k", "stride") and value.isdigit() and int(value) > 0:
+            spec[key] = int(value)
+        elif key == "active" and value in ACTIVE:
+            spec["active"] = value
+        elif key == "data" and value:
+            spec["data"] = value
+        else:
+            raise ValueError(
+                f"unknown config arg {token!r}; known: {'|'.join(SIZES)}, "
+                f"{'|'.join(VARIANTS)}, k=N, active={'|'.join(ACTIVE)}, stride=N, bf16, "
+                "data=c4|DIR"
+            )
+    if not spec["data"]:
+        spec["data"] = DEFAULT_TEXT_DIR if spec["size"] in CPU_SIZES else "c4"
+    return spec
+
+
+def experiment_name(spec: dict) -> str:
+    variant = spec["variant"]
+    if variant in ("altup", "recycled"):
+        variant += f"_k{spec['k']}" + ("_same" if spec["active"] == "same" else "")
+    elif variant == "sequence":
+        variant += f"_s{spec['stride']}"
+    return f"t5_{spec['size']}_{variant}"
+
+
+def get_config(arg: str | None = None):
+    spec = parse_arg(arg)
+    c = configs.base_config(model_name="t5_altup", dataset_name="span_corruption")
+    c.experiment_name = experiment_name(spec)
+    c.trainer_name = "default"
+
+    c.model.size = spec["size"]
+    c.model.altup.variant = "none" if spec["variant"] == "dense" else spec["variant"]
+    c.model.altup.k = spec["k"]
+    c.model.altup.active = spec["active"]
+    c.model.altup.sequence_stride = spec["stride"]
+    c.model.dropout_rate = 0.0
+    c.model.z_loss = 1e-4
+    c.model.dtype = "bfloat16" if spec["bf16"] else "float32"
+
+    if spec["data"] == "c4":
+        c.dataset.source = "tfds"
+        c.dataset.tfds_name = "c4/en:3.1.0"
+    else:
+        c.dataset.source = "text_files"
+        c.dataset.documents = "lines"
+        c.dataset.train_files = os.path.join(spec["data"], "train.txt")
+        c.dataset.eval_files = os.path.join(spec["data"], "eval.txt")
+        c.dataset.vocab_path = os.path.join(spec["data"], "spm.model")
+    c.dataset.noise_density = 0.15
+    c.dataset.mean_noise_span_length = 3.0
+    c.dataset.inputs_length = 512
+    c.dataset.targets_length = 114
+
+    c.optimizer.name = "adafactor"
+    c.optimizer.adafactor_decay_rate = 0.8
+    c.optimizer.adafactor_clipping_threshold = 1.0
+    c.optimizer.weight_decay = 0.0
+    c.lr.factors = "constant*rsqrt_decay"
+    c.lr.base = 1.0
+    c.lr.warmup_steps = 10_000
+
+    c.batch_size = 256
+    c.eval_batch_size = 256
+    c.num_train_steps = 500_000
+    c.log_every_steps = 100
+    c.eval_every_steps = 5_000
+    c.checkpoint_every_steps = 5_000
+
+    if spec["size"] == "tiny":
+        c.dataset.inputs_length = 64
+        c.dataset.targets_length = 16
+        c.dataset.num_eval_examples = 128
+        c.batch_size = 16
+        c.eval_batch_size = 32
+        c.num_train_steps = 200
+        c.lr.warmup_steps = 100
+        c.log_every_steps = 20
+        c.eval_every_steps = 100
+        c.checkpoint_every_steps = 100
+    elif spec["size"] == "mini":
+        c.dataset.inputs_length = 128
+        c.dataset.targets_length = 32
+        c.dataset.num_eval_examples = 1024
+        c.batch_size = 32
+        c.eval_batch_size = 64
+        c.num_train_steps = 5_000
+        c.lr.warmup_steps = 1_000
+        c.log_every_steps = 100
+        c.eval_every_steps = 1_000
+        c.checkpoint_every_steps = 1_000
+    return c
