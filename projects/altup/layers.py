@@ -118,16 +118,18 @@ class SequenceAltUpLayer(nn.Module):
         y_c = self.layer(x_c, context.take(computed), train=train)
         if self.stride == 1:
             return y_c
-        slot = plan["slot"]
-        x_anchor = jnp.take(x_c, slot, axis=1)
-        y_anchor = jnp.take(y_c, slot, axis=1)
-        delta_anchor = y_anchor - x_anchor
-        has_anchor = jnp.asarray(plan["has_anchor"], x.dtype)
         which = np.maximum(plan["distance"] - 1, 0)
 
         def per_position(scalars: Array) -> Array:
             return scalars.astype(x.dtype)[which][None, :, None]
 
+        if computed.size == 0:  # a sequence shorter than this layer's offset
+            return per_position(own) * x
+        slot = plan["slot"]
+        x_anchor = jnp.take(x_c, slot, axis=1)
+        y_anchor = jnp.take(y_c, slot, axis=1)
+        delta_anchor = y_anchor - x_anchor
+        has_anchor = jnp.asarray(plan["has_anchor"], x.dtype)
         predicted = (
             per_position(own) * x
             + per_position(anchor_w) * has_anchor[None, :, None] * x_anchor

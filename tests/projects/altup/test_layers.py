@@ -110,10 +110,11 @@ def sequence_numpy(x, w, index, stride, own, anchor, correct):
     return out
 
 
-@pytest.mark.parametrize("stride,index", [(2, 0), (2, 1), (3, 2), (3, 4), (4, 1)])
-def test_sequence_step_matches_numpy(stride, index):
+@pytest.mark.parametrize(
+    "stride,index,length", [(2, 0, 9), (2, 1, 9), (3, 2, 9), (3, 4, 9), (4, 1, 9), (3, 2, 2)]
+)
+def test_sequence_step_matches_numpy(stride, index, length):
     rng = np.random.default_rng(stride * 10 + index)
-    length = 9
     x = rng.normal(size=(2, length, 6)).astype(np.float32)
     module = layers.SequenceAltUpLayer(layer=ToyLayer(parent=None), index=index, stride=stride)
     variables = module.init(jax.random.key(0), jnp.asarray(x), empty_context(length), train=False)
