@@ -18,6 +18,7 @@ setuptools.setup(
         "ml-collections>=1.1.0,<2",
         "absl-py>=2.5.1,<3",
         "tensorflow-cpu>=2.21.0,<2.22; platform_machine=='x86_64'",
+        "tensorflow>=2.21.0,<2.22; platform_machine!='x86_64'",
         "tensorboard>=2.21.0,<2.22",
         "tensorflow-datasets>=4.9.10,<4.10",
         "importlib_resources>=7.1",

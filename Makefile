@@ -1,0 +1,29 @@
+# Two commands do everything, each setting up its own virtual environment first:
+#   make reproduce   # the main job: the parity reproduction (quick preset)
+#   make test        # the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+WORKDIR ?= runs/parity_quick
+
+.PHONY: venv reproduce smoke test clean
+
+$(BIN)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+reproduce: venv
+	$(BIN)/python -m launch.reproduce parity --preset=quick --workdir=$(WORKDIR)
+
+smoke: venv
+	$(BIN)/python -m launch.train --config=configs/parity/transformer.py:smoke --workdir=runs/parity_smoke
+
+test: venv
+	$(BIN)/python -m pytest tests
+
+clean:
+	rm -rf $(VENV) runs
