@@ -127,8 +127,9 @@ def relative_position_bucket(
     return bucket + np.where(is_small, n, large).astype(np.int32)
 
 
-def _kernel_init() -> Callable:
-    return nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+def _kernel_init(distribution: str = "truncated_normal") -> Callable:
+    """T5X's fan-in variance scaling (attention uses `normal`, the rest truncated)."""
+    return nn.initializers.variance_scaling(1.0, "fan_in", distribution)
 
 
 class RMSNorm(nn.Module):
@@ -208,7 +209,7 @@ class MultiHeadAttention(nn.Module):
     def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array, *, train: bool) -> Array:
         d = self.dims
         dtype = d.activation_dtype
-        kernel_init = _kernel_init()
+        kernel_init = _kernel_init("normal")
 
         def query_init(key, shape, dtype=jnp.float32):
             return kernel_init(key, shape, dtype) / math.sqrt(d.d_kv)
