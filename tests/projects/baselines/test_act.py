@@ -1,0 +1,125 @@
+"""ACT invariants and hand-computed cases; the UT / UViT models end to end."""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from projects.baselines import act
+from tests.projects import model_testing as mt
+
+
+class AddOne(nn.Module):
+    """A stand-in layer: state_n = x + n, so the ACT output is easy to compute by hand."""
+
+    @nn.compact
+    def __call__(self, x, valid=None, *, train):
+        return x + 1.0
+
+
+class Damp(nn.Module):
+    """A stand-in layer that keeps states distinct across examples and tokens."""
+
+    @nn.compact
+    def __call__(self, x, valid=None, *, train):
+        return 0.9 * x
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+@pytest.mark.parametrize(
+    "max_steps,weights,updates,remainder",
+    [(5, [0.4, 0.4, 0.2, 0.0, 0.0], 3, 0.2), (2, [0.4, 0.6], 2, 0.6)],
+    ids=["halts_at_3", "forced_at_max_steps"],
+)
+def test_hand_computed_constant_halting(max_steps, weights, updates, remainder):
+    """p = 0.4 every step, threshold 0.99: halts at step 3 with R = 0.2 (N + R = 3.2),
+    or is forced to halt at max_steps = 2 with R = 0.6 (N + R = 2.6)."""
+    module = act.AdaptiveComputationTime(
+        layer=AddOne(),
+        max_steps=max_steps,
+        threshold=0.99,
+        halting_bias_init=_logit(0.4),
+        step_embedding=False,
+    )
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 8)), jnp.float32)
+    out = module.apply(module.init(jax.random.key(0), x, train=False), x, train=False)
+    np.testing.assert_allclose(np.asarray(out.weights), np.tile(weights, (3, 1)).T, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.updates), updates)
+    np.testing.assert_allclose(np.asarray(out.remainder), remainder, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.ponder), updates + remainder, atol=1e-6)
+    expected_shift = sum(w * (n + 1) for n, w in enumerate(weights))
+    np.testing.assert_allclose(np.asarray(out.output), np.asarray(x) + expected_shift, atol=1e-5)
+
+
+@pytest.mark.parametrize("halting", ["example", "token"])
+def test_invariants_with_varying_halting(halting):
+    """Random halting kernel, so examples (tokens) halt at different steps."""
+    module = act.AdaptiveComputationTime(
+        layer=Damp(), max_steps=6, halting=halting, halting_bias_init=-1.0
+    )
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(8, 5, 16)), jnp.float32)
+    params = module.init(jax.random.key(0), x, train=False)["params"]
+    params["halting"]["kernel"] = jnp.asarray(rng.normal(size=(16, 1)), jnp.float32)
+    out = module.apply({"params": params}, x, train=False)
+    shape = (8,) if halting == "example" else (8, 5)
+    assert out.updates.shape == shape and out.ponder.shape == (8,)
+    np.testing.assert_allclose(np.asarray(out.weights).sum(0), 1.0, atol=1e-6)
+    updates = np.asarray(out.updates)
+    assert updates.min() >= 1 and updates.max() <= 6
+    assert len(np.unique(updates)) > 1
+    # Weights are zero after halting and the remainder is the last weight.
+    weights = np.moveaxis(np.asarray(out.weights), 0, -1)
+    steps = np.arange(6)
+    assert np.all(weights[steps >= updates[..., None]] == 0)
+    last = np.take_along_axis(weights, updates[..., None].astype(int) - 1, -1)[..., 0]
+    np.testing.assert_allclose(last, np.asarray(out.remainder), atol=1e-6)
+    per_example = (updates + np.asarray(out.remainder)).reshape(8, -1).mean(-1)
+    np.testing.assert_allclose(np.asarray(out.ponder), per_example, atol=1e-5)
+
+
+def test_ponder_gradient_reaches_halting_unit():
+    module = act.AdaptiveComputationTime(layer=AddOne(), max_steps=4, step_embedding=False)
+    x = jnp.ones((2, 3, 8))
+    variables = module.init(jax.random.key(0), x, train=False)
+    grads = jax.grad(lambda v: module.apply(v, x, train=False).ponder.sum())(variables)
+    # R = 1 - (sum of p before the halting step): raising the bias raises p, lowers R.
+    assert float(grads["params"]["halting"]["bias"][0]) < 0
+
+
+@pytest.mark.parametrize(
+    "model_name,dataset_name,data,model",
+    [
+        ("ut_parity", "parity", dict(length=8), dict(hidden_size=16, mlp_dim=32, max_steps=5)),
+        (
+            "uvit",
+            "random_images",
+            dict(image_size=8, num_classes=3),
+            dict(variant="nano/4", halting="token", max_steps=3),
+        ),
+    ],
+    ids=["ut_parity", "uvit-per_token"],
+)
+def test_models_forward_backward(model_name, dataset_name, data, model):
+    p = 0.4
+    m, batch = mt.build(
+        model_name, dataset_name, dataset=data, halting_bias_init=_logit(p), **model
+    )
+    params, loss, grads, aux = mt.init_and_grads(m, batch)
+    assert np.isfinite(float(loss)) and mt.all_finite(grads)
+    assert mt.grad_norm(grads, "encoder", "shared_block") > 0
+    assert mt.grad_norm(grads, "encoder", "act", "halting") > 0
+    # The halting kernel is zero-initialised, so p = 0.4 at init whatever the state:
+    # N = 3, R = 0.2 (max_steps 5), or forced at N = 3 with R = 1 - 0.8 (max_steps 3).
+    ponder = np.asarray(aux["aux_metrics"]["ponder_cost"])
+    np.testing.assert_allclose(ponder, 3.2, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(aux["aux_loss"]["ponder"]), 0.032, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(aux["aux_metrics"]["act_updates"]), 3.0)
