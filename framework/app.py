@@ -68,17 +68,18 @@ def config():
     return _CONFIG.value
 
 
-def run(main: Callable[[], None]) -> None:
-    """Parses flags and runs `main()`; a ConfigError becomes a one-line exit."""
+def run(main: Callable[..., None], positional: bool = False) -> None:
+    """Parses flags and runs `main()` (`main(argv)` with `positional`); a ConfigError
+    becomes a one-line exit."""
 
     def _main(argv):
-        if len(argv) > 1:
+        if len(argv) > 1 and not positional:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         if not FLAGS["verbosity"].present:
             # Progress lines are printed; library INFO logs only with --verbosity=0.
             logging.set_verbosity(logging.WARNING)
         try:
-            main()
+            main(argv) if positional else main()
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)

@@ -68,3 +68,4 @@ def import_all() -> None:
 MODELS: Registry[Any] = Registry("model")
 DATASETS: Registry[Any] = Registry("dataset")
 TRAINERS: Registry[Any] = Registry("trainer")
+TABLES: Registry[Any] = Registry("table")

@@ -46,6 +46,12 @@ class RunResult:
     eval: dict[str, float]
     preempted: bool = False
     params: Any = None
+    # Training throughput between the first and the last log line (compilation excluded;
+    # logging and periodic checkpoints included, eval excluded).
+    timed_steps: int = 0
+    timed_seconds: float = 0.0
+    num_params: int = 0
+    flops_per_example: float = 0.0
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
@@ -280,6 +286,17 @@ def _with_total_loss(scalars: dict[str, float]) -> dict[str, float]:
     return scalars
 
 
+def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None):
+    """Resolves the config and builds (config, mesh, host split, dataset, model)."""
+    config = configs.resolve(config)
+    mesh = make_mesh() if mesh is None else mesh
+    check_batch_sizes(config, mesh)
+    split = pipeline.HostSplit.current(config.batch_size, config.eval_batch_size)
+    dataset = registry.DATASETS.get(config.dataset_name)(config.dataset, split, config.seed)
+    model = registry.MODELS.get(config.model_name)(config.model, dataset.meta)
+    return config, mesh, split, dataset, model
+
+
 @registry.TRAINERS.register("default")
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
@@ -292,12 +309,7 @@ def train_and_evaluate(
 
     `stop_after_step` ends the run early (as if preempted there), for tests and tools.
     """
-    config = configs.resolve(config)
-    mesh = make_mesh() if mesh is None else mesh
-    check_batch_sizes(config, mesh)
-    split = pipeline.HostSplit.current(config.batch_size, config.eval_batch_size)
-    dataset = registry.DATASETS.get(config.dataset_name)(config.dataset, split, config.seed)
-    model = registry.MODELS.get(config.model_name)(config.model, dataset.meta)
+    config, mesh, split, dataset, model = build_experiment(config, mesh)
     tx, lr_fn = optimizers.create(config)
 
     abstract_batch = _global_abstract_batch(dataset.example_batch(), split, mesh)
@@ -365,6 +377,8 @@ def train_and_evaluate(
     last_eval: dict[str, float] = {}
     preempted = False
     step = start_step
+    timing: list[tuple[int, float]] = []  # (step, time without eval) at each log line
+    eval_seconds = 0.0
 
     def check_finite(state):
         bad = int(to_host(state.first_nonfinite_step))
@@ -394,6 +408,7 @@ def train_and_evaluate(
                     sums = to_host(state.metric_sums)
                     state = reset_sums(state)
                     rate = progress.update(step)
+                    timing.append((step, time.perf_counter() - eval_seconds))
                     last_train = _with_total_loss(_ratios(sums))
                     last_train["steps_per_sec"] = rate
                     last_train["examples_per_sec"] = rate * config.batch_size
@@ -417,6 +432,7 @@ def train_and_evaluate(
                     shown = " ".join(f"{k}={v:.4g}" for k, v in last_eval.items())
                     metric_writing.log(f"eval at step {step}: {shown}")
                     progress.pause(time.perf_counter() - t0)
+                    eval_seconds += time.perf_counter() - t0
                 if do_ckpt:
                     t0 = time.perf_counter()
                     check_finite(state)
@@ -431,6 +447,15 @@ def train_and_evaluate(
         writer.close()
     if preempted:
         metric_writing.log(f"Stopped at step {step} with a checkpoint; rerun to resume.")
+    timed_steps, timed_seconds = 0, 0.0
+    if len(timing) > 1:
+        timed_steps, timed_seconds = timing[-1][0] - timing[0][0], timing[-1][1] - timing[0][1]
     return RunResult(
-        step=step, train=last_train, eval=last_eval, preempted=preempted, params=state.params
+        step=step,
+        train=last_train,
+        eval=last_eval,
+        preempted=preempted,
+        params=state.params,
+        timed_steps=timed_steps,
+        timed_seconds=timed_seconds,
     )

@@ -1,0 +1,167 @@
+"""Paper tables: a set of runs (rows x seeds), their results, and the written table.
+
+A project registers a function `preset -> Table` in `registry.TABLES`. `run_table` trains
+every (row, seed) in `<workdir>/<row>/seed_<seed>` (finished runs are reused, interrupted
+ones resume from their checkpoints), then writes `<workdir>/results.json` and
+`<workdir>/table.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from framework.train import metric_writing, trainer
+
+RESULT_FILE = "result.json"
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    config: ml_collections.ConfigDict
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+
+@dataclasses.dataclass
+class Column:
+    """A column from each run's result: `eval.accuracy`, `num_params`, ..."""
+
+    key: str
+    header: str
+    fmt: str = "{:.3f}"
+    spread: bool = True  # show mean ± std over seeds
+
+
+@dataclasses.dataclass
+class Table:
+    title: str
+    rows: list[Row]
+    columns: list[Column]
+    notes: str = ""  # markdown under the table: setup, the paper's claim
+    # Optional extra step after training (e.g. side-by-side timings); returns
+    # {row name: {key: value}} merged into the row summaries.
+    extra: Callable[["Table", str], dict[str, dict[str, float]]] | None = None
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """`configs/adatape/parity.py:smoke` -> the ConfigDict that file builds."""
+    path, _, arg = spec.partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return module.get_config(arg or None)
+
+
+def _lookup(result: dict[str, Any], key: str) -> float | None:
+    value: Any = result
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return float(value)
+
+
+def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
+    path = os.path.join(workdir, row.name, f"seed_{seed}")
+    result_path = os.path.join(path, RESULT_FILE)
+    if os.path.exists(result_path):
+        with open(result_path) as f:
+            return json.load(f)
+    config = row.config.copy_and_resolve_references()
+    with config.unlocked():
+        config.seed = seed
+    metric_writing.log(f"== {row.name}, seed {seed} -> {path}")
+    start = time.perf_counter()
+    out = trainer.train_and_evaluate(config, path)
+    if out.preempted:
+        raise SystemExit(f"{row.name} seed {seed} stopped early; rerun to resume")
+    result = {
+        "row": row.name,
+        "seed": seed,
+        "steps": out.step,
+        "eval": out.eval,
+        "train": {k: v for k, v in out.train.items()},
+        "num_params": out.num_params,
+        "flops_per_example": out.flops_per_example,
+        "train_examples_per_sec": (
+            out.timed_steps * config.batch_size / out.timed_seconds if out.timed_seconds else 0.0
+        ),
+        "wall_seconds": time.perf_counter() - start,
+    }
+    if jax.process_index() == 0:
+        with open(result_path, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def summarize(table: Table, results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    summary = {}
+    for row in table.rows:
+        runs = results[row.name]
+        entry: dict[str, Any] = {"seeds": [r["seed"] for r in runs]}
+        for column in table.columns:
+            values = [v for v in (_lookup(r, column.key) for r in runs) if v is not None]
+            if values:
+                entry[column.key] = {
+                    "mean": float(np.mean(values)),
+                    "std": float(np.std(values)),
+                    "values": values,
+                }
+        summary[row.name] = entry
+    return summary
+
+
+def markdown(table: Table, summary: dict[str, Any]) -> str:
+    lines = [
+        f"# {table.title}",
+        "",
+        "| model | " + " | ".join(c.header for c in table.columns) + " |",
+        "|---" * (len(table.columns) + 1) + "|",
+    ]
+    for row in table.rows:
+        cells = []
+        for column in table.columns:
+            stat = summary[row.name].get(column.key)
+            if stat is None:
+                cells.append("–")
+            elif column.spread and len(stat["values"]) > 1:
+                cells.append(
+                    f"{column.fmt.format(stat['mean'])} ± {column.fmt.format(stat['std'])}"
+                )
+            else:
+                cells.append(column.fmt.format(stat["mean"]))
+        lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
+    if table.notes:
+        lines += ["", table.notes.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def run_table(table: Table, workdir: str) -> dict[str, Any]:
+    """Trains what is missing, then writes results.json and table.md in `workdir`."""
+    os.makedirs(workdir, exist_ok=True)
+    start = time.perf_counter()
+    results = {row.name: [run_one(row, seed, workdir) for seed in row.seeds] for row in table.rows}
+    summary = summarize(table, results)
+    if table.extra is not None:
+        for name, values in table.extra(table, workdir).items():
+            for key, value in values.items():
+                summary[name][key] = {"mean": float(value), "std": 0.0, "values": [value]}
+    text = markdown(table, summary)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump({"title": table.title, "rows": summary, "runs": results}, f, indent=2)
+        with open(os.path.join(workdir, "table.md"), "w") as f:
+            f.write(text)
+    metric_writing.log(text)
+    metric_writing.log(
+        f"table written to {workdir}/table.md "
+        f"({metric_writing.format_duration(time.perf_counter() - start)})"
+    )
+    return summary

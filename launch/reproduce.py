@@ -1,0 +1,31 @@
+"""Reproduce a paper table: `python -m launch.reproduce TABLE --preset=quick|full --workdir=DIR`.
+
+Tables: `parity` (AdaTape vs Transformer vs Universal Transformer), `altup` (T5 dense vs
+AltUp variants). Finished runs in DIR are reused, so an interrupted reproduction resumes.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from framework import app, registry, tables
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("preset", "quick", "Table preset, e.g. quick | full | tiny.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2:
+        raise registry.ConfigError(
+            f"name one table: python -m launch.reproduce TABLE; known: "
+            f"{', '.join(registry.TABLES.names())}"
+        )
+    if not FLAGS.workdir:
+        raise registry.ConfigError("--workdir is required")
+    app.initialize_distributed()
+    table = registry.TABLES.get(argv[1])(FLAGS.preset)
+    tables.run_table(table, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main, positional=True)
