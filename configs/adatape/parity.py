@@ -1,0 +1,59 @@
+"""AdaTape on parity (AdaTape release variant: 32 symbols in {1, 0, -1}).
+
+Same budget as `configs/parity/transformer.py` (steps, batch, optimizer, lr schedule).
+Sizes: the same Transformer (64 wide, 2 layers, 4 heads, MLP 256), so parameter counts
+match (107k vs 103k; AdaTape adds the input projection of the flattened sequence and
+the bank projection, and drops the position embedding). FLOPs are lower: the
+Transformer runs on 1 + at most 10 tape tokens instead of 32. ATR: threshold 2, 3
+candidates per read (10 reads x 3 fit in the 32-entry bank), ponder weight 0.01; the
+bank is the symbols' projection without position information, as released
+(`--config.model.bank_position=learned` adds it).
+
+Presets: `:smoke` (a CPU minute), default (a real CPU run).
+  python -m launch.train --config=configs/adatape/parity.py:smoke --workdir=/tmp/a
+"""
+
+from framework import configs
+
+
+def get_config(arg: str | None = None):
+    c = configs.base_config(model_name="adatape_parity", dataset_name="parity")
+    c.experiment_name = "parity_adatape"
+    c.dataset.variant = "release"
+    c.dataset.length = 32
+    c.model.hidden_size = 64
+    c.model.num_layers = 2
+    c.model.num_heads = 4
+    c.model.mlp_dim = 256
+    c.model.pooling = "gap"
+    c.model.bank_type = "input"
+    c.model.bank_position = "none"
+    c.model.tape_insert_layer = 0
+    c.model.max_tape_tokens = 10
+    c.model.num_candidates = 3
+    c.model.halting_threshold = 2.0
+    c.model.ponder_weight = 0.01
+    c.batch_size = 64
+    c.num_train_steps = 5000
+    c.lr.base = 1e-3
+    c.lr.warmup_steps = 200
+    c.optimizer.weight_decay = 1e-4
+    c.optimizer.grad_clip_norm = 1.0
+    c.log_every_steps = 100
+    c.eval_every_steps = 1000
+    c.checkpoint_every_steps = 1000
+    if arg == "smoke":
+        c.model.hidden_size = 32
+        c.model.num_layers = 1
+        c.model.mlp_dim = 64
+        c.batch_size = 32
+        c.eval_batch_size = 64
+        c.dataset.num_eval_examples = 200
+        c.num_train_steps = 60
+        c.lr.warmup_steps = 10
+        c.log_every_steps = 10
+        c.eval_every_steps = 30
+        c.checkpoint_every_steps = 30
+    elif arg:
+        raise ValueError(f"unknown preset {arg!r}; known: smoke")
+    return c
