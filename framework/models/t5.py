@@ -13,7 +13,10 @@ on d-wide states, so a wrapper can call it on whatever it chooses.
 
 Batch fields: `encoder_input_tokens` [B, Li], `decoder_input_tokens` [B, Lt] (targets
 shifted right, 0 = BOS), `decoder_target_tokens` [B, Lt]; token 0 is padding.
-Packed examples (segment ids) are not supported.
+Packed rows add `encoder_segment_ids` / `decoder_segment_ids` (1, 2, ... per example,
+0 on padding): attention then stays within an example. Relative positions come from
+position differences inside a row, which equal those inside each packed example, so
+`*_positions` are not needed (as in T5X).
 """
 
 from __future__ import annotations
@@ -178,11 +181,14 @@ class LayerContext:
     self_bias: [B or 1, H or 1, Lq, Lq] additive self-attention bias (mask + positions).
     memory / memory_bias: the encoder output [B, Lm, d] and the cross-attention bias
     [B, 1, Lq or 1, Lm] (decoder layers only).
+    segment_ids: [B, Lq] packed-example id of each position, or None (unpacked), for
+    wrappers that mix positions (they must not mix examples).
     """
 
     self_bias: Array
     memory: Array | None = None
     memory_bias: Array | None = None
+    segment_ids: Array | None = None
 
     def take(self, positions: np.ndarray) -> "LayerContext":
         """The context of a layer that runs only on `positions` of the sequence.
@@ -197,7 +203,17 @@ class LayerContext:
 
         self_bias = jnp.take(rows(self.self_bias), positions, axis=-1)
         memory_bias = None if self.memory_bias is None else rows(self.memory_bias)
-        return LayerContext(self_bias, self.memory, memory_bias)
+        segment_ids = self.segment_ids
+        if segment_ids is not None:
+            segment_ids = jnp.take(segment_ids, positions, axis=1)
+        return LayerContext(self_bias, self.memory, memory_bias, segment_ids)
+
+
+def same_segment(query_segments: Array | None, key_segments: Array | None) -> Array | bool:
+    """[B, 1, Lq, Lk] True where query and key are in the same packed example."""
+    if query_segments is None or key_segments is None:
+        return True
+    return query_segments[:, None, :, None] == key_segments[:, None, None, :]
 
 
 class MultiHeadAttention(nn.Module):
@@ -340,15 +356,19 @@ class Encoder(nn.Module):
     adapter: StackAdapter = StackAdapter()
 
     @nn.compact
-    def __call__(self, embedded: Array, tokens: Array, *, train: bool) -> Array:
+    def __call__(
+        self, embedded: Array, tokens: Array, segment_ids: Array | None = None, *, train: bool
+    ) -> Array:
         d = self.dims
         length = tokens.shape[1]
         x = nn.Dropout(d.dropout_rate)(embedded, deterministic=not train)
         position_bias = RelativePositionBias(d, bidirectional=True, name="relpos_bias")(
             length, length
         )
-        key_valid = (tokens > 0)[:, None, None, :]
-        context = LayerContext(self_bias=position_bias + mask_to_bias(key_valid))
+        mask = (tokens > 0)[:, None, None, :] & same_segment(segment_ids, segment_ids)
+        context = LayerContext(
+            self_bias=position_bias + mask_to_bias(mask), segment_ids=segment_ids
+        )
         state = _run_layers(
             EncoderLayer,
             d,
@@ -375,6 +395,8 @@ class Decoder(nn.Module):
         target_tokens: Array,
         memory: Array,
         encoder_tokens: Array,
+        segment_ids: Array | None = None,
+        encoder_segment_ids: Array | None = None,
         *,
         train: bool,
     ) -> Array:
@@ -385,11 +407,17 @@ class Decoder(nn.Module):
             length, length
         )
         causal = np.tril(np.ones((length, length), dtype=bool))[None, None]
-        self_mask = causal & (target_tokens > 0)[:, None, None, :]
+        self_mask = (
+            causal & (target_tokens > 0)[:, None, None, :] & same_segment(segment_ids, segment_ids)
+        )
+        memory_mask = (encoder_tokens > 0)[:, None, None, :] & same_segment(
+            segment_ids, encoder_segment_ids
+        )
         context = LayerContext(
             self_bias=position_bias + mask_to_bias(self_mask),
             memory=memory,
-            memory_bias=mask_to_bias((encoder_tokens > 0)[:, None, None, :]),
+            memory_bias=mask_to_bias(memory_mask),
+            segment_ids=segment_ids,
         )
         state = _run_layers(
             DecoderLayer,
@@ -428,9 +456,18 @@ class T5Module(nn.Module):
         self.encoder = Encoder(self.dims, self.adapter)
         self.decoder = Decoder(self.dims, self.adapter)
 
-    def encode(self, encoder_input_tokens: Array, *, train: bool) -> Array:
+    def encode(
+        self,
+        encoder_input_tokens: Array,
+        encoder_segment_ids: Array | None = None,
+        *,
+        train: bool,
+    ) -> Array:
         return self.encoder(
-            self.token_embedding(encoder_input_tokens), encoder_input_tokens, train=train
+            self.token_embedding(encoder_input_tokens),
+            encoder_input_tokens,
+            encoder_segment_ids,
+            train=train,
         )
 
     def decode(
@@ -439,6 +476,8 @@ class T5Module(nn.Module):
         encoder_input_tokens: Array,
         decoder_input_tokens: Array,
         decoder_target_tokens: Array,
+        encoder_segment_ids: Array | None = None,
+        decoder_segment_ids: Array | None = None,
         *,
         train: bool,
     ) -> Array:
@@ -447,6 +486,8 @@ class T5Module(nn.Module):
             decoder_target_tokens,
             memory,
             encoder_input_tokens,
+            decoder_segment_ids,
+            encoder_segment_ids,
             train=train,
         )
 
@@ -455,25 +496,53 @@ class T5Module(nn.Module):
         encoder_input_tokens: Array,
         decoder_input_tokens: Array,
         decoder_target_tokens: Array,
+        encoder_segment_ids: Array | None = None,
+        decoder_segment_ids: Array | None = None,
         *,
         train: bool,
     ) -> Array:
-        memory = self.encode(encoder_input_tokens, train=train)
+        memory = self.encode(encoder_input_tokens, encoder_segment_ids, train=train)
         return self.decode(
-            memory, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens, train=train
+            memory,
+            encoder_input_tokens,
+            decoder_input_tokens,
+            decoder_target_tokens,
+            encoder_segment_ids,
+            decoder_segment_ids,
+            train=train,
         )
 
 
+def _sequences_all_correct(
+    correct: Array, weights: Array, segment_ids: Array | None
+) -> tuple[Array, Array]:
+    """Per row: (sequences with every target token right, sequences present)."""
+    if segment_ids is None:
+        present = (weights.sum(-1) > 0).astype(jnp.float32)
+        all_right = jnp.all((correct > 0) | (weights == 0), axis=-1).astype(jnp.float32)
+        return all_right * present, present
+    # Packed: one sequence per segment id 1..L.
+    segments = jax.nn.one_hot(segment_ids, segment_ids.shape[-1] + 1)[..., 1:] * weights[..., None]
+    present = (segments.sum(1) > 0).astype(jnp.float32)
+    wrong = jnp.einsum("bl,bls->bs", weights * (1.0 - correct), segments) > 0
+    return (present * (1.0 - wrong)).sum(-1), present.sum(-1)
+
+
 def seq2seq_metrics(
-    logits: Array, targets: Array, z_loss: float = 0.0, label_smoothing: float = 0.0
+    logits: Array,
+    targets: Array,
+    z_loss: float = 0.0,
+    label_smoothing: float = 0.0,
+    segment_ids: Array | None = None,
 ) -> base.MetricPairs:
-    """Teacher-forced cross-entropy and accuracies as per-example (sum, count) pairs.
+    """Teacher-forced cross-entropy and accuracies as per-row (sum, count) pairs.
 
     Target token 0 is padding and counts nowhere, so the trainer's ratio of sums is a
-    mean over real target tokens. `loss` = cross-entropy + z_loss * logsumexp^2 per
-    token (T5X's auxiliary z-loss keeps the softmax normaliser near 1). With label
-    smoothing the entropy of the smoothed targets is subtracted, so a perfect model
-    scores 0 (as in T5X).
+    mean over real target tokens; `sequence_accuracy` counts whole target sequences
+    (each packed example of a row separately when `segment_ids` are given).
+    `loss` = cross-entropy + z_loss * logsumexp^2 per token (T5X's auxiliary z-loss
+    keeps the softmax normaliser near 1). With label smoothing the entropy of the
+    smoothed targets is subtracted, so a perfect model scores 0 (as in T5X).
     """
     logits = logits.astype(jnp.float32)
     vocab = logits.shape[-1]
@@ -491,14 +560,12 @@ def seq2seq_metrics(
     z_term = z_loss * log_z**2
     correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
     num_tokens = weights.sum(-1)
-    has_tokens = (num_tokens > 0).astype(jnp.float32)
-    all_correct = jnp.all((correct > 0) | (weights == 0), axis=-1).astype(jnp.float32)
     return {
         "loss": (((cross_entropy + z_term) * weights).sum(-1), num_tokens),
         "cross_entropy": ((cross_entropy * weights).sum(-1), num_tokens),
         "z_loss": ((z_term * weights).sum(-1), num_tokens),
         "accuracy": ((correct * weights).sum(-1), num_tokens),
-        "sequence_accuracy": (all_correct * has_tokens, has_tokens),
+        "sequence_accuracy": _sequences_all_correct(correct, weights, segment_ids),
     }
 
 
@@ -551,11 +618,10 @@ class T5Model(base.BaseModel):
         return T5Module(self.dims(), self.adapter())
 
     def module_inputs(self, batch: base.Batch) -> dict[str, Array]:
-        return {
-            "encoder_input_tokens": batch["encoder_input_tokens"],
-            "decoder_input_tokens": batch["decoder_input_tokens"],
-            "decoder_target_tokens": batch["decoder_target_tokens"],
-        }
+        names = ["encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens"]
+        if "encoder_segment_ids" in batch or "decoder_segment_ids" in batch:
+            names += ["encoder_segment_ids", "decoder_segment_ids"]
+        return {name: batch[name] for name in names}
 
     def metrics(self, outputs: Array, batch: base.Batch) -> base.MetricPairs:
         return seq2seq_metrics(
@@ -563,4 +629,5 @@ class T5Model(base.BaseModel):
             batch["decoder_target_tokens"],
             z_loss=float(self.config.z_loss),
             label_smoothing=float(self.config.label_smoothing),
+            segment_ids=batch.get("decoder_segment_ids"),
         )

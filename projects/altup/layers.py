@@ -69,6 +69,7 @@ def sequence_plan(length: int, index: int, stride: int) -> dict[str, np.ndarray]
     distance: t minus its anchor, the nearest computed position at or before t
         (0 at computed positions; positions before the first computed one get the
         distance to a virtual anchor at offset - s and have no anchor).
+    anchor: the anchor's position (0 where there is none).
     slot: the anchor's index into `computed` (0 where there is none).
     has_anchor: whether an anchor exists.
     """
@@ -82,6 +83,7 @@ def sequence_plan(length: int, index: int, stride: int) -> dict[str, np.ndarray]
     return {
         "computed": computed,
         "distance": distance,
+        "anchor": np.maximum(anchor, 0),
         "slot": slot,
         "has_anchor": has_anchor,
     }
@@ -97,9 +99,10 @@ class SequenceAltUpLayer(nn.Module):
     and corrected with scalars per distance r:
         x'_t = own_r * x_t + anchor_r * x_c + correct_r * (y_c - x_c),
     initialised own = 1, anchor = 0, correct = 1 (every position gets its anchor's
-    update). Positions before the first computed one keep own_r * x_t. Nothing
-    depends on a later position beyond what the layer itself does, so a causal layer
-    stays causal. Adds 3 (s - 1) parameters.
+    update). Positions before the first computed one keep own_r * x_t, and so do
+    positions whose anchor lies in another packed example (`context.segment_ids`).
+    Nothing depends on a later position beyond what the layer itself does, so a causal
+    layer stays causal. Adds 3 (s - 1) parameters.
     """
 
     layer: nn.Module
@@ -129,11 +132,15 @@ class SequenceAltUpLayer(nn.Module):
         x_anchor = jnp.take(x_c, slot, axis=1)
         y_anchor = jnp.take(y_c, slot, axis=1)
         delta_anchor = y_anchor - x_anchor
-        has_anchor = jnp.asarray(plan["has_anchor"], x.dtype)
+        has_anchor = jnp.asarray(plan["has_anchor"], x.dtype)[None, :, None]
+        segments = context.segment_ids
+        if segments is not None:
+            same = segments == jnp.take(segments, plan["anchor"], axis=1)
+            has_anchor = has_anchor * same[..., None].astype(x.dtype)
         predicted = (
             per_position(own) * x
-            + per_position(anchor_w) * has_anchor[None, :, None] * x_anchor
-            + per_position(correct) * has_anchor[None, :, None] * delta_anchor
+            + per_position(anchor_w) * has_anchor * x_anchor
+            + per_position(correct) * has_anchor * delta_anchor
         )
         is_computed = (plan["distance"] == 0)[None, :, None]
         return jnp.where(is_computed, y_anchor, predicted)

@@ -318,3 +318,16 @@ def test_model_metrics_use_decoder_targets(model_and_params):
     )
     np.testing.assert_allclose(metrics["cross_entropy"][0], ce, rtol=1e-4)
     np.testing.assert_array_equal(metrics["loss"][1], [7, 5])
+
+
+def test_packed_sequence_accuracy_counts_each_example():
+    targets = np.array([[3, 4, 2, 2, 1, 0], [5, 5, 5, 0, 0, 0]])
+    segments = np.array([[1, 1, 2, 2, 3, 0], [1, 1, 1, 0, 0, 0]])
+    logits = np.asarray(jax.nn.one_hot(targets, 6)) * 10
+    logits[0, 2] = 0.0  # example 2 of row 0 is wrong
+    logits[0, 2, 5] = 10.0
+    metrics = t5.seq2seq_metrics(
+        jnp.asarray(logits), jnp.asarray(targets), segment_ids=jnp.asarray(segments)
+    )
+    np.testing.assert_array_equal(metrics["sequence_accuracy"][0], [2.0, 1.0])
+    np.testing.assert_array_equal(metrics["sequence_accuracy"][1], [3.0, 1.0])

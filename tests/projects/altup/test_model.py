@@ -228,3 +228,59 @@ def test_grads_reach_the_altup_scalars():
     for stack in ("encoder", "decoder"):
         assert np.abs(grads[stack]["layers_1"]["predict"]).max() > 0
         assert np.abs(grads[stack]["layers_1"]["correct"]).max() > 0
+
+
+def packed_and_separate(rng: np.random.Generator, lengths: list[tuple[int, int]], width: tuple):
+    """Examples packed into one row, and the same examples one per row (padded)."""
+    li, lt = width
+    rows = {k: np.zeros((len(lengths) + 1, n), np.int32) for k, n in (("enc", li), ("tgt", lt))}
+    segs = {k: np.zeros((1, n), np.int32) for k, n in (("enc", li), ("tgt", lt))}
+    starts = {"enc": 0, "tgt": 0}
+    dec_in = np.zeros((len(lengths) + 1, lt), np.int32)
+    for i, (n_in, n_tgt) in enumerate(lengths):
+        for key, n in (("enc", n_in), ("tgt", n_tgt)):
+            tokens = rng.integers(1, VOCAB, n)
+            start = starts[key]
+            rows[key][0, start : start + n] = tokens
+            rows[key][i + 1, :n] = tokens
+            segs[key][0, start : start + n] = i + 1
+            starts[key] += n
+        tgt_start = starts["tgt"] - n_tgt
+        dec_in[0, tgt_start + 1 : starts["tgt"]] = rows["tgt"][0, tgt_start : starts["tgt"] - 1]
+        dec_in[i + 1, 1:n_tgt] = rows["tgt"][i + 1, : n_tgt - 1]
+    packed = {
+        "encoder_input_tokens": jnp.asarray(rows["enc"][:1]),
+        "decoder_input_tokens": jnp.asarray(dec_in[:1]),
+        "decoder_target_tokens": jnp.asarray(rows["tgt"][:1]),
+        "encoder_segment_ids": jnp.asarray(segs["enc"]),
+        "decoder_segment_ids": jnp.asarray(segs["tgt"]),
+        "mask": jnp.ones((1,), jnp.float32),
+    }
+    separate = {
+        "encoder_input_tokens": jnp.asarray(rows["enc"][1:]),
+        "decoder_input_tokens": jnp.asarray(dec_in[1:]),
+        "decoder_target_tokens": jnp.asarray(rows["tgt"][1:]),
+        "mask": jnp.ones((len(lengths),), jnp.float32),
+    }
+    return packed, separate
+
+
+@pytest.mark.parametrize(
+    "variant,altup",
+    [("none", {}), ("altup", {"k": 2}), ("sequence", {"sequence_stride": 3})],
+)
+def test_packed_rows_compute_what_separate_rows_compute(variant, altup):
+    # Example lengths are multiples of the stride, so Sequence-AltUp's computed
+    # positions fall at the same offsets inside each example either way.
+    lengths = [(6, 6), (9, 3)]
+    packed, separate = packed_and_separate(np.random.default_rng(5), lengths, (18, 12))
+    model = make_model(variant, **altup)
+    params = model.init(jax.random.key(0), packed)
+    one_row = logits_of(model, params, packed)[0]
+    per_row = logits_of(model, params, separate)
+    np.testing.assert_allclose(one_row[:6], per_row[0, :6], atol=1e-4)
+    np.testing.assert_allclose(one_row[6:9], per_row[1, :3], atol=1e-4)
+    # The packed row's metrics count both examples' tokens and sequences.
+    metrics = model.metrics(jnp.asarray(one_row[None]), packed)
+    assert float(metrics["accuracy"][1][0]) == 9
+    assert float(metrics["sequence_accuracy"][1][0]) == 2
