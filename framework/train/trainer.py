@@ -458,4 +458,6 @@ def train_and_evaluate(
         params=state.params,
         timed_steps=timed_steps,
         timed_seconds=timed_seconds,
+        num_params=num_params,
+        flops_per_example=flops,
     )

@@ -5,6 +5,7 @@ from projects.adatape import (  # noqa: F401
     encoder,
     parity_model,
     settings,
+    tables,
     tape_bank,
     tape_layers,
     vit_model,
