@@ -36,6 +36,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import ml_collections
 import numpy as np
+import tensorflow as tf
 
 from framework import registry
 from framework.data import pipeline
@@ -83,6 +84,12 @@ class SpanCorruption(pipeline.DatasetBuilder):
             raise ConfigError("dataset.train_files and dataset.eval_files must be set")
         if not c.vocab_path:
             raise ConfigError("dataset.vocab_path must name a SentencePiece .model file")
+        if not tf.io.gfile.exists(c.vocab_path):
+            raise ConfigError(
+                f"dataset.vocab_path {c.vocab_path!r} does not exist; make one with "
+                "`python -m launch.prepare_data shakespeare --out_dir=DIR` or "
+                "`python -m launch.prepare_data vocab ...`"
+            )
         if not 0.0 < c.noise_density < 1.0 or c.mean_noise_span_length <= 0:
             raise ConfigError("dataset.noise_density must lie in (0, 1), mean span length > 0")
         for key in ("inputs_length", "targets_length"):

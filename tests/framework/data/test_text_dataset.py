@@ -164,6 +164,8 @@ def test_packing(corpus):
 def test_config_errors(corpus):
     with pytest.raises(ConfigError, match="vocab_path"):
         make(corpus, vocab_path="")
+    with pytest.raises(ConfigError, match="does not exist; make one with"):
+        make(corpus, vocab_path="/nonexistent/spm.model")
     with pytest.raises(ConfigError, match="source"):
         make(corpus, source="web")
     with pytest.raises(ConfigError, match="truncate"):
