@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import time
 from typing import Any, Callable
 
@@ -29,6 +30,11 @@ class Row:
     name: str
     config: ml_collections.ConfigDict
     seeds: tuple[int, ...] = (0, 1, 2)
+
+    @property
+    def slug(self) -> str:
+        """Directory name: `Universal Transformer (ACT)` -> `universal_transformer_act`."""
+        return re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
 
 
 @dataclasses.dataclass
@@ -69,7 +75,7 @@ def _lookup(result: dict[str, Any], key: str) -> float | None:
 
 
 def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
-    path = os.path.join(workdir, row.name, f"seed_{seed}")
+    path = os.path.join(workdir, row.slug, f"seed_{seed}")
     result_path = os.path.join(path, RESULT_FILE)
     if os.path.exists(result_path):
         with open(result_path) as f:
