@@ -23,6 +23,9 @@ Array = jax.Array
 
 HALTING_KINDS = ("example", "token")
 
+# state, halted, sum of p before halting, remainder R, updates N, weighted output
+_Carry = tuple[Array, Array, Array, Array, Array, Array]
+
 
 @flax.struct.dataclass
 class ACTOutput:
@@ -37,7 +40,11 @@ class ACTOutput:
 
 
 class AdaptiveComputationTime(nn.Module):
-    """Runs `layer(x, valid, train=...)` under ACT; returns an `ACTOutput`."""
+    """Runs `layer(x, valid, train=...)` under ACT; returns an `ACTOutput`.
+
+    With `early_exit`, once every example (token) in the batch has halted the remaining
+    steps are skipped (`lax.cond`); the results are the same as without it.
+    """
 
     layer: nn.Module
     max_steps: int
@@ -45,36 +52,29 @@ class AdaptiveComputationTime(nn.Module):
     threshold: float = 0.99
     halting_bias_init: float = -1.0
     step_embedding: bool = True
+    early_exit: bool = True
 
     @nn.compact
     def __call__(self, x: Array, valid: Array | None = None, *, train: bool) -> ACTOutput:
         if self.halting not in HALTING_KINDS:
             raise ValueError(f"ACT halting must be one of {HALTING_KINDS}, got {self.halting!r}")
-        halting_unit = nn.Dense(
-            1,
-            kernel_init=nn.initializers.zeros,
-            bias_init=nn.initializers.constant(self.halting_bias_init),
-            name="halting",
-        )
+        width = x.shape[-1]
+        kernel = self.param("halting_kernel", nn.initializers.zeros, (width,))
+        bias = self.param("halting_bias", nn.initializers.constant(self.halting_bias_init), ())
+        steps_emb = None
         if self.step_embedding:
             steps_emb = self.param(
-                "step_embedding", nn.initializers.normal(0.02), (self.max_steps, x.shape[-1])
+                "step_embedding", nn.initializers.normal(0.02), (self.max_steps, width)
             )
-        shape = x.shape[:1] if self.halting == "example" else x.shape[:2]
-        dtype = x.dtype
-        halted = jnp.zeros(shape, bool)
-        total = jnp.zeros(shape, dtype)  # sum of p_n over the steps before halting
-        remainder = jnp.zeros(shape, dtype)
-        updates = jnp.zeros(shape, dtype)
-        output = jnp.zeros_like(x)
-        weights = []
-        state = x
-        for n in range(self.max_steps):
-            if self.step_embedding:
+        rng = self.make_rng("dropout") if train and self.has_rng("dropout") else None
+
+        def step(n: int, carry: _Carry, layer_fn) -> tuple[_Carry, Array]:
+            state, halted, total, remainder, updates, output = carry
+            if steps_emb is not None:
                 state = state + steps_emb[n]
-            state = self.layer(state, valid, train=train)
+            state = layer_fn(state)
             summary = state if self.halting == "token" else layers.masked_mean_pool(state, valid)
-            p = nn.sigmoid(halting_unit(summary)[..., 0])
+            p = nn.sigmoid(summary @ kernel + bias)
             running = ~halted
             if n == self.max_steps - 1:
                 halts_now = running
@@ -84,11 +84,40 @@ class AdaptiveComputationTime(nn.Module):
             w = jnp.where(still, p, jnp.where(halts_now, 1.0 - total, 0.0))
             remainder = jnp.where(halts_now, 1.0 - total, remainder)
             total = total + jnp.where(still, p, 0.0)
-            updates = updates + running.astype(dtype)
+            updates = updates + running.astype(updates.dtype)
             halted = halted | halts_now
             w_tokens = w[:, None, None] if self.halting == "example" else w[..., None]
             output = output + w_tokens * state
+            return (state, halted, total, remainder, updates, output), w
+
+        # Step 0 runs the bound layer (creating its parameters at init); later steps run
+        # it as a pure function of those parameters, so that they can sit in lax.cond.
+        shape = x.shape[:1] if self.halting == "example" else x.shape[:2]
+        zeros = jnp.zeros(shape, x.dtype)
+        carry = (x, jnp.zeros(shape, bool), zeros, zeros, zeros, jnp.zeros_like(x))
+        carry, w = step(0, carry, lambda s: self.layer(s, valid, train=train))
+        weights = [w]
+        layer_variables = self.layer.variables
+        unbound_layer = self.layer.clone(parent=None)
+
+        for n in range(1, self.max_steps):
+
+            def layer_fn(s: Array, n: int = n) -> Array:
+                rngs = {"dropout": jax.random.fold_in(rng, n)} if rng is not None else {}
+                return unbound_layer.apply(layer_variables, s, valid, train=train, rngs=rngs)
+
+            def run(c: _Carry, n: int = n, layer_fn=layer_fn) -> tuple[_Carry, Array]:
+                return step(n, c, layer_fn)
+
+            if self.early_exit:
+                carry, w = jax.lax.cond(
+                    jnp.any(~carry[1]), run, lambda c: (c, jnp.zeros_like(w)), carry
+                )
+            else:
+                carry, w = run(carry)
             weights.append(w)
+
+        _, _, _, remainder, updates, output = carry
         ponder = updates + remainder
         mean_updates = updates
         if self.halting == "token":

@@ -30,6 +30,7 @@ class ACTSettings:
     halting_bias_init: float
     step_embedding: bool
     ponder_weight: float
+    early_exit: bool
 
 
 def add_act_fields(config: ml_collections.ConfigDict, max_steps: int | None) -> None:
@@ -43,6 +44,7 @@ def add_act_fields(config: ml_collections.ConfigDict, max_steps: int | None) -> 
     config.halting_bias_init = -1.0
     config.step_embedding = True  # learned embedding of the step, added before each step
     config.ponder_weight = 0.01
+    config.act_early_exit = True  # skip the remaining steps once the whole batch halted
 
 
 def act_settings(config: ml_collections.ConfigDict, default_steps: int) -> ACTSettings:
@@ -61,6 +63,7 @@ def act_settings(config: ml_collections.ConfigDict, default_steps: int) -> ACTSe
         halting_bias_init=float(c.halting_bias_init),
         step_embedding=bool(c.step_embedding),
         ponder_weight=float(c.ponder_weight),
+        early_exit=bool(c.act_early_exit),
     )
 
 
@@ -90,6 +93,7 @@ class UniversalEncoder(nn.Module):
             threshold=s.threshold,
             halting_bias_init=s.halting_bias_init,
             step_embedding=s.step_embedding,
+            early_exit=s.early_exit,
             name="act",
         )(x, valid, train=train)
         base.sow_aux_loss(self, "ponder", s.ponder_weight * result.ponder)

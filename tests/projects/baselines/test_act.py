@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from framework.models import layers
 from projects.baselines import act
 from tests.projects import model_testing as mt
 
@@ -68,7 +69,7 @@ def test_invariants_with_varying_halting(halting):
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(8, 5, 16)), jnp.float32)
     params = module.init(jax.random.key(0), x, train=False)["params"]
-    params["halting"]["kernel"] = jnp.asarray(rng.normal(size=(16, 1)), jnp.float32)
+    params["halting_kernel"] = jnp.asarray(rng.normal(size=16), jnp.float32)
     out = module.apply({"params": params}, x, train=False)
     shape = (8,) if halting == "example" else (8, 5)
     assert out.updates.shape == shape and out.ponder.shape == (8,)
@@ -86,13 +87,36 @@ def test_invariants_with_varying_halting(halting):
     np.testing.assert_allclose(np.asarray(out.ponder), per_example, atol=1e-5)
 
 
+def test_early_exit_gives_identical_results():
+    """A real shared block; p near 1/3 halts every example after 3 or 4 of 6 steps."""
+    block = layers.EncoderBlock(num_heads=2, mlp_dim=32)
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(4, 5, 16)), jnp.float32)
+    outs = []
+    for early_exit in (True, False):
+        module = act.AdaptiveComputationTime(
+            layer=block, max_steps=6, halting_bias_init=_logit(0.33), early_exit=early_exit
+        )
+        variables = module.init(jax.random.key(0), x, train=False)
+        params = dict(variables["params"])
+        params["halting_kernel"] = jnp.asarray(0.02 * rng.normal(size=16), jnp.float32)
+        if outs:  # the same parameters for both
+            params = outs[0][0]
+        outs.append((params, module.apply({"params": params}, x, train=False)))
+    fast, slow = outs[0][1], outs[1][1]
+    assert float(fast.updates.max()) < 6  # so steps were skipped
+    assert len(np.unique(np.asarray(fast.updates))) > 1
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(slow)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
 def test_ponder_gradient_reaches_halting_unit():
     module = act.AdaptiveComputationTime(layer=AddOne(), max_steps=4, step_embedding=False)
     x = jnp.ones((2, 3, 8))
     variables = module.init(jax.random.key(0), x, train=False)
     grads = jax.grad(lambda v: module.apply(v, x, train=False).ponder.sum())(variables)
     # R = 1 - (sum of p before the halting step): raising the bias raises p, lowers R.
-    assert float(grads["params"]["halting"]["bias"][0]) < 0
+    assert float(grads["params"]["halting_bias"]) < 0
 
 
 @pytest.mark.parametrize(
@@ -116,7 +140,7 @@ def test_models_forward_backward(model_name, dataset_name, data, model):
     params, loss, grads, aux = mt.init_and_grads(m, batch)
     assert np.isfinite(float(loss)) and mt.all_finite(grads)
     assert mt.grad_norm(grads, "encoder", "shared_block") > 0
-    assert mt.grad_norm(grads, "encoder", "act", "halting") > 0
+    assert mt.grad_norm(grads, "encoder", "act", "halting_bias") > 0
     # The halting kernel is zero-initialised, so p = 0.4 at init whatever the state:
     # N = 3, R = 0.2 (max_steps 5), or forced at N = 3 with R = 1 - 0.8 (max_steps 3).
     ponder = np.asarray(aux["aux_metrics"]["ponder_cost"])
