@@ -1,0 +1,48 @@
+"""`python -m launch.reproduce parity --preset=tiny` end to end, and reuse of finished runs."""
+
+import json
+import os
+
+from tests.launch import cli
+
+ROWS = ("transformer", "universal_transformer_act", "adatape")
+
+
+def test_parity_table_tiny_preset_and_resume(tmp_path):
+    args = ("parity", "--preset=tiny", f"--workdir={tmp_path}")
+    first = cli.run("launch.reproduce", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    table = (tmp_path / "table.md").read_text()
+    for name in ("| Transformer |", "| Universal Transformer (ACT) |", "| AdaTape |"):
+        assert name in table
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = results["rows"]
+    assert set(rows) == {"Transformer", "Universal Transformer (ACT)", "AdaTape"}
+    for name, row in rows.items():
+        accuracy = row["eval.accuracy"]["mean"]
+        assert 0.0 <= accuracy <= 1.0
+        assert row["num_params"]["mean"] > 1000
+        assert row["flops_per_example"]["mean"] > 0
+        assert row["train_examples_per_sec"]["mean"] > 0
+    # ATR with tau = 2 reads between 2 and T = 10 tape tokens.
+    assert 2.0 <= rows["AdaTape"]["eval.tape_length"]["mean"] <= 10.0
+    assert 1.0 <= rows["Universal Transformer (ACT)"]["eval.act_updates"]["mean"]
+    assert "eval.tape_length" not in rows["Transformer"]
+
+    # A second invocation reuses every finished run: nothing retrains.
+    result_files = [tmp_path / row / "seed_0" / "result.json" for row in ROWS]
+    stamps = [os.stat(f).st_mtime_ns for f in result_files]
+    second = cli.run("launch.reproduce", *args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "== " not in second.stdout  # no run was started
+    assert [os.stat(f).st_mtime_ns for f in result_files] == stamps
+    assert (tmp_path / "table.md").read_text() == table
+
+
+def test_unknown_table_and_preset_are_one_line_errors(tmp_path):
+    result = cli.run("launch.reproduce", "nope", f"--workdir={tmp_path}")
+    assert result.returncode == 2
+    assert "error: unknown table 'nope'; known: " in result.stderr
+    result = cli.run("launch.reproduce", "parity", "--preset=huge", f"--workdir={tmp_path}")
+    assert result.returncode == 2
+    assert "error: unknown preset 'huge' for parity" in result.stderr
