@@ -164,8 +164,9 @@ class AdaptiveTapeReading(nn.Module):
             length = length + running.astype(length.dtype)
             weights = weights * reads[:, None]
             emitted = jnp.einsum("bk,bkd->bd", weights, source.gather(indices))
-            rows = jnp.arange(batch)[:, None]
-            used = used | jnp.zeros_like(used).at[rows, indices].set(running[:, None])
+            # Elementwise rather than a scatter, so it stays local to each batch shard.
+            read_now = jnp.any(indices[..., None] == jnp.arange(source.size), axis=1)
+            used = used | (read_now & running[:, None])
             if self.query_update == "average":
                 new_q = (q + emitted[:, :dk]) / 2
             else:
