@@ -1,12 +1,21 @@
-"""Side-by-side throughput: the framework's trainer against a bare jitted loop.
+"""Side-by-side throughput, in one process.
 
   python -m launch.benchmark --config=configs/parity/transformer.py [--steps=300]
+  python -m launch.benchmark --mode=altup [--size=small --batch_size=4 --steps=2]
 
-Both step the same model on the same global batch size in one process, alternating
-for `--rounds` rounds. The trainer runs with its data pipeline, logging and checkpoint
-cadence as configured (eval is off: it is not training throughput); its time is taken
-between its first and last log lines, so compilation is excluded as in the bare loop.
-The bare loop steps one fixed on-device batch with `jax.jit` and nothing else.
+`--mode=trainer` (default): the framework's trainer against a bare jitted loop. Both
+step the same model on the same global batch size, alternating for `--rounds` rounds.
+The trainer runs with its data pipeline, logging and checkpoint cadence as configured
+(eval is off: it is not training throughput); its time is taken between its first and
+last log lines, so compilation is excluded as in the bare loop. The bare loop steps
+one fixed on-device batch with `jax.jit` and nothing else.
+
+`--mode=altup`: train-step time of T5 + AltUp K=2, Recycled-AltUp K=2, Sequence-AltUp
+(stride 2) and a dense T5 with 2x wide layers (d_model, d_ff, heads doubled), each
+relative to the dense T5 of the same size (T5-Small by default), on a random batch of
+the paper's shape (inputs 512, targets 114 tokens, 32128-token vocabulary). Every
+model is jitted (forward, backward, Adafactor) and timed `--steps` steps per round,
+the models interleaved over `--rounds` rounds (`projects.altup.benchmark.step_times`).
 """
 
 from __future__ import annotations
@@ -21,11 +30,22 @@ from absl import flags
 
 from framework import app
 from framework.data import pipeline
+from framework.registry import ConfigError
 from framework.train import optimizers, trainer
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("steps", 300, "Timed steps per round and side.")
-flags.DEFINE_integer("rounds", 3, "Rounds; each runs both sides once.")
+flags.DEFINE_enum("mode", "trainer", ["trainer", "altup"], "What to compare (see above).")
+flags.DEFINE_integer(
+    "steps", 300, "Timed steps per round and side (trainer) or model (altup: default 2)."
+)
+flags.DEFINE_integer("rounds", 3, "Rounds; each runs every side once.")
+flags.DEFINE_string("size", "small", "altup: T5 size (tiny | mini | small | base | ...).")
+flags.DEFINE_integer("batch_size", 4, "altup: batch size.")
+flags.DEFINE_integer("inputs_length", 512, "altup: encoder tokens per example.")
+flags.DEFINE_integer("targets_length", 114, "altup: decoder tokens per example.")
+flags.DEFINE_integer("vocab_size", 32128, "altup: vocabulary size.")
+
+ALTUP_STEPS = 2  # --steps default in altup mode
 
 
 def bare_loop_steps_per_sec(config, steps: int) -> float:
@@ -72,8 +92,48 @@ def trainer_steps_per_sec(config, steps: int) -> float:
     return result.timed_steps / result.timed_seconds
 
 
+def altup_main() -> None:
+    """Step times of the AltUp variants and a 2x-wide dense T5, relative to dense."""
+    from projects.altup import benchmark
+
+    configs = benchmark.t5_small_configs()
+    for config in configs.values():
+        config.size = FLAGS.size
+    configs["dense_2x_wide"] = benchmark.widen(configs["dense"])
+    steps = FLAGS.steps if FLAGS["steps"].present else ALTUP_STEPS
+    print(
+        f"T5-{FLAGS.size}: batch {FLAGS.batch_size}, inputs {FLAGS.inputs_length}, targets "
+        f"{FLAGS.targets_length}, vocabulary {FLAGS.vocab_size}; {jax.device_count()} "
+        f"{jax.devices()[0].platform} device(s); {FLAGS.rounds} rounds of {steps} steps",
+        flush=True,
+    )
+    results = benchmark.step_times(
+        configs,
+        batch_size=FLAGS.batch_size,
+        inputs_length=FLAGS.inputs_length,
+        targets_length=FLAGS.targets_length,
+        vocab_size=FLAGS.vocab_size,
+        steps=steps,
+        rounds=FLAGS.rounds,
+        reference="dense",
+    )
+    print(benchmark.format_table(results))
+    for r in results.values():
+        rounds = ", ".join(f"{t * 1e3:.0f}" for t in r.rounds_s)
+        print(f"{r.name}: compile {r.compile_s:.1f} s, per-round step ms [{rounds}]")
+    print(
+        "step time relative to dense: "
+        + ", ".join(f"{r.name} {r.relative:.2f}" for r in results.values() if r.name != "dense")
+    )
+
+
 def main() -> None:
+    if FLAGS.mode == "altup":
+        altup_main()
+        return
     config = app.config()
+    if config is None:
+        raise ConfigError("--config is required with --mode=trainer")
     bare, framework = [], []
     for round_index in range(FLAGS.rounds):
         bare.append(bare_loop_steps_per_sec(config.copy_and_resolve_references(), FLAGS.steps))

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from framework.models.t5 import SIZES
 from projects.altup.model import T5AltUpModel
 
 
@@ -132,6 +133,8 @@ def step_times(
         }
 
     rng = jax.random.key(seed + 1)
+    # Compile the key split now, not inside the first model's first timed round.
+    rng, _ = jax.block_until_ready(jax.random.split(rng))
     for _ in range(rounds):
         for name in names:
             run = runs[name]
@@ -170,6 +173,21 @@ def t5_small_configs(
         config.altup.k = k
         out[variant] = config
     return out
+
+
+def widen(config: ml_collections.ConfigDict, factor: int = 2) -> ml_collections.ConfigDict:
+    """A copy of a `t5_altup` model config with d_model, d_ff and heads times `factor`.
+
+    d_kv is kept, so attention is `factor` times wider too: every layer is `factor`
+    times as wide (the paper's dense baseline with K-times wider layers).
+    """
+    config = config.copy_and_resolve_references()
+    d_model, d_ff, num_heads, _, _ = SIZES[config.size]
+    with config.unlocked():
+        config.d_model = factor * (config.get("d_model") or d_model)
+        config.d_ff = factor * (config.get("d_ff") or d_ff)
+        config.num_heads = factor * (config.get("num_heads") or num_heads)
+    return config
 
 
 def format_table(results: Mapping[str, StepTime]) -> str:

