@@ -1,0 +1,142 @@
+"""`python -m launch.reproduce altup --preset=tiny` end to end on a generated corpus.
+
+The table reads the corpus named by `ALTUP_DATA_DIR` (train.txt, eval.txt and a tiny
+SentencePiece model made here), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from framework.data.text import vocabulary
+from framework.registry import ConfigError
+from projects.altup import tables as altup_tables
+from tests.launch import cli
+
+ROWS = [
+    "T5 dense",
+    "AltUp K=2",
+    "Recycled-AltUp K=2",
+    "Sequence-AltUp stride 2",
+    "T5 dense 2x wide",
+]
+
+
+def write_corpus(root: str) -> str:
+    """train.txt, eval.txt (lines of made-up words) and a 300-piece spm.model."""
+    rng = np.random.default_rng(0)
+    syllables = [a + b for a in "bcdfghjklm" for b in "aeiou"]
+    words = ["".join(rng.choice(syllables, size=rng.integers(1, 4))) for _ in range(500)]
+    os.makedirs(root, exist_ok=True)
+    for name, lines in (("train.txt", 2000), ("eval.txt", 200)):
+        with open(os.path.join(root, name), "w") as f:
+            for _ in range(lines):
+                f.write(" ".join(rng.choice(words, size=rng.integers(4, 20))) + "\n")
+    vocabulary.train_vocabulary(
+        os.path.join(root, "spm.model"),
+        300,
+        files=[os.path.join(root, "train.txt")],
+        hard_vocab_limit=False,
+    )
+    return root
+
+
+def reproduce(workdir: str, data_dir: str) -> subprocess.CompletedProcess:
+    env = cli.env(devices=1)
+    env[altup_tables.DATA_DIR_ENV] = data_dir
+    # Compile fast: the tiny preset's time is mostly XLA compiling 10 programs.
+    env["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+    return subprocess.run(
+        cli.command("launch.reproduce", "altup", "--preset=tiny", f"--workdir={workdir}"),
+        cwd=cli.ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def result_mtimes(workdir: str) -> dict[str, float]:
+    out = {}
+    for root, _, files in os.walk(workdir):
+        for name in files:
+            if name in ("result.json", altup_tables.STEP_TIMES_FILE):
+                out[os.path.join(root, name)] = os.path.getmtime(os.path.join(root, name))
+    return out
+
+
+def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
+    data_dir = write_corpus(str(tmp_path / "corpus"))
+    workdir = str(tmp_path / "altup")
+    first = reproduce(workdir, data_dir)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert "== T5 dense, seed 0" in first.stdout
+
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)
+    rows = results["rows"]
+    assert list(rows) == ROWS
+    for name in ROWS:
+        row = rows[name]
+        assert row["seeds"] == [0]
+        assert math.isfinite(row["eval.cross_entropy"]["mean"])
+        assert 0.0 <= row["eval.accuracy"]["mean"] <= 1.0
+        assert row["step_time_ms"]["mean"] > 0
+        assert row["relative_step_time"]["mean"] > 0
+    assert rows["T5 dense"]["relative_step_time"]["mean"] == pytest.approx(1.0)
+    params = {name: rows[name]["num_params"]["mean"] for name in ROWS}
+    assert params["T5 dense 2x wide"] > params["AltUp K=2"] > params["Recycled-AltUp K=2"]
+    # Recycled-AltUp adds only K^2 + K scalars per layer.
+    assert params["Recycled-AltUp K=2"] == pytest.approx(params["T5 dense"], rel=1e-3)
+    assert params["Recycled-AltUp K=2"] > params["T5 dense"]
+    assert params["Sequence-AltUp stride 2"] == pytest.approx(params["T5 dense"], rel=1e-3)
+
+    with open(os.path.join(workdir, "table.md")) as f:
+        table = f.read()
+    assert table.startswith("# AltUp, tiny preset")
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0][2:] for line in lines[1:]] == ROWS
+    assert "step time vs dense" in lines[0] and "Paper's claim" in table
+
+    # A second invocation reuses every run and the step times: nothing is retrained.
+    before = result_mtimes(workdir)
+    assert len(before) == len(ROWS) + 1
+    second = reproduce(workdir, data_dir)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "== " not in second.stdout and "reusing step times" in second.stdout
+    assert result_mtimes(workdir) == before
+    with open(os.path.join(workdir, "results.json")) as f:
+        assert json.load(f)["rows"] == rows
+
+
+def test_altup_table_needs_a_prepared_data_dir(tmp_path, monkeypatch):
+    """A directory named by ALTUP_DATA_DIR is used as it is: missing files are an error."""
+    monkeypatch.setenv(altup_tables.DATA_DIR_ENV, str(tmp_path))
+    with pytest.raises(ConfigError, match="lacks train.txt, eval.txt, spm.model"):
+        altup_tables.altup_table("tiny")
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        altup_tables.altup_table("huge")
+
+
+def test_altup_table_rows(tmp_path, monkeypatch):
+    """Same budget for every row; the wide row doubles d_model, d_ff and heads."""
+    monkeypatch.setenv(altup_tables.DATA_DIR_ENV, write_corpus(str(tmp_path)))
+    table = altup_tables.altup_table("quick")
+    assert [row.name for row in table.rows] == ROWS
+    configs = {row.name: row.config for row in table.rows}
+    for config in configs.values():
+        assert config.num_train_steps == table.rows[0].config.num_train_steps
+        assert config.batch_size == table.rows[0].config.batch_size
+        assert config.dataset.vocab_path == os.path.join(str(tmp_path), "spm.model")
+    wide, dense = configs["T5 dense 2x wide"].model, configs["T5 dense"].model
+    assert (wide.d_model, wide.d_ff, wide.num_heads) == (128, 256, 8)
+    assert wide.get("d_kv") is None and dense.get("d_model") is None
+    assert wide.altup.variant == dense.altup.variant == "none"
+    assert configs["AltUp K=2"].model.altup.variant == "altup"
+    assert configs["Sequence-AltUp stride 2"].model.altup.variant == "sequence"
