@@ -16,9 +16,9 @@ random images for a CPU check.
   python -m launch.train --config=configs/adatape/imagenet.py:smoke --workdir=/tmp/i
 """
 
+from configs import imagenet_recipe
 from framework import configs
 
-_TRAIN_EXAMPLES = 1_281_167
 _VARIANTS = ("S/16", "B/32", "B/16")
 
 
@@ -28,18 +28,11 @@ def get_config(arg: str | None = None):
         raise ValueError(f"unknown preset {arg!r}; known: {', '.join(_VARIANTS)}, smoke")
     c = configs.base_config(model_name="adatape_vit", dataset_name="random_images")
     c.experiment_name = f"imagenet_adatape_{arg.replace('/', '')}"
-    c.dataset.image_size = 224
-    c.dataset.num_classes = 1000
-    c.dataset.num_eval_examples = 50_000
-
+    imagenet_recipe.apply(c, smoke=arg == "smoke")
     c.model.variant = arg if arg != "smoke" else "nano/4"
-    c.model.pooling = "token"
-    c.model.dropout_rate = 0.0
     c.model.attention_dropout_rate = 0.0
-    c.model.head_bias_init = -6.9
-    c.model.loss = "sigmoid"
     c.model.bank_type = "input"
-    c.model.bank_patch_size = 8
+    c.model.bank_patch_size = 8 if arg != "smoke" else 2  # 784 entries at 224 px, 256 at 32
     c.model.tape_insert_layer = 1
     c.model.max_tape_tokens = 10
     c.model.num_candidates = 5
@@ -47,34 +40,4 @@ def get_config(arg: str | None = None):
     c.model.query_source = "gap"
     c.model.query_update = "average"
     c.model.ponder_weight = 0.01
-
-    c.batch_size = 4096
-    c.eval_batch_size = 4096
-    c.num_train_steps = -(-300 * _TRAIN_EXAMPLES // 4096)  # 300 epochs: 93,836 steps
-    c.optimizer.name = "adamw"
-    c.optimizer.b1 = 0.9
-    c.optimizer.b2 = 0.999
-    c.optimizer.weight_decay = 0.1
-    c.optimizer.grad_clip_norm = 1.0
-    c.lr.factors = "constant*linear_warmup*cosine_decay"
-    c.lr.base = 1e-3
-    c.lr.warmup_steps = 10_000
-    c.log_every_steps = 100
-    c.eval_every_steps = 5000
-    c.checkpoint_every_steps = 2000
-
-    if arg == "smoke":
-        c.dataset.image_size = 32
-        c.dataset.num_classes = 10
-        c.dataset.num_eval_examples = 64
-        c.dataset.class_signal = 0.5
-        c.model.head_bias_init = -2.3  # log 1/10
-        c.model.bank_patch_size = 2  # 256 entries at 32 px
-        c.batch_size = 16
-        c.eval_batch_size = 32
-        c.num_train_steps = 20
-        c.lr.warmup_steps = 5
-        c.log_every_steps = 5
-        c.eval_every_steps = 10
-        c.checkpoint_every_steps = 10
     return c

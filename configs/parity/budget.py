@@ -1,0 +1,42 @@
+"""The parity task and training budget shared by every parity model's config.
+
+Data: the AdaTape release variant (32 symbols in {1, 0, -1}). Budget: 5000 steps of
+batch 64, AdamW lr 1e-3 with 200 warm-up steps then cosine decay, weight decay 1e-4,
+global-norm clip 1.0. The `smoke` preset is a CPU minute (60 steps of batch 32).
+Each model config sets only its model fields (and its smoke-size model).
+"""
+
+import ml_collections
+
+from framework import configs
+
+PRESETS = ("smoke",)
+
+
+def base(model_name: str, experiment_name: str, arg: str | None) -> ml_collections.ConfigDict:
+    """A parity config for `model_name` with the shared data and budget."""
+    if arg and arg not in PRESETS:
+        raise ValueError(f"unknown preset {arg!r}; known: {', '.join(PRESETS)}")
+    c = configs.base_config(model_name=model_name, dataset_name="parity")
+    c.experiment_name = experiment_name
+    c.dataset.variant = "release"
+    c.dataset.length = 32
+    c.batch_size = 64
+    c.num_train_steps = 5000
+    c.lr.base = 1e-3
+    c.lr.warmup_steps = 200
+    c.optimizer.weight_decay = 1e-4
+    c.optimizer.grad_clip_norm = 1.0
+    c.log_every_steps = 100
+    c.eval_every_steps = 1000
+    c.checkpoint_every_steps = 1000
+    if arg == "smoke":
+        c.batch_size = 32
+        c.eval_batch_size = 64
+        c.dataset.num_eval_examples = 200
+        c.num_train_steps = 60
+        c.lr.warmup_steps = 10
+        c.log_every_steps = 10
+        c.eval_every_steps = 30
+        c.checkpoint_every_steps = 30
+    return c
