@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import jax
 import ml_collections
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from framework.data import pipeline
 from framework.train import optimizers, trainer
@@ -51,7 +52,8 @@ def bare_loop(config: ml_collections.ConfigDict) -> BareLoop:
     config, mesh, _, dataset, model = trainer.build_experiment(config)
     tx, _ = optimizers.create(config)
     batch = pipeline.shard_batch(dataset.example_batch(), mesh)
-    params = model.init(jax.random.key(config.seed), batch)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    params = jax.device_put(model.init(jax.random.key(config.seed), batch), replicated)
 
     def step(params, opt_state, batch, step_index):
         rng = jax.random.fold_in(jax.random.key(config.seed), step_index)
@@ -75,7 +77,7 @@ def bare_loop(config: ml_collections.ConfigDict) -> BareLoop:
         sum(x.size for x in jax.tree.leaves(params)),
         config.batch_size,
     )
-    loop.run(1)  # compile
+    loop.run(2)  # compile (the first step's outputs could differ in layout from inputs)
     return loop
 
 

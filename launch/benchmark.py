@@ -2,6 +2,7 @@
 
   python -m launch.benchmark --config=configs/parity/transformer.py [--steps=300]
   python -m launch.benchmark --mode=altup [--size=small --batch_size=4 --steps=2]
+  python -m launch.benchmark --mode=adatape [--batch_size=8 --image_size=224 --steps=3]
 
 `--mode=trainer` (default): the framework's trainer against a bare jitted loop. Both
 step the same model on the same global batch size, alternating for `--rounds` rounds.
@@ -16,68 +17,40 @@ relative to the dense T5 of the same size (T5-Small by default), on a random bat
 the paper's shape (inputs 512, targets 114 tokens, 32128-token vocabulary). Every
 model is jitted (forward, backward, Adafactor) and timed `--steps` steps per round,
 the models interleaved over `--rounds` rounds (`projects.altup.benchmark.step_times`).
+
+`--mode=adatape`: train throughput of AdaTape-ViT-S/16 against ViT-S/16 and
+UViT-S/16 (ACT) on random images, each a bare jitted step built from its config
+(`projects.adatape.benchmark`), interleaved over rounds.
 """
 
 from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 
 import jax
-import optax
 from absl import flags
 
-from framework import app
-from framework.data import pipeline
+from framework import app, benchmarking
 from framework.registry import ConfigError
-from framework.train import optimizers, trainer
+from framework.train import trainer
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "trainer", ["trainer", "altup"], "What to compare (see above).")
+flags.DEFINE_enum(
+    "mode", "trainer", ["trainer", "altup", "adatape"], "What to compare (see above)."
+)
 flags.DEFINE_integer(
     "steps", 300, "Timed steps per round and side (trainer) or model (altup: default 2)."
 )
 flags.DEFINE_integer("rounds", 3, "Rounds; each runs every side once.")
 flags.DEFINE_string("size", "small", "altup: T5 size (tiny | mini | small | base | ...).")
-flags.DEFINE_integer("batch_size", 4, "altup: batch size.")
+flags.DEFINE_integer("batch_size", None, "altup / adatape: batch size (default 4 / 8).")
+flags.DEFINE_integer("image_size", 224, "adatape: image size in pixels.")
 flags.DEFINE_integer("inputs_length", 512, "altup: encoder tokens per example.")
 flags.DEFINE_integer("targets_length", 114, "altup: decoder tokens per example.")
 flags.DEFINE_integer("vocab_size", 32128, "altup: vocabulary size.")
 
 ALTUP_STEPS = 2  # --steps default in altup mode
-
-
-def bare_loop_steps_per_sec(config, steps: int) -> float:
-    """Steps/s of a minimal jitted train step on one fixed batch (after compiling)."""
-    config, mesh, _, dataset, model = trainer.build_experiment(config)
-    tx, _ = optimizers.create(config)
-    batch = pipeline.shard_batch(dataset.example_batch(), mesh)
-    params = model.init(jax.random.key(config.seed), batch)
-    opt_state = tx.init(params)
-
-    def step(params, opt_state, batch, step_index):
-        rng = jax.random.fold_in(jax.random.key(config.seed), step_index)
-
-        def loss_fn(p):
-            outputs, aux = model.apply(p, batch, train=True, rng=rng)
-            num, den = model.metrics(outputs, batch)["loss"]
-            mask = batch["mask"]
-            aux_loss = sum((v * mask).sum() for v in aux["aux_loss"].values()) / mask.sum()
-            return (num * mask).sum() / (den * mask).sum() + aux_loss
-
-        grads = jax.grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    step = jax.jit(step, donate_argnums=(0, 1))
-    params, opt_state = step(params, opt_state, batch, 0)
-    jax.block_until_ready(params)
-    start = time.perf_counter()
-    for i in range(steps):
-        params, opt_state = step(params, opt_state, batch, i + 1)
-    jax.block_until_ready(params)
-    return steps / (time.perf_counter() - start)
 
 
 def trainer_steps_per_sec(config, steps: int) -> float:
@@ -96,20 +69,21 @@ def altup_main() -> None:
     """Step times of the AltUp variants and a 2x-wide dense T5, relative to dense."""
     from projects.altup import benchmark
 
+    batch_size = FLAGS.batch_size or 4
     configs = benchmark.t5_small_configs()
     for config in configs.values():
         config.size = FLAGS.size
     configs["dense_2x_wide"] = benchmark.widen(configs["dense"])
     steps = FLAGS.steps if FLAGS["steps"].present else ALTUP_STEPS
     print(
-        f"T5-{FLAGS.size}: batch {FLAGS.batch_size}, inputs {FLAGS.inputs_length}, targets "
+        f"T5-{FLAGS.size}: batch {batch_size}, inputs {FLAGS.inputs_length}, targets "
         f"{FLAGS.targets_length}, vocabulary {FLAGS.vocab_size}; {jax.device_count()} "
         f"{jax.devices()[0].platform} device(s); {FLAGS.rounds} rounds of {steps} steps",
         flush=True,
     )
     results = benchmark.step_times(
         configs,
-        batch_size=FLAGS.batch_size,
+        batch_size=batch_size,
         inputs_length=FLAGS.inputs_length,
         targets_length=FLAGS.targets_length,
         vocab_size=FLAGS.vocab_size,
@@ -127,16 +101,35 @@ def altup_main() -> None:
     )
 
 
+def adatape_main() -> None:
+    """Train throughput of AdaTape-ViT-S/16 against ViT-S/16 and UViT-S/16."""
+    from projects.adatape import benchmark
+
+    batch_size = FLAGS.batch_size or 8
+    steps = FLAGS.steps if FLAGS["steps"].present else 3
+    print(
+        f"batch {batch_size}, {FLAGS.image_size} px random images, {jax.device_count()} "
+        f"{jax.devices()[0].platform} device(s); median of {FLAGS.rounds} rounds of "
+        f"{steps} steps, models interleaved",
+        flush=True,
+    )
+    print(benchmark.run(batch_size, FLAGS.image_size, steps, FLAGS.rounds))
+
+
 def main() -> None:
     if FLAGS.mode == "altup":
         altup_main()
+        return
+    if FLAGS.mode == "adatape":
+        adatape_main()
         return
     config = app.config()
     if config is None:
         raise ConfigError("--config is required with --mode=trainer")
     bare, framework = [], []
+    loop = benchmarking.bare_loop(config.copy_and_resolve_references())
     for round_index in range(FLAGS.rounds):
-        bare.append(bare_loop_steps_per_sec(config.copy_and_resolve_references(), FLAGS.steps))
+        bare.append(1.0 / loop.run(FLAGS.steps))
         framework.append(trainer_steps_per_sec(config.copy_and_resolve_references(), FLAGS.steps))
         print(
             f"round {round_index + 1}: bare {bare[-1]:.2f} steps/s, "
