@@ -1,3 +1,3 @@
 """Base model classes, shared layers and the core architectures (registered by name)."""
 
-from framework.models import base, layers, t5, transformer, vit  # noqa: F401
+from framework.models import base, classifier, layers, t5, transformer, vit  # noqa: F401

@@ -1,4 +1,9 @@
-"""Transformer encoder classifier for sequences (e.g. the parity task)."""
+"""Transformer encoder classifier for sequences (e.g. the parity task).
+
+`SequenceClassifierModule` is the sequence form of the shared classifier skeleton
+(embedding, optional class token, position embedding, dropout, encoder, pooling, head);
+models on sequences supply their encoder (`add_sequence_fields` declares their config).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from framework import registry
-from framework.models import base, layers
+from framework.models import base, classifier, layers
 
 Array = jax.Array
 
@@ -28,43 +33,53 @@ class SequenceEmbedding(nn.Module):
         return nn.Dense(self.hidden_size, name="input_projection")(inputs)
 
 
-class TransformerClassifierModule(nn.Module):
-    """Embedding, optional class token, position embedding, encoder, pooling, head."""
+class SequenceClassifierModule(classifier.ClassifierSkeleton, kw_only=True):
+    """Embedding, optional class token, position embedding, dropout, encoder, pool, head."""
 
-    num_classes: int
     hidden_size: int
-    num_layers: int
-    num_heads: int
-    mlp_dim: int
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    pooling: str = "gap"
     vocab_size: int | None = None
-    head_bias_init: float = 0.0
 
-    @nn.compact
-    def __call__(self, inputs: Array, *, train: bool) -> Array:
+    def embed(self, inputs: Array, *, train: bool) -> Array:
         x = SequenceEmbedding(self.hidden_size, self.vocab_size, name="embedding")(inputs)
-        if self.pooling == "token":
-            cls = self.param("cls", nn.initializers.zeros, (1, 1, self.hidden_size))
-            x = jnp.concatenate([jnp.tile(cls, (x.shape[0], 1, 1)), x], axis=1)
-        x = layers.AddPositionEmbedding(name="pos_embedding")(x)
-        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-        x = layers.Encoder(
-            self.num_layers,
-            self.num_heads,
-            self.mlp_dim,
-            self.dropout_rate,
-            self.attention_dropout_rate,
-            name="encoder",
-        )(x, train=train)
-        x = layers.pool(x, self.pooling)
-        return nn.Dense(
-            self.num_classes,
-            kernel_init=nn.initializers.zeros,
-            bias_init=nn.initializers.constant(self.head_bias_init),
-            name="head",
-        )(x)
+        return classifier.finish_tokens(
+            x,
+            class_token=self.pooling == "token",
+            dropout_rate=self.dropout_rate,
+            train=train,
+            module=self.class_token_owner(),
+        )
+
+    def class_token_owner(self) -> nn.Module | None:
+        """The module holding `cls` itself (None: a 'class_token' submodule)."""
+        return None
+
+
+class TransformerClassifierModule(SequenceClassifierModule, kw_only=True):
+    """The sequence classifier with flat names: `cls` and `head` at the top level."""
+
+    def class_token_owner(self) -> nn.Module | None:
+        return self
+
+    def classify(self, pooled: Array) -> Array:
+        return classifier.zero_head(self.num_classes, self.head_bias_init)(pooled)
+
+
+def add_sequence_fields(
+    config: ml_collections.ConfigDict, *, num_layers: bool = True, vocab_size: bool = True
+) -> None:
+    """Declares a sequence classifier's widths and skeleton fields.
+
+    `num_layers` False: the depth is set elsewhere (e.g. ACT steps); `vocab_size` False:
+    the model reads float features only.
+    """
+    config.hidden_size = 64
+    if num_layers:
+        config.num_layers = 2
+    config.num_heads = 4
+    config.mlp_dim = 256
+    classifier.add_classifier_fields(config, pooling="gap")
+    if vocab_size:
+        config.vocab_size = ml_collections.config_dict.placeholder(int)
 
 
 @registry.MODELS.register("transformer_classifier")
@@ -74,15 +89,7 @@ class TransformerClassifier(base.ClassificationModel):
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
-        config.hidden_size = 64
-        config.num_layers = 2
-        config.num_heads = 4
-        config.mlp_dim = 256
-        config.dropout_rate = 0.0
-        config.attention_dropout_rate = 0.0
-        config.pooling = "gap"
-        config.vocab_size = ml_collections.config_dict.placeholder(int)
-        config.head_bias_init = 0.0
+        add_sequence_fields(config)
         return config
 
     def build_module(self) -> nn.Module:
@@ -90,12 +97,9 @@ class TransformerClassifier(base.ClassificationModel):
         return TransformerClassifierModule(
             num_classes=self.num_classes,
             hidden_size=c.hidden_size,
-            num_layers=c.num_layers,
-            num_heads=c.num_heads,
-            mlp_dim=c.mlp_dim,
-            dropout_rate=c.dropout_rate,
-            attention_dropout_rate=c.attention_dropout_rate,
-            pooling=c.pooling,
             vocab_size=c.vocab_size,
-            head_bias_init=c.head_bias_init,
+            encoder=classifier.encoder_factory(
+                layers.Encoder, c.num_layers, c.num_heads, c.mlp_dim, config=c
+            ),
+            **classifier.skeleton_kwargs(c),
         )

@@ -1,7 +1,8 @@
 """Vision Transformer classifier (pre-LN ViT) and its reusable pieces.
 
-The pieces (`PatchEmbedding`, `ViTStem`, `ClassifierHead`, `resolve_size`) are shared by
-the models that build on ViT (AdaTape-ViT, UViT), so they live here once.
+The pieces (`PatchEmbedding`, `ViTStem`, `ViTClassifierModule`, `resolve_size`) are
+shared by the models that build on ViT (AdaTape-ViT, UViT), so they live here once; the
+skeleton itself (encoder factory, pooling, head) is `framework.models.classifier`.
 
 Sizes: `model.variant` names a size and a patch, e.g. 'S/16' or 'B/32'; any of
 `hidden_size`, `num_layers`, `num_heads`, `mlp_dim`, `patch_size` set explicitly
@@ -14,11 +15,17 @@ import dataclasses
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from framework import registry
-from framework.models import base, layers
+from framework.models import base, classifier, layers
+
+# Shared classifier pieces, re-exported for the models that build on ViT.
+from framework.models.classifier import (  # noqa: F401
+    ClassifierHead,
+    ClassToken,
+    check_pooling,
+)
 from framework.registry import ConfigError
 
 Array = jax.Array
@@ -94,15 +101,6 @@ class PatchEmbedding(nn.Module):
         return x.reshape(x.shape[0], -1, self.hidden_size)
 
 
-class ClassToken(nn.Module):
-    """Prepends a learned (zero-initialised) class token to [B, L, D]."""
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        cls = self.param("cls", nn.initializers.zeros, (1, 1, x.shape[-1]), x.dtype)
-        return jnp.concatenate([jnp.tile(cls, (x.shape[0], 1, 1)), x], axis=1)
-
-
 class ViTStem(nn.Module):
     """Patch embedding, optional class token, learned position embedding, dropout."""
 
@@ -114,72 +112,38 @@ class ViTStem(nn.Module):
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> Array:
         x = PatchEmbedding(self.hidden_size, self.patch_size, name="patch_embedding")(images)
-        if self.class_token:
-            x = ClassToken(name="class_token")(x)
-        x = layers.AddPositionEmbedding(name="pos_embedding")(x)
-        return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+        return classifier.finish_tokens(
+            x, class_token=self.class_token, dropout_rate=self.dropout_rate, train=train
+        )
 
 
-class ClassifierHead(nn.Module):
-    """Zero-initialised linear head; the bias init is configurable (e.g. -6.9)."""
+class ViTClassifierModule(classifier.ClassifierSkeleton, kw_only=True):
+    """Stem, encoder (pre-LN by default), pooling (`gap` | `token`), head."""
 
-    num_classes: int
-    bias_init: float = 0.0
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        return nn.Dense(
-            self.num_classes,
-            kernel_init=nn.initializers.zeros,
-            bias_init=nn.initializers.constant(self.bias_init),
-            name="head",
-        )(x)
-
-
-class ViTClassifierModule(nn.Module):
-    """Stem, pre-LN encoder, pooling (`gap` | `token`), head."""
-
-    num_classes: int
     size: ViTSize
-    pooling: str = "token"
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    head_bias_init: float = 0.0
 
-    @nn.compact
-    def __call__(self, inputs: Array, *, train: bool) -> Array:
+    def embed(self, inputs: Array, *, train: bool) -> Array:
         s = self.size
-        x = ViTStem(
+        return ViTStem(
             s.hidden_size,
             s.patch_size,
             class_token=self.pooling == "token",
             dropout_rate=self.dropout_rate,
             name="stem",
         )(inputs, train=train)
-        x = layers.Encoder(
-            s.num_layers,
-            s.num_heads,
-            s.mlp_dim,
-            self.dropout_rate,
-            self.attention_dropout_rate,
-            name="encoder",
-        )(x, train=train)
-        x = layers.pool(x, self.pooling)
-        return ClassifierHead(self.num_classes, self.head_bias_init, name="classifier")(x)
+
+
+def vit_encoder(size: ViTSize, config: ml_collections.ConfigDict) -> classifier.EncoderFactory:
+    """The standard pre-LN encoder at `size`."""
+    return classifier.encoder_factory(
+        layers.Encoder, size.num_layers, size.num_heads, size.mlp_dim, config=config
+    )
 
 
 def add_vit_fields(config: ml_collections.ConfigDict, variant: str) -> None:
     """The fields every ViT-based classifier shares."""
     add_size_fields(config, variant)
-    config.pooling = "token"  # token (class token) | gap
-    config.dropout_rate = 0.0
-    config.attention_dropout_rate = 0.0
-    config.head_bias_init = 0.0
-
-
-def check_pooling(pooling: str) -> None:
-    if pooling not in ("gap", "token"):
-        raise ConfigError(f"model.pooling must be 'gap' or 'token', got {pooling!r}")
+    classifier.add_classifier_fields(config, pooling="token")
 
 
 @registry.MODELS.register("vit_classifier")
@@ -194,12 +158,10 @@ class ViTClassifier(base.ClassificationModel):
 
     def build_module(self) -> nn.Module:
         c = self.config
-        check_pooling(c.pooling)
+        size = resolve_size(c)
         return ViTClassifierModule(
             num_classes=self.num_classes,
-            size=resolve_size(c),
-            pooling=c.pooling,
-            dropout_rate=c.dropout_rate,
-            attention_dropout_rate=c.attention_dropout_rate,
-            head_bias_init=c.head_bias_init,
+            size=size,
+            encoder=vit_encoder(size, c),
+            **classifier.skeleton_kwargs(c),
         )

@@ -1,18 +1,22 @@
 """The AdaTape encoder: blocks, Adaptive Tape Reading, then blocks on [tokens ; tape].
 
-Shared by AdaTape-ViT and AdaTape-parity. It sows the ponder loss
+Shared by AdaTape-ViT and AdaTape-parity (`encode_with_tape` is their skeleton's
+encode step: tape bank, then this encoder). It sows the ponder loss
 (`ponder_weight * R`, aux loss `ponder`), the ponder cost R (aux metric) and the tape
 length (aux histogram), all per example.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-from framework.models import base, layers
-from projects.adatape import atr, tape_layers
+from framework.models import base, classifier, layers
+from projects.adatape import atr, tape_bank, tape_layers
 from projects.adatape.settings import AdaTapeSettings
 
 Array = jax.Array
@@ -82,3 +86,37 @@ class AdaTapeEncoder(nn.Module):
             name="tape_blocks",
         )(x, valid, train=train)
         return x, valid, reading
+
+
+def encode_with_tape(
+    module: classifier.ClassifierSkeleton,
+    x: Array,
+    input_bank: Callable[[], Array],
+    tape: AdaTapeSettings,
+    *,
+    train: bool,
+) -> tuple[Array, Array]:
+    """Tape bank, then the AdaTape encoder from `module.encoder`: (tokens, validity).
+
+    The bank is `input_bank()` for bank_type 'input', else learned entries; call from
+    the module's `encode`, so that the bank is the module's 'tape_bank'.
+    """
+    if tape.bank_type == "input":
+        bank = input_bank()
+    else:
+        bank = tape_bank.LearnedTapeBank(tape.bank_size, x.shape[-1], name="tape_bank")()
+    x, valid, _ = module.encoder(name="encoder")(x, bank, train=train)
+    return x, valid
+
+
+def adatape_encoder(
+    num_layers: int,
+    num_heads: int,
+    mlp_dim: int,
+    tape: AdaTapeSettings,
+    config: ml_collections.ConfigDict,
+) -> classifier.EncoderFactory:
+    """An `AdaTapeEncoder` factory, dropout rates from `config`."""
+    return classifier.encoder_factory(
+        AdaTapeEncoder, num_layers, num_heads, mlp_dim, tape, config=config
+    )

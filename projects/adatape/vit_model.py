@@ -1,7 +1,8 @@
 """AdaTape-ViT: a pre-LN ViT whose input sequence grows by adaptively read tape tokens.
 
 Registered as `adatape_vit`. Batch `inputs` [B, H, W, C] float, `label` [B] int.
-Builds on the ViT pieces in `framework.models.vit` (sizes, stem, head).
+The ViT classifier of `framework.models.vit` (sizes, stem, head) with the AdaTape
+encoder and a tape bank.
 """
 
 from __future__ import annotations
@@ -11,52 +12,26 @@ import jax
 import ml_collections
 
 from framework import registry
-from framework.models import base, layers, vit
+from framework.models import base, classifier, vit
 from framework.registry import ConfigError
 from projects.adatape import settings, tape_bank
-from projects.adatape.encoder import AdaTapeEncoder
+from projects.adatape.encoder import adatape_encoder, encode_with_tape
 
 Array = jax.Array
 
 
-class AdaTapeViTModule(nn.Module):
+class AdaTapeViTModule(vit.ViTClassifierModule, kw_only=True):
     """Stem, tape bank, AdaTape encoder, masked pooling, head."""
 
-    num_classes: int
-    size: vit.ViTSize
     tape: settings.AdaTapeSettings
-    pooling: str = "token"
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    head_bias_init: float = 0.0
 
-    @nn.compact
-    def __call__(self, inputs: Array, *, train: bool) -> Array:
-        s = self.size
-        x = vit.ViTStem(
-            s.hidden_size,
-            s.patch_size,
-            class_token=self.pooling == "token",
-            dropout_rate=self.dropout_rate,
-            name="stem",
-        )(inputs, train=train)
-        if self.tape.bank_type == "input":
-            bank = tape_bank.ImageTapeBank(
-                s.hidden_size, self.tape.bank_patch_size, name="tape_bank"
+    def encode(self, x: Array, inputs: Array, *, train: bool) -> tuple[Array, Array]:
+        def image_bank() -> Array:
+            return tape_bank.ImageTapeBank(
+                self.size.hidden_size, self.tape.bank_patch_size, name="tape_bank"
             )(inputs)
-        else:
-            bank = tape_bank.LearnedTapeBank(self.tape.bank_size, s.hidden_size, name="tape_bank")()
-        x, valid, _ = AdaTapeEncoder(
-            num_layers=s.num_layers,
-            num_heads=s.num_heads,
-            mlp_dim=s.mlp_dim,
-            tape=self.tape,
-            dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate,
-            name="encoder",
-        )(x, bank, train=train)
-        x = layers.pool(x, self.pooling, valid)
-        return vit.ClassifierHead(self.num_classes, self.head_bias_init, name="classifier")(x)
+
+        return encode_with_tape(self, x, image_bank, self.tape, train=train)
 
 
 @registry.MODELS.register("adatape_vit")
@@ -74,7 +49,7 @@ class AdaTapeViT(base.ClassificationModel):
 
     def build_module(self) -> nn.Module:
         c = self.config
-        vit.check_pooling(c.pooling)
+        skeleton = classifier.skeleton_kwargs(c)
         size = vit.resolve_size(c)
         tape = settings.settings_from_config(
             c, hidden_size=size.hidden_size, num_heads=size.num_heads, num_layers=size.num_layers
@@ -87,8 +62,6 @@ class AdaTapeViT(base.ClassificationModel):
             num_classes=self.num_classes,
             size=size,
             tape=tape,
-            pooling=c.pooling,
-            dropout_rate=c.dropout_rate,
-            attention_dropout_rate=c.attention_dropout_rate,
-            head_bias_init=c.head_bias_init,
+            encoder=adatape_encoder(size.num_layers, size.num_heads, size.mlp_dim, tape, c),
+            **skeleton,
         )

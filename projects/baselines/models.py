@@ -3,88 +3,26 @@
 `ut_parity`: batch `inputs` [B, L, F] float (or [B, L] int with `vocab_size`),
 `label` [B]. `uvit`: batch `inputs` [B, H, W, C], `label` [B]; built on the ViT stem
 and head, with the shared block applied up to `max_steps` times (default: the
-variant's depth).
+variant's depth). Both are the framework's classifiers with a UT encoder.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import ml_collections
 
 from framework import registry
-from framework.models import base, layers, transformer, vit
+from framework.models import base, classifier, transformer, vit
 from projects.baselines import universal
 
-Array = jax.Array
 
-
-class UTSequenceModule(nn.Module):
-    """Embedding, optional class token, position embedding, UT encoder, pooling, head."""
-
-    num_classes: int
-    hidden_size: int
-    num_heads: int
-    mlp_dim: int
-    act: universal.ACTSettings
-    pooling: str = "gap"
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    vocab_size: int | None = None
-    head_bias_init: float = 0.0
-
-    @nn.compact
-    def __call__(self, inputs: Array, *, train: bool) -> Array:
-        x = transformer.SequenceEmbedding(self.hidden_size, self.vocab_size, name="embedding")(
-            inputs
-        )
-        if self.pooling == "token":
-            x = vit.ClassToken(name="class_token")(x)
-        x = layers.AddPositionEmbedding(name="pos_embedding")(x)
-        x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-        x = universal.UniversalEncoder(
-            self.num_heads,
-            self.mlp_dim,
-            self.act,
-            self.dropout_rate,
-            self.attention_dropout_rate,
-            name="encoder",
-        )(x, train=train)
-        x = layers.pool(x, self.pooling)
-        return vit.ClassifierHead(self.num_classes, self.head_bias_init, name="classifier")(x)
-
-
-class UViTModule(nn.Module):
-    """ViT stem, UT encoder, pooling, head."""
-
-    num_classes: int
-    size: vit.ViTSize
-    act: universal.ACTSettings
-    pooling: str = "token"
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    head_bias_init: float = 0.0
-
-    @nn.compact
-    def __call__(self, inputs: Array, *, train: bool) -> Array:
-        s = self.size
-        x = vit.ViTStem(
-            s.hidden_size,
-            s.patch_size,
-            class_token=self.pooling == "token",
-            dropout_rate=self.dropout_rate,
-            name="stem",
-        )(inputs, train=train)
-        x = universal.UniversalEncoder(
-            s.num_heads,
-            s.mlp_dim,
-            self.act,
-            self.dropout_rate,
-            self.attention_dropout_rate,
-            name="encoder",
-        )(x, train=train)
-        x = layers.pool(x, self.pooling)
-        return vit.ClassifierHead(self.num_classes, self.head_bias_init, name="classifier")(x)
+def ut_encoder(
+    num_heads: int, mlp_dim: int, act: universal.ACTSettings, config: ml_collections.ConfigDict
+) -> classifier.EncoderFactory:
+    """A Universal Transformer encoder with ACT, dropout rates from `config`."""
+    return classifier.encoder_factory(
+        universal.UniversalEncoder, num_heads, mlp_dim, act, config=config
+    )
 
 
 @registry.MODELS.register("ut_parity")
@@ -94,31 +32,19 @@ class UTParity(base.ClassificationModel):
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
-        config.hidden_size = 64
-        config.num_heads = 4
-        config.mlp_dim = 256
-        config.dropout_rate = 0.0
-        config.attention_dropout_rate = 0.0
-        config.pooling = "gap"
-        config.vocab_size = ml_collections.config_dict.placeholder(int)
-        config.head_bias_init = 0.0
+        transformer.add_sequence_fields(config, num_layers=False)
         universal.add_act_fields(config, max_steps=8)
         return config
 
     def build_module(self) -> nn.Module:
         c = self.config
-        vit.check_pooling(c.pooling)
-        return UTSequenceModule(
+        act = universal.act_settings(c, c.max_steps)
+        return transformer.SequenceClassifierModule(
             num_classes=self.num_classes,
             hidden_size=c.hidden_size,
-            num_heads=c.num_heads,
-            mlp_dim=c.mlp_dim,
-            act=universal.act_settings(c, c.max_steps),
-            pooling=c.pooling,
-            dropout_rate=c.dropout_rate,
-            attention_dropout_rate=c.attention_dropout_rate,
             vocab_size=c.vocab_size,
-            head_bias_init=c.head_bias_init,
+            encoder=ut_encoder(c.num_heads, c.mlp_dim, act, c),
+            **classifier.skeleton_kwargs(c),
         )
 
 
@@ -135,14 +61,11 @@ class UViT(base.ClassificationModel):
 
     def build_module(self) -> nn.Module:
         c = self.config
-        vit.check_pooling(c.pooling)
         size = vit.resolve_size(c)
-        return UViTModule(
+        act = universal.act_settings(c, size.num_layers)
+        return vit.ViTClassifierModule(
             num_classes=self.num_classes,
             size=size,
-            act=universal.act_settings(c, size.num_layers),
-            pooling=c.pooling,
-            dropout_rate=c.dropout_rate,
-            attention_dropout_rate=c.attention_dropout_rate,
-            head_bias_init=c.head_bias_init,
+            encoder=ut_encoder(size.num_heads, size.mlp_dim, act, c),
+            **classifier.skeleton_kwargs(c),
         )

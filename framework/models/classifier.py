@@ -1,0 +1,157 @@
+"""The classifier skeleton every registered classifier shares, and its config fields.
+
+`ClassifierSkeleton` runs: tokens (`embed`: stem or embedding, optional class token,
+position embedding, dropout) -> `encode` (the encoder, built by the `encoder` factory
+under the name 'encoder') -> pooling -> `classify` (zero-initialised head). Models
+supply only what differs: the sequence and ViT classifiers their stems
+(`transformer.SequenceClassifierModule`, `vit.ViTClassifierModule`), projects their
+encoders (a Universal Transformer, AdaTape's encoder with tape reading).
+
+Config: `add_classifier_fields` declares the fields the skeleton reads and
+`skeleton_kwargs` turns them into module arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from framework.models import layers
+from framework.registry import ConfigError
+
+Array = jax.Array
+EncoderFactory = Callable[..., nn.Module]
+
+POOLING_KINDS = ("gap", "token")
+
+
+def prepend_class_token(module: nn.Module, x: Array) -> Array:
+    """Prepends `module`'s learned (zero-initialised) parameter `cls` to [B, L, D]."""
+    cls = module.param("cls", nn.initializers.zeros, (1, 1, x.shape[-1]), x.dtype)
+    return jnp.concatenate([jnp.tile(cls, (x.shape[0], 1, 1)), x], axis=1)
+
+
+class ClassToken(nn.Module):
+    """Prepends a learned (zero-initialised) class token to [B, L, D]."""
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        return prepend_class_token(self, x)
+
+
+def zero_head(num_classes: int, bias_init: float, name: str = "head") -> nn.Dense:
+    """A linear layer with zero kernel and constant bias init."""
+    return nn.Dense(
+        num_classes,
+        kernel_init=nn.initializers.zeros,
+        bias_init=nn.initializers.constant(bias_init),
+        name=name,
+    )
+
+
+class ClassifierHead(nn.Module):
+    """Zero-initialised linear head; the bias init is configurable (e.g. -6.9)."""
+
+    num_classes: int
+    bias_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        return zero_head(self.num_classes, self.bias_init)(x)
+
+
+def finish_tokens(
+    x: Array,
+    *,
+    class_token: bool,
+    dropout_rate: float,
+    train: bool,
+    module: nn.Module | None = None,
+) -> Array:
+    """Optional class token, learned position embedding, dropout (in the calling module).
+
+    With `module`, the class token is that module's own `cls` parameter; otherwise a
+    `ClassToken` submodule named 'class_token'.
+    """
+    if class_token:
+        if module is not None:
+            x = prepend_class_token(module, x)
+        else:
+            x = ClassToken(name="class_token")(x)
+    x = layers.AddPositionEmbedding(name="pos_embedding")(x)
+    return nn.Dropout(dropout_rate)(x, deterministic=not train)
+
+
+class ClassifierSkeleton(nn.Module):
+    """`embed` -> `encode` -> pooling (`gap` | `token`) -> `classify`.
+
+    `encoder` builds the encoder module (called with `name='encoder'`); by default it
+    maps [B, L, D] tokens to [B, L, D] and every position is valid. Subclasses define
+    `embed` and may override `encode` (e.g. to pass a tape bank and return validity)
+    and `classify`.
+    """
+
+    num_classes: int
+    encoder: EncoderFactory
+    pooling: str = "gap"
+    dropout_rate: float = 0.0
+    head_bias_init: float = 0.0
+
+    def embed(self, inputs: Array, *, train: bool) -> Array:
+        """Inputs -> [B, L, D] tokens."""
+        raise NotImplementedError
+
+    def encode(self, x: Array, inputs: Array, *, train: bool) -> tuple[Array, Array | None]:
+        """Tokens -> (encoded tokens, validity [B, L'] or None for all valid)."""
+        return self.encoder(name="encoder")(x, train=train), None
+
+    def classify(self, pooled: Array) -> Array:
+        """[B, D] -> [B, num_classes] logits."""
+        return ClassifierHead(self.num_classes, self.head_bias_init, name="classifier")(pooled)
+
+    @nn.compact
+    def __call__(self, inputs: Array, *, train: bool) -> Array:
+        x = self.embed(inputs, train=train)
+        x, valid = self.encode(x, inputs, train=train)
+        return self.classify(layers.pool(x, self.pooling, valid))
+
+
+def check_pooling(pooling: str) -> None:
+    """Raises ConfigError unless `pooling` is one of POOLING_KINDS."""
+    if pooling not in POOLING_KINDS:
+        raise ConfigError(f"model.pooling must be 'gap' or 'token', got {pooling!r}")
+
+
+def add_classifier_fields(config: ml_collections.ConfigDict, *, pooling: str) -> None:
+    """Declares the fields the skeleton and the standard encoder read."""
+    config.pooling = pooling  # gap (mean) | token (the first token, e.g. a class token)
+    config.dropout_rate = 0.0
+    config.attention_dropout_rate = 0.0
+    config.head_bias_init = 0.0
+
+
+def encoder_factory(
+    encoder_cls: type[nn.Module], *widths: Any, config: ml_collections.ConfigDict
+) -> EncoderFactory:
+    """`encoder_cls(*widths, dropout_rate=..., attention_dropout_rate=...)` from config."""
+    return functools.partial(
+        encoder_cls,
+        *widths,
+        dropout_rate=config.dropout_rate,
+        attention_dropout_rate=config.attention_dropout_rate,
+    )
+
+
+def skeleton_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The skeleton's module arguments from `add_classifier_fields` (pooling checked)."""
+    check_pooling(config.pooling)
+    return dict(
+        pooling=config.pooling,
+        dropout_rate=config.dropout_rate,
+        head_bias_init=config.head_bias_init,
+    )
