@@ -20,7 +20,7 @@ CONFIGS = {
 PRESETS = {
     # preset: (config arg, seeds, train steps or 0 for the config's own, eval examples)
     "tiny": ("smoke", (0,), 20, 128),
-    "quick": ("", (0, 1, 2), 1200, 2048),
+    "quick": ("", (0, 1, 2), 1000, 2048),
     "full": ("", (0, 1, 2), 0, 8192),
 }
 
