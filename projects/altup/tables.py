@@ -37,8 +37,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
+import jax
 import ml_collections
 
 from framework import registry, tables
@@ -139,6 +140,7 @@ def data_dir() -> str:
 
 
 def row_config(preset: Preset, variant: str, path: str, wide: bool) -> ml_collections.ConfigDict:
+    """`configs/altup/t5.py:SIZE,VARIANT,data=PATH` with the preset's budget."""
     config = tables.load_config(f"{CONFIG}:{preset.size},{variant},data={path}")
     with config.unlocked():
         for key, value in preset.model.items():
@@ -177,7 +179,9 @@ def _timing_key(table: tables.Table, preset: Preset, vocab_size: int) -> dict[st
     }
 
 
-def step_time_extra(preset: Preset):
+def step_time_extra(
+    preset: Preset,
+) -> Callable[[tables.Table, str], dict[str, dict[str, float]]]:
     """The table's `extra`: side-by-side step times, cached in DIR/step_times.json."""
 
     def extra(table: tables.Table, workdir: str) -> dict[str, dict[str, float]]:
@@ -210,8 +214,6 @@ def step_time_extra(preset: Preset):
             name: {"step_time_ms": t.step_s * 1e3, "relative_step_time": t.relative}
             for name, t in times.items()
         }
-        import jax
-
         if jax.process_index() == 0:
             with open(path, "w") as f:
                 json.dump({"key": key, "rows": rows, "platform": _platform()}, f, indent=2)
@@ -221,8 +223,6 @@ def step_time_extra(preset: Preset):
 
 
 def _platform() -> str:
-    import jax
-
     return f"{jax.device_count()} {jax.devices()[0].platform} device(s), {os.cpu_count()} CPU cores"
 
 
