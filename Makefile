@@ -22,8 +22,10 @@ reproduce: venv
 smoke: venv
 	$(BIN)/python -m launch.train --config=configs/parity/transformer.py:smoke --workdir=runs/parity_smoke
 
+# Unbuffered: a library's exit hook can end the process before pytest's summary line
+# would be flushed from a pipe's buffer.
 test: venv
-	$(BIN)/python -m pytest tests
+	PYTHONUNBUFFERED=1 $(BIN)/python -m pytest tests
 
 clean:
 	rm -rf $(VENV) runs
