@@ -27,6 +27,34 @@ ACTIVE = ("alternating", "same")
 CPU_SIZES = ("tiny", "mini")
 DEFAULT_TEXT_DIR = "data/shakespeare"
 
+# Shorter sequences, smaller batches and budgets for the CPU sizes (flattened keys).
+CPU_BUDGETS = {
+    "tiny": {
+        "dataset.inputs_length": 64,
+        "dataset.targets_length": 16,
+        "dataset.num_eval_examples": 128,
+        "batch_size": 16,
+        "eval_batch_size": 32,
+        "num_train_steps": 200,
+        "lr.warmup_steps": 100,
+        "log_every_steps": 20,
+        "eval_every_steps": 100,
+        "checkpoint_every_steps": 100,
+    },
+    "mini": {
+        "dataset.inputs_length": 128,
+        "dataset.targets_length": 32,
+        "dataset.num_eval_examples": 1024,
+        "batch_size": 32,
+        "eval_batch_size": 64,
+        "num_train_steps": 5_000,
+        "lr.warmup_steps": 1_000,
+        "log_every_steps": 100,
+        "eval_every_steps": 1_000,
+        "checkpoint_every_steps": 1_000,
+    },
+}
+
 
 def parse_arg(arg: str | None) -> dict:
     """`'small,altup,k=2'` -> {'size': 'small', 'variant': 'altup', 'k': 2, ...}."""
@@ -117,26 +145,7 @@ def get_config(arg: str | None = None):
     c.eval_every_steps = 5_000
     c.checkpoint_every_steps = 5_000
 
-    if spec["size"] == "tiny":
-        c.dataset.inputs_length = 64
-        c.dataset.targets_length = 16
-        c.dataset.num_eval_examples = 128
-        c.batch_size = 16
-        c.eval_batch_size = 32
-        c.num_train_steps = 200
-        c.lr.warmup_steps = 100
-        c.log_every_steps = 20
-        c.eval_every_steps = 100
-        c.checkpoint_every_steps = 100
-    elif spec["size"] == "mini":
-        c.dataset.inputs_length = 128
-        c.dataset.targets_length = 32
-        c.dataset.num_eval_examples = 1024
-        c.batch_size = 32
-        c.eval_batch_size = 64
-        c.num_train_steps = 5_000
-        c.lr.warmup_steps = 1_000
-        c.log_every_steps = 100
-        c.eval_every_steps = 1_000
-        c.checkpoint_every_steps = 1_000
+    budget = CPU_BUDGETS.get(spec["size"])
+    if budget:
+        c.update_from_flattened_dict(budget)
     return c
