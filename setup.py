@@ -1,4 +1,5 @@
 """Installs the `framework` core and the paper `projects` (AdaTape, AltUp, baselines)."""
+
 import setuptools
 
 setuptools.setup(

@@ -9,11 +9,11 @@ candidates per read (10 reads x 3 fit in the 32-entry bank), ponder weight 0.01;
 bank is the symbols' projection without position information, as released
 (`--config.model.bank_position=learned` adds it).
 
-Measured on CPU (seed 0, default preset, eval on 2048 examples): AdaTape 0.510 (mean
-tape length 5.7), with learned bank positions 0.502 (the ponder loss drives the tape to
-its minimum, 2.9); Transformer 0.510. All at chance so far: without position
-information equal symbols have equal bank tokens, so which symbol ATR prefers gets no
-gradient (top-k ties, uniform weights).
+Full table (`python -m launch.reproduce parity --preset=full`, 3 seeds, README): AdaTape
+0.664 ± 0.232 (seeds 0.505 / 0.992 / 0.496, mean tape length 5.7), Transformer and UT
+at chance. Seed 0 with learned bank positions stayed at chance too (0.502). A likely
+cause of the seed dependence: without position information equal symbols have equal
+bank tokens, so which symbol ATR prefers gets no gradient (top-k ties, uniform weights).
 
 Presets: `:smoke` (a CPU minute), default (a real CPU run).
   python -m launch.train --config=configs/adatape/parity.py:smoke --workdir=/tmp/a

@@ -12,8 +12,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs.parity import transformer as parity_config
-from tests.launch import cli
 from framework.train import trainer
+from tests.launch import cli
 
 CONFIG = "--config=configs/parity/transformer.py:smoke"
 
@@ -78,7 +78,7 @@ def test_sigterm_checkpoints_and_restart_matches_uninterrupted(tmp_path):
 
     resumed = cli.run("launch.train", *args, f"--workdir={interrupted}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"Resumed from" in resumed.stdout
+    assert "Resumed from" in resumed.stdout
     jax.tree.map(
         np.testing.assert_array_equal,
         final_params(tmp_path / "straight"),
