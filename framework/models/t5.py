@@ -209,11 +209,14 @@ class LayerContext:
         return LayerContext(self_bias, self.memory, memory_bias, segment_ids)
 
 
-def same_segment(query_segments: Array | None, key_segments: Array | None) -> Array | bool:
-    """[B, 1, Lq, Lk] True where query and key are in the same packed example."""
+def attention_mask(
+    key_tokens: Array, query_segments: Array | None, key_segments: Array | None
+) -> Array:
+    """[B, 1, Lq, Lk] True where the key is not padding and both are in one packed example."""
+    mask = (key_tokens > 0)[:, None, None, :]
     if query_segments is None or key_segments is None:
-        return True
-    return query_segments[:, None, :, None] == key_segments[:, None, None, :]
+        return mask
+    return mask & (query_segments[:, None, :, None] == key_segments[:, None, None, :])
 
 
 class MultiHeadAttention(nn.Module):
@@ -339,11 +342,13 @@ def _run_layers(
     dims: T5Dims,
     adapter: StackAdapter,
     num_layers: int,
-    state: Any,
+    x: Array,
     context: LayerContext,
     train: bool,
 ) -> Any:
+    """The adapter's state for `x`, through `num_layers` wrapped layers."""
     make_layer = functools.partial(layer_class, dims)
+    state = adapter.expand(x)
     for i in range(num_layers):
         state = adapter.wrap_layer(make_layer, i, f"layers_{i}")(state, context, train=train)
     return state
@@ -365,19 +370,11 @@ class Encoder(nn.Module):
         position_bias = RelativePositionBias(d, bidirectional=True, name="relpos_bias")(
             length, length
         )
-        mask = (tokens > 0)[:, None, None, :] & same_segment(segment_ids, segment_ids)
+        mask = attention_mask(tokens, segment_ids, segment_ids)
         context = LayerContext(
             self_bias=position_bias + mask_to_bias(mask), segment_ids=segment_ids
         )
-        state = _run_layers(
-            EncoderLayer,
-            d,
-            self.adapter,
-            d.num_encoder_layers,
-            self.adapter.expand(x),
-            context,
-            train,
-        )
+        state = _run_layers(EncoderLayer, d, self.adapter, d.num_encoder_layers, x, context, train)
         x = RMSNorm(name="final_norm")(self.adapter.memory(state))
         return nn.Dropout(d.dropout_rate)(x, deterministic=not train)
 
@@ -407,27 +404,15 @@ class Decoder(nn.Module):
             length, length
         )
         causal = np.tril(np.ones((length, length), dtype=bool))[None, None]
-        self_mask = (
-            causal & (target_tokens > 0)[:, None, None, :] & same_segment(segment_ids, segment_ids)
-        )
-        memory_mask = (encoder_tokens > 0)[:, None, None, :] & same_segment(
-            segment_ids, encoder_segment_ids
-        )
+        self_mask = causal & attention_mask(target_tokens, segment_ids, segment_ids)
+        memory_mask = attention_mask(encoder_tokens, segment_ids, encoder_segment_ids)
         context = LayerContext(
             self_bias=position_bias + mask_to_bias(self_mask),
             memory=memory,
             memory_bias=mask_to_bias(memory_mask),
             segment_ids=segment_ids,
         )
-        state = _run_layers(
-            DecoderLayer,
-            d,
-            self.adapter,
-            d.num_decoder_layers,
-            self.adapter.expand(x),
-            context,
-            train,
-        )
+        state = _run_layers(DecoderLayer, d, self.adapter, d.num_decoder_layers, x, context, train)
         x = RMSNorm(name="final_norm")(self.adapter.output(state))
         x = nn.Dropout(d.dropout_rate)(x, deterministic=not train)
         logits = nn.Dense(
