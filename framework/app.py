@@ -20,7 +20,7 @@ from typing import Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 FLAGS = flags.FLAGS
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Generic, TypeVar
 
+from framework.errors import ConfigError
+
 T = TypeVar("T")
 
 # Packages whose import registers every model, dataset and trainer in the project.
@@ -20,10 +22,6 @@ _REGISTERING_PACKAGES = (
     "projects.altup",
     "projects.baselines",
 )
-
-
-class ConfigError(ValueError):
-    """A bad config, override or workdir, reported as one line before compiling."""
 
 
 class Registry(Generic[T]):

@@ -31,8 +31,8 @@ import tempfile
 import jax
 from absl import flags
 
-from framework import app, benchmarking
-from framework.registry import ConfigError
+from framework import app, step_timing
+from framework.errors import ConfigError
 from framework.train import trainer
 
 FLAGS = flags.FLAGS
@@ -127,7 +127,7 @@ def main() -> None:
     if config is None:
         raise ConfigError("--config is required with --mode=trainer")
     bare, framework = [], []
-    loop = benchmarking.bare_loop(config.copy_and_resolve_references())
+    loop = step_timing.bare_loop(config.copy_and_resolve_references())
     for round_index in range(FLAGS.rounds):
         bare.append(1.0 / loop.run(FLAGS.steps))
         framework.append(trainer_steps_per_sec(config.copy_and_resolve_references(), FLAGS.steps))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from framework import app, registry, tables
+from framework import app, errors, registry, table_runner
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "quick", "Table preset, e.g. quick | full | tiny.")
@@ -16,15 +16,15 @@ flags.DEFINE_string("preset", "quick", "Table preset, e.g. quick | full | tiny."
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
-        raise registry.ConfigError(
+        raise errors.ConfigError(
             f"name one table: python -m launch.reproduce TABLE; known: "
             f"{', '.join(registry.TABLES.names())}"
         )
     if not FLAGS.workdir:
-        raise registry.ConfigError("--workdir is required")
+        raise errors.ConfigError("--workdir is required")
     app.initialize_distributed()
     table = registry.TABLES.get(argv[1])(FLAGS.preset)
-    tables.run_table(table, FLAGS.workdir)
+    table_runner.run_table(table, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from framework import app, registry
+from framework import app, errors, registry
 from framework.train import trainer  # noqa: F401  (registers the default trainer)
 
 FLAGS = flags.FLAGS
@@ -16,9 +16,9 @@ FLAGS = flags.FLAGS
 
 def main() -> None:
     if not FLAGS.workdir:
-        raise registry.ConfigError("--workdir is required")
+        raise errors.ConfigError("--workdir is required")
     if app.config() is None:
-        raise registry.ConfigError("--config is required")
+        raise errors.ConfigError("--config is required")
     app.initialize_distributed()
     config = app.config()
     registry.TRAINERS.get(config.get("trainer_name", "default"))(config, FLAGS.workdir)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from framework import configs
+from framework import config_schema
 
 SIZES = ("tiny", "mini", "small", "base", "large", "xl")
 VARIANTS = ("dense", "altup", "recycled", "sequence")
@@ -103,7 +103,7 @@ def experiment_name(spec: dict) -> str:
 
 def get_config(arg: str | None = None):
     spec = parse_arg(arg)
-    c = configs.base_config(model_name="t5_altup", dataset_name="span_corruption")
+    c = config_schema.base_config(model_name="t5_altup", dataset_name="span_corruption")
     c.experiment_name = experiment_name(spec)
     c.trainer_name = "default"
 

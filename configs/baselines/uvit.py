@@ -14,14 +14,14 @@ Presets: `:S/16` (default); `:smoke` is a tiny model on 32 px random images.
 """
 
 from configs import imagenet_recipe
-from framework import configs
+from framework import config_schema
 
 
 def get_config(arg: str | None = None):
     arg = arg or "S/16"
     if arg not in ("S/16", "smoke"):
         raise ValueError(f"unknown preset {arg!r}; known: S/16, smoke")
-    c = configs.base_config(model_name="uvit", dataset_name="random_images")
+    c = config_schema.base_config(model_name="uvit", dataset_name="random_images")
     c.experiment_name = f"imagenet_uvit_{arg.replace('/', '')}"
     imagenet_recipe.apply(c, smoke=arg == "smoke")
     c.model.variant = "S/16" if arg == "S/16" else "nano/4"

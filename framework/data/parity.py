@@ -22,7 +22,7 @@ import numpy as np
 
 from framework import registry
 from framework.data import pipeline
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1
 

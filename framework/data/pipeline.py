@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 Batch = dict[str, np.ndarray]
 DATA_AXIS = "data"

@@ -17,7 +17,7 @@ import numpy as np
 
 from framework import registry
 from framework.data import pipeline
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 _TRAIN_STREAM, _EVAL_STREAM, _PATTERN_STREAM = 0, 1, 2
 _PATTERN_CELLS = 4  # class patterns are 4x4 cells upsampled to the image size

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from framework.models import layers
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 Array = jax.Array
 EncoderFactory = Callable[..., nn.Module]

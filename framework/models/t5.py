@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from framework import registry
+from framework import errors, registry
 from framework.models import base
 
 Array = jax.Array
@@ -79,7 +79,7 @@ class T5Dims:
 def dims_from_config(config: ml_collections.ConfigDict, vocab_size: int) -> T5Dims:
     """`config.size` picks a row of SIZES; any field set explicitly overrides it."""
     if config.size not in SIZES:
-        raise registry.ConfigError(f"unknown model.size {config.size!r}; known: {', '.join(SIZES)}")
+        raise errors.ConfigError(f"unknown model.size {config.size!r}; known: {', '.join(SIZES)}")
     d_model, d_ff, num_heads, d_kv, num_layers = SIZES[config.size]
 
     def pick(name: str, default: int) -> int:
@@ -588,7 +588,7 @@ class T5Model(base.BaseModel):
         if self.config.get("vocab_size") is not None:
             return int(self.config.vocab_size)
         if "vocab_size" not in self.dataset_meta:
-            raise registry.ConfigError(
+            raise errors.ConfigError(
                 "model.vocab_size is not set and the dataset gives no meta['vocab_size']"
             )
         return int(self.dataset_meta["vocab_size"])

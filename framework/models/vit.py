@@ -26,7 +26,7 @@ from framework.models.classifier import (  # noqa: F401
     ClassToken,
     check_pooling,
 )
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 Array = jax.Array
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 
 def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -11,7 +11,7 @@ import jax
 import ml_collections
 import optax
 
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 from framework.train import schedules
 
 OPTIMIZERS = ("adamw", "sgd", "adafactor")

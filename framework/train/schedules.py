@@ -18,7 +18,7 @@ from typing import Callable
 import jax.numpy as jnp
 import ml_collections
 
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 Schedule = Callable[[jnp.ndarray], jnp.ndarray]
 FACTORS = (

@@ -24,10 +24,10 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from framework import configs, registry
+from framework import config_schema, registry
 from framework.data import pipeline
 from framework.models import base
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 from framework.train import checkpoints, metric_writing, optimizers, train_state
 
 TrainState = train_state.TrainState
@@ -288,7 +288,7 @@ def _with_total_loss(scalars: dict[str, float]) -> dict[str, float]:
 
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None):
     """Resolves the config and builds (config, mesh, host split, dataset, model)."""
-    config = configs.resolve(config)
+    config = config_schema.resolve(config)
     mesh = make_mesh() if mesh is None else mesh
     check_batch_sizes(config, mesh)
     split = pipeline.HostSplit.current(config.batch_size, config.eval_batch_size)

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import ml_collections
 
-from framework import benchmarking, tables
+from framework import step_timing, table_runner
 
 MODELS = {
     "ViT-S/16": "configs/baselines/vit.py:S/16",
@@ -18,7 +18,7 @@ MODELS = {
 def configs_at(batch_size: int, image_size: int) -> dict[str, ml_collections.ConfigDict]:
     out = {}
     for name, spec in MODELS.items():
-        config = tables.load_config(spec)
+        config = table_runner.load_config(spec)
         with config.unlocked():
             config.batch_size = batch_size
             config.eval_batch_size = batch_size
@@ -43,5 +43,5 @@ def report(results: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def run(batch_size: int = 8, image_size: int = 224, steps: int = 5, rounds: int = 3) -> str:
-    results = benchmarking.interleaved_step_times(configs_at(batch_size, image_size), steps, rounds)
+    results = step_timing.interleaved_step_times(configs_at(batch_size, image_size), steps, rounds)
     return report(results)

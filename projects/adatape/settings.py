@@ -6,7 +6,7 @@ import dataclasses
 
 import ml_collections
 
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 from projects.adatape import atr, tape_bank
 
 

@@ -13,7 +13,7 @@ import ml_collections
 
 from framework import registry
 from framework.models import base, classifier, vit
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 from projects.adatape import settings, tape_bank
 from projects.adatape.encoder import adatape_encoder, encode_with_tape
 

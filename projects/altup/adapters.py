@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from framework.models.t5 import StackAdapter
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 from projects.altup.layers import ACTIVE_MODES, AltUpLayer, SequenceAltUpLayer
 
 Array = jax.Array

@@ -14,7 +14,7 @@ import jax
 import ml_collections
 
 from framework.models import base, layers
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 from projects.baselines import act
 
 Array = jax.Array

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from framework.data.text import vocabulary
-from framework.registry import ConfigError
-from projects.altup import tables as altup_tables
+from framework.errors import ConfigError
+from projects.altup import paper_tables as altup_tables
 from tests.launch import cli
 
 ROWS = [

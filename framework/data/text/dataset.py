@@ -42,7 +42,7 @@ from framework import registry
 from framework.data import pipeline
 from framework.data.text import features, sources, span_corruption
 from framework.data.text.vocabulary import Vocabulary
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 _TRAIN, _EVAL, _PERMUTATION = 0, 1, 2
 _EVAL_SEED = 0  # the held-out set is the same for every run

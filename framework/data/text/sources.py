@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from framework.data.text.vocabulary import Vocabulary
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 _DOCS_PER_ENCODE = 256
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework import configs, registry
+from framework import config_schema, registry
 from framework.data import pipeline
 from framework.data.text import span_corruption
 from framework.data.text.dataset import SpanCorruption
 from framework.data.text.vocabulary import Vocabulary
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 FIELDS = ["decoder_input_tokens", "decoder_target_tokens", "encoder_input_tokens", "mask"]
 PACKED_FIELDS = FIELDS + [
@@ -48,7 +48,7 @@ def assert_same(a, b):
 
 def test_registered_with_defaults():
     assert registry.DATASETS.get("span_corruption") is SpanCorruption
-    defaults = configs.dataset_class("span_corruption").default_config()
+    defaults = config_schema.dataset_class("span_corruption").default_config()
     for key in (
         "source tfds_name data_dir train_files eval_files vocab_path inputs_length "
         "targets_length noise_density mean_noise_span_length num_eval_examples pack"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from framework.models import t5
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 VOCAB = 50
 

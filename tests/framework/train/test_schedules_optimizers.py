@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework import configs
-from framework.registry import ConfigError
+from framework import config_schema
+from framework.errors import ConfigError
 from framework.train import optimizers, schedules
 
 
 def lr_config(**kw):
-    c = configs.trainer_defaults().lr
+    c = config_schema.trainer_defaults().lr
     c.update(kw)
     return c
 
@@ -63,7 +63,7 @@ def test_unknown_factor_is_config_error():
 
 
 def _config(**optimizer):
-    c = configs.trainer_defaults()
+    c = config_schema.trainer_defaults()
     c.num_train_steps = 10
     c.lr.factors = "constant"
     c.lr.base = 0.1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from framework.models import t5
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 from projects.altup import adapters
 from projects.altup.model import T5AltUpModel
 

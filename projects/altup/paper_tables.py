@@ -42,11 +42,11 @@ from typing import Any, Callable
 import jax
 import ml_collections
 
-from framework import registry, tables
+from framework import registry, table_runner
 from framework.data.text import shakespeare
 from framework.data.text.vocabulary import Vocabulary
 from framework.models import t5
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 from framework.train import metric_writing
 from projects.altup import benchmark
 
@@ -141,7 +141,7 @@ def data_dir() -> str:
 
 def row_config(preset: Preset, variant: str, path: str, wide: bool) -> ml_collections.ConfigDict:
     """`configs/altup/t5.py:SIZE,VARIANT,data=PATH` with the preset's budget."""
-    config = tables.load_config(f"{CONFIG}:{preset.size},{variant},data={path}")
+    config = table_runner.load_config(f"{CONFIG}:{preset.size},{variant},data={path}")
     with config.unlocked():
         for key, value in preset.model.items():
             config.model[key] = value
@@ -165,7 +165,7 @@ def row_config(preset: Preset, variant: str, path: str, wide: bool) -> ml_collec
     return config
 
 
-def _timing_key(table: tables.Table, preset: Preset, vocab_size: int) -> dict[str, Any]:
+def _timing_key(table: table_runner.Table, preset: Preset, vocab_size: int) -> dict[str, Any]:
     """What the cached step times depend on."""
     first = table.rows[0].config
     return {
@@ -181,10 +181,10 @@ def _timing_key(table: tables.Table, preset: Preset, vocab_size: int) -> dict[st
 
 def step_time_extra(
     preset: Preset,
-) -> Callable[[tables.Table, str], dict[str, dict[str, float]]]:
+) -> Callable[[table_runner.Table, str], dict[str, dict[str, float]]]:
     """The table's `extra`: side-by-side step times, cached in DIR/step_times.json."""
 
-    def extra(table: tables.Table, workdir: str) -> dict[str, dict[str, float]]:
+    def extra(table: table_runner.Table, workdir: str) -> dict[str, dict[str, float]]:
         first = table.rows[0].config
         vocab_size = Vocabulary(first.dataset.vocab_path, first.dataset.extra_ids).vocab_size
         key = _timing_key(table, preset, vocab_size)
@@ -227,22 +227,22 @@ def _platform() -> str:
 
 
 @registry.TABLES.register("altup")
-def altup_table(preset_name: str) -> tables.Table:
+def altup_table(preset_name: str) -> table_runner.Table:
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown preset {preset_name!r} for altup; known: {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
     path = data_dir()
     rows = [
-        tables.Row(name, row_config(preset, variant, path, wide=name == WIDE), preset.seeds)
+        table_runner.Row(name, row_config(preset, variant, path, wide=name == WIDE), preset.seeds)
         for name, variant in ROWS.items()
     ]
     columns = [
-        tables.Column("eval.cross_entropy", "held-out loss"),
-        tables.Column("eval.accuracy", "token accuracy", "{:.4f}"),
-        tables.Column("num_params", "parameters", "{:,.0f}", spread=False),
-        tables.Column("flops_per_example", "forward FLOPs/example", "{:,.0f}", spread=False),
-        tables.Column("step_time_ms", "step (ms)", "{:.1f}", spread=False),
-        tables.Column("relative_step_time", "step time vs dense", "{:.2f}", spread=False),
+        table_runner.Column("eval.cross_entropy", "held-out loss"),
+        table_runner.Column("eval.accuracy", "token accuracy", "{:.4f}"),
+        table_runner.Column("num_params", "parameters", "{:,.0f}", spread=False),
+        table_runner.Column("flops_per_example", "forward FLOPs/example", "{:,.0f}", spread=False),
+        table_runner.Column("step_time_ms", "step (ms)", "{:.1f}", spread=False),
+        table_runner.Column("relative_step_time", "step time vs dense", "{:.2f}", spread=False),
     ]
     c = rows[0].config
     title = (
@@ -266,4 +266,4 @@ def altup_table(preset_name: str) -> tables.Table:
         steps=preset.timing_steps,
         platform=_platform(),
     )
-    return tables.Table(title, rows, columns, notes, extra=step_time_extra(preset))
+    return table_runner.Table(title, rows, columns, notes, extra=step_time_extra(preset))

@@ -9,8 +9,8 @@ matched on parameter count (see each config's docstring). Presets:
 
 from __future__ import annotations
 
-from framework import registry, tables
-from framework.registry import ConfigError
+from framework import registry, table_runner
+from framework.errors import ConfigError
 
 CONFIGS = {
     "Transformer": "configs/parity/transformer.py",
@@ -35,13 +35,13 @@ Universal Transformer stay near chance (about 50%), AdaTape does clearly better.
 
 
 @registry.TABLES.register("parity")
-def parity_table(preset: str) -> tables.Table:
+def parity_table(preset: str) -> table_runner.Table:
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r} for parity; known: {', '.join(PRESETS)}")
     arg, seeds, steps, num_eval = PRESETS[preset]
     rows = []
     for name, path in CONFIGS.items():
-        config = tables.load_config(f"{path}:{arg}" if arg else path)
+        config = table_runner.load_config(f"{path}:{arg}" if arg else path)
         with config.unlocked():
             config.dataset.num_eval_examples = num_eval
             config.compute_flops = True
@@ -52,17 +52,17 @@ def parity_table(preset: str) -> tables.Table:
                 config.eval_every_steps = 0
                 config.checkpoint_every_steps = max(steps // 2, 1)
                 config.log_every_steps = min(config.log_every_steps, max(steps // 10, 1))
-        rows.append(tables.Row(name, config, seeds))
+        rows.append(table_runner.Row(name, config, seeds))
     columns = [
-        tables.Column("eval.accuracy", "accuracy"),
-        tables.Column("eval.tape_length", "tape length", "{:.2f}"),
-        tables.Column("eval.act_updates", "ACT steps", "{:.2f}"),
-        tables.Column("num_params", "parameters", "{:,.0f}", spread=False),
-        tables.Column("flops_per_example", "forward FLOPs/example", "{:,.0f}", spread=False),
-        tables.Column("train_examples_per_sec", "train examples/s", "{:,.0f}"),
+        table_runner.Column("eval.accuracy", "accuracy"),
+        table_runner.Column("eval.tape_length", "tape length", "{:.2f}"),
+        table_runner.Column("eval.act_updates", "ACT steps", "{:.2f}"),
+        table_runner.Column("num_params", "parameters", "{:,.0f}", spread=False),
+        table_runner.Column("flops_per_example", "forward FLOPs/example", "{:,.0f}", spread=False),
+        table_runner.Column("train_examples_per_sec", "train examples/s", "{:,.0f}"),
     ]
     title = (
         f"Parity, {preset} preset ({len(seeds)} seed(s), {rows[0].config.num_train_steps} "
         f"steps of batch {rows[0].config.batch_size})"
     )
-    return tables.Table(title, rows, columns, NOTES)
+    return table_runner.Table(title, rows, columns, NOTES)

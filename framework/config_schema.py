@@ -13,7 +13,7 @@ from __future__ import annotations
 import ml_collections
 
 from framework import registry
-from framework.registry import ConfigError
+from framework.errors import ConfigError
 
 
 def trainer_defaults() -> ml_collections.ConfigDict:

@@ -1,0 +1,8 @@
+"""The error every part of the framework raises for bad user input."""
+
+
+class ConfigError(ValueError):
+    """A bad config, override, workdir or data set, reported as one line before compiling.
+
+    The launch commands print it as `error: <message>` on stderr and exit with status 2.
+    """
