@@ -76,7 +76,11 @@ class BaseModel:
     Subclasses set `module` in `build_module`, say which batch fields the module reads
     in `module_inputs`, and define `metrics`. `default_config()` lists every model
     field with its default; a config key not listed there is an error.
+    `progress_metrics` names the training metrics the console progress line shows
+    (every metric is written to metrics.jsonl and TensorBoard regardless).
     """
+
+    progress_metrics: tuple[str, ...] = ("loss",)
 
     def __init__(self, config: ml_collections.ConfigDict, dataset_meta: Mapping[str, Any]):
         self.config = config
@@ -131,6 +135,8 @@ class ClassificationModel(BaseModel):
     Batch fields: `inputs`, `label` (int [B]). Model config fields `loss`
     (`softmax` | `sigmoid`) and `label_smoothing` choose the loss.
     """
+
+    progress_metrics = ("loss", "accuracy")
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
