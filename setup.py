@@ -27,6 +27,15 @@ setuptools.setup(
         "numpy>=2.4,<3",
         "sentencepiece>=0.2.3,<0.3",
     ],
+    # Projects register their models, datasets and tables when imported; the core finds
+    # them through these entry points (framework/registry.py), never by name.
+    entry_points={
+        "adaptive_compute.projects": [
+            "adatape = projects.adatape",
+            "altup = projects.altup",
+            "baselines = projects.baselines",
+        ]
+    },
     extras_require={
         "test": ["pytest>=8"],
         "gpu": ["jax[cuda12]>=0.10.2,<0.11"],

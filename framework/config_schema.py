@@ -117,6 +117,11 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return resolved
 
 
+def trainer(config: ml_collections.ConfigDict):
+    """The registered trainer `config.trainer_name` names (the default if unset)."""
+    return registry.TRAINERS.get(config.get("trainer_name") or trainer_defaults().trainer_name)
+
+
 def _check_values(c: ml_collections.ConfigDict) -> None:
     positive = (
         "batch_size",

@@ -1,27 +1,28 @@
-"""Name -> code registries for models, datasets and trainers.
+"""Name -> code registries for models, datasets, trainers and tables.
 
 Configs select code by name (`config.model_name`, `config.dataset_name`,
 `config.trainer_name`); an unknown name is a one-line error listing the known ones.
+
+The core registers its own entries when its packages are imported. Projects register
+theirs the same way, and say which package to import through the Python entry point
+group `PROJECTS_ENTRY_POINTS` (see `setup.py`), so the core names no project and an
+installed project elsewhere plugs in without changing it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import Any, Callable, Generic, TypeVar
 
 from framework.errors import ConfigError
 
 T = TypeVar("T")
 
-# Packages whose import registers every model, dataset and trainer in the project.
-_REGISTERING_PACKAGES = (
-    "framework.data",
-    "framework.models",
-    "framework.train",
-    "projects.adatape",
-    "projects.altup",
-    "projects.baselines",
-)
+# The core's packages whose import registers its models, datasets and trainer.
+_CORE_PACKAGES = ("framework.data", "framework.models", "framework.train")
+# Entry point group naming each project's registering package (`name = package`).
+PROJECTS_ENTRY_POINTS = "adaptive_compute.projects"
 
 
 class Registry(Generic[T]):
@@ -43,8 +44,14 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         import_all()
         if name not in self._entries:
+            hint = ""
+            if not project_packages():
+                hint = (
+                    f" (no project is registered: install this checkout, `pip install -e .`, "
+                    f"so that its {PROJECTS_ENTRY_POINTS!r} entry points exist)"
+                )
             raise ConfigError(
-                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}"
+                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}{hint}"
             )
         return self._entries[name]
 
@@ -53,14 +60,16 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
 
+def project_packages() -> list[str]:
+    """The registering packages that installed projects declare as entry points."""
+    entry_points = importlib.metadata.entry_points(group=PROJECTS_ENTRY_POINTS)
+    return sorted(entry_point.value for entry_point in entry_points)
+
+
 def import_all() -> None:
-    """Imports every registering package once (missing optional ones are skipped)."""
-    for package in _REGISTERING_PACKAGES:
-        try:
-            importlib.import_module(package)
-        except ModuleNotFoundError as e:
-            if e.name != package:
-                raise
+    """Imports the core's and every installed project's registering package."""
+    for package in _CORE_PACKAGES + tuple(project_packages()):
+        importlib.import_module(package)
 
 
 MODELS: Registry[Any] = Registry("model")

@@ -1,101 +1,150 @@
-"""Side-by-side step timing: bare jitted train steps of several experiments in one process.
+"""Side-by-side step timing of experiments in one process, with the trainer's own step.
 
-Each experiment is built from its config exactly as the trainer builds it (dataset,
-model, optimizer), then stepped on one fixed batch with a minimal jitted step
-(forward, backward, optimizer update, nothing else). Timings are interleaved over
-rounds, so a machine's drift affects every experiment alike; the median is reported.
+`bare_loop` builds an experiment from its config exactly as the trainer does
+(`trainer.build_experiment`) and steps the trainer's jitted train step on one fixed
+on-device batch, with nothing around it (no input pipeline, logging or checkpoints).
+`interleaved_step_times` times several experiments round by round, so that a machine's
+drift affects every experiment alike, and reports medians. `trainer_steps_per_sec`
+is the other side of the trainer / bare-loop comparison: the whole trainer on a short
+budget of the same config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
+import tempfile
 import time
 from typing import Any, Callable, Mapping
 
 import jax
 import ml_collections
-import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
+from framework import run_budget
 from framework.data import pipeline
-from framework.train import optimizers, trainer
+from framework.train import train_state, trainer
 
 
 @dataclasses.dataclass
 class BareLoop:
-    """A compiled minimal train step with its state and one on-device batch."""
+    """The trainer's compiled train step with its state and one on-device batch."""
 
     step: Callable[..., Any]
-    params: Any
-    opt_state: Any
+    state: Any
     batch: dict[str, jax.Array]
     num_params: int
     batch_size: int
-    step_index: int = 0
+    compile_seconds: float
 
     def run(self, steps: int) -> float:
         """Takes `steps` steps; returns seconds per step."""
-        jax.block_until_ready(self.params)
+        jax.block_until_ready(self.state)
         start = time.perf_counter()
         for _ in range(steps):
-            self.step_index += 1
-            self.params, self.opt_state = self.step(
-                self.params, self.opt_state, self.batch, self.step_index
-            )
-        jax.block_until_ready(self.params)
+            self.state = self.step(self.state, self.batch)
+        jax.block_until_ready(self.state)
         return (time.perf_counter() - start) / steps
 
 
 def bare_loop(config: ml_collections.ConfigDict) -> BareLoop:
-    """Builds `config`'s model, optimizer and one batch; compiles the step once."""
-    config, mesh, _, dataset, model = trainer.build_experiment(config)
-    tx, _ = optimizers.create(config)
-    batch = pipeline.shard_batch(dataset.example_batch(), mesh)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    params = jax.device_put(model.init(jax.random.key(config.seed), batch), replicated)
-
-    def step(params, opt_state, batch, step_index):
-        rng = jax.random.fold_in(jax.random.key(config.seed), step_index)
-
-        def loss_fn(p):
-            outputs, aux = model.apply(p, batch, train=True, rng=rng)
-            num, den = model.metrics(outputs, batch)["loss"]
-            mask = batch["mask"]
-            aux_loss = sum((v * mask).sum() for v in aux["aux_loss"].values()) / mask.sum()
-            return (num * mask).sum() / (den * mask).sum() + aux_loss
-
-        grads = jax.grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
+    """Builds `config`'s experiment and one batch; compiles and warms up its step."""
+    experiment = trainer.build_experiment(config)
+    state = experiment.init_state()
+    batch = pipeline.shard_batch(experiment.dataset.example_batch(), experiment.mesh)
+    step = experiment.jit_train_step()
+    start = time.perf_counter()
+    state = jax.block_until_ready(step(state, batch))  # compiles, then one step
     loop = BareLoop(
-        jax.jit(step, donate_argnums=(0, 1)),
-        params,
-        tx.init(params),
+        step,
+        state,
         batch,
-        sum(x.size for x in jax.tree.leaves(params)),
-        config.batch_size,
+        train_state.param_count(state.params),
+        experiment.config.batch_size,
+        compile_seconds=time.perf_counter() - start,
     )
-    loop.run(2)  # compile (the first step's outputs could differ in layout from inputs)
+    loop.run(1)  # a second warm-up step, in the steady-state layout
     return loop
 
 
+@dataclasses.dataclass(frozen=True)
+class StepTime:
+    """One experiment's median step time, and relative to the reference experiment."""
+
+    name: str
+    num_params: int
+    batch_size: int
+    compile_seconds: float
+    seconds_per_step: float
+    relative: float
+    rounds: tuple[float, ...]  # seconds per step in each round
+
+    @property
+    def examples_per_sec(self) -> float:
+        return self.batch_size / self.seconds_per_step
+
+
 def interleaved_step_times(
-    configs: Mapping[str, ml_collections.ConfigDict], steps: int, rounds: int
-) -> dict[str, dict[str, float]]:
-    """{name: {seconds_per_step, examples_per_sec, num_params}}, medians over rounds."""
+    configs: Mapping[str, ml_collections.ConfigDict],
+    steps: int,
+    rounds: int,
+    reference: str | None = None,
+) -> dict[str, StepTime]:
+    """Times `steps` bare steps of every config per round, over `rounds` rounds.
+
+    `reference` (default: the first config) is what `relative` divides by.
+    """
+    if not configs:
+        raise ValueError("interleaved_step_times needs at least one config")
+    reference = next(iter(configs)) if reference is None else reference
+    if reference not in configs:
+        raise ValueError(f"reference {reference!r} is not one of {list(configs)}")
     loops = {name: bare_loop(config) for name, config in configs.items()}
     times: dict[str, list[float]] = {name: [] for name in loops}
     for _ in range(rounds):
         for name, loop in loops.items():
             times[name].append(loop.run(steps))
-    out = {}
-    for name, loop in loops.items():
-        seconds = statistics.median(times[name])
-        out[name] = {
-            "seconds_per_step": seconds,
-            "examples_per_sec": loop.batch_size / seconds,
-            "num_params": float(loop.num_params),
-        }
-    return out
+    reference_seconds = statistics.median(times[reference])
+    return {
+        name: StepTime(
+            name=name,
+            num_params=loop.num_params,
+            batch_size=loop.batch_size,
+            compile_seconds=loop.compile_seconds,
+            seconds_per_step=statistics.median(times[name]),
+            relative=statistics.median(times[name]) / reference_seconds,
+            rounds=tuple(times[name]),
+        )
+        for name, loop in loops.items()
+    }
+
+
+def format_step_times(results: Mapping[str, StepTime], reference: str) -> str:
+    """A markdown table: parameters, step time, examples/s, relative to `reference`."""
+    lines = [
+        f"| model | parameters | step (ms) | examples/s | step time vs {reference} |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results.values():
+        lines.append(
+            f"| {r.name} | {r.num_params:,} | {r.seconds_per_step * 1e3:.1f} "
+            f"| {r.examples_per_sec:.2f} | {r.relative:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def trainer_steps_per_sec(config: ml_collections.ConfigDict, steps: int) -> float:
+    """Training throughput of the whole trainer over `steps` steps of `config`.
+
+    The run keeps the config's schedule, log and checkpoint cadence and evaluates only
+    at the end; the time is taken between its first and last log lines, so compilation
+    and the final evaluation are excluded, as in `BareLoop.run`.
+    """
+    budget = run_budget.RunBudget(
+        steps + config.log_every_steps, keep_schedule=True, checkpoints=None, logs=None
+    )
+    config = budget.apply(config)
+    with config.unlocked():
+        config.compute_flops = False
+    with tempfile.TemporaryDirectory() as workdir:
+        result = trainer.train_and_evaluate(config, workdir)
+    return result.timed_steps / result.timed_seconds

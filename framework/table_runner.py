@@ -20,7 +20,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from framework.train import metric_writing, trainer
+from framework import config_schema
+from framework.train import metric_writing
 
 RESULT_FILE = "result.json"
 
@@ -59,7 +60,7 @@ class Table:
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
-    """`configs/adatape/parity.py:smoke` -> the ConfigDict that file builds."""
+    """`configs/parity/transformer.py:smoke` -> the ConfigDict that file builds."""
     path, _, arg = spec.partition(":")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
     return module.get_config(arg or None)
@@ -85,7 +86,7 @@ def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
         config.seed = seed
     metric_writing.log(f"== {row.name}, seed {seed} -> {path}")
     start = time.perf_counter()
-    out = trainer.train_and_evaluate(config, path)
+    out = config_schema.trainer(config)(config, path)
     if out.preempted:
         raise SystemExit(f"{row.name} seed {seed} stopped early; rerun to resume")
     result = {

@@ -1,136 +1,96 @@
-"""Side-by-side throughput, in one process.
+"""Side-by-side throughput, in one process, with the trainer's own train step.
 
   python -m launch.benchmark --config=configs/parity/transformer.py [--steps=300]
   python -m launch.benchmark --mode=altup [--size=small --batch_size=4 --steps=2]
   python -m launch.benchmark --mode=adatape [--batch_size=8 --image_size=224 --steps=3]
 
-`--mode=trainer` (default): the framework's trainer against a bare jitted loop. Both
-step the same model on the same global batch size, alternating for `--rounds` rounds.
-The trainer runs with its data pipeline, logging and checkpoint cadence as configured
-(eval is off: it is not training throughput); its time is taken between its first and
-last log lines, so compilation is excluded as in the bare loop. The bare loop steps
-one fixed on-device batch with `jax.jit` and nothing else.
+`--mode=trainer` (default): the framework's trainer against a bare loop of the same
+train step. Both step the config's experiment on its global batch size, alternating
+for `--rounds` rounds. The trainer runs with its data pipeline, logging and checkpoint
+cadence as configured (evaluation only after the timed steps); its time is taken
+between its first and last log lines, so compilation is excluded as in the bare loop.
+The bare loop steps the trainer's jitted train step on one fixed on-device batch
+and nothing else, so the ratio is the cost of everything around the step.
 
-`--mode=altup`: train-step time of T5 + AltUp K=2, Recycled-AltUp K=2, Sequence-AltUp
-(stride 2) and a dense T5 with 2x wide layers (d_model, d_ff, heads doubled), each
-relative to the dense T5 of the same size (T5-Small by default), on a random batch of
-the paper's shape (inputs 512, targets 114 tokens, 32128-token vocabulary). Every
-model is jitted (forward, backward, Adafactor) and timed `--steps` steps per round,
-the models interleaved over `--rounds` rounds (`projects.altup.benchmark.step_times`).
+`--mode=altup`: train-step time of the rows of the AltUp table (T5 dense, AltUp K=2,
+Recycled-AltUp K=2, Sequence-AltUp stride 2, dense with 2x wide layers), each relative
+to the dense T5, at `--size` (T5-Small by default) on random tokens of the paper's
+shape (inputs 512, targets 114 tokens, T5's 32128-token vocabulary):
+`configs/altup/t5.py:SIZE,VARIANT,data=random`, the paper's optimizer and schedule.
 
-`--mode=adatape`: train throughput of AdaTape-ViT-S/16 against ViT-S/16 and
-UViT-S/16 (ACT) on random images, each a bare jitted step built from its config
-(`projects.adatape.benchmark`), interleaved over rounds.
+`--mode=adatape`: train-step time of AdaTape-ViT-S/16 against ViT-S/16 and UViT-S/16
+(ACT) on random images, from their ImageNet configs.
+
+Every mode times experiments built from configs exactly as `launch.train` builds
+them (`framework.step_timing`), interleaved over rounds, and reports medians.
 """
 
 from __future__ import annotations
 
 import statistics
-import tempfile
 
 import jax
+import ml_collections
 from absl import flags
 
-from framework import app, step_timing
+from framework import app, step_timing, table_runner
 from framework.errors import ConfigError
-from framework.train import trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
     "mode", "trainer", ["trainer", "altup", "adatape"], "What to compare (see above)."
 )
 flags.DEFINE_integer(
-    "steps", 300, "Timed steps per round and side (trainer) or model (altup: default 2)."
-)
-flags.DEFINE_integer("rounds", 3, "Rounds; each runs every side once.")
+    "steps", None, "Timed steps per round and side or model (default: trainer 300, altup 2, "
+    "adatape 3)."
+)  # fmt: skip
+flags.DEFINE_integer("rounds", 3, "Rounds; each runs every side or model once.")
 flags.DEFINE_string("size", "small", "altup: T5 size (tiny | mini | small | base | ...).")
-flags.DEFINE_integer("batch_size", None, "altup / adatape: batch size (default 4 / 8).")
+flags.DEFINE_integer("batch_size", None, "altup / adatape: global batch size (default 4 / 8).")
 flags.DEFINE_integer("image_size", 224, "adatape: image size in pixels.")
 flags.DEFINE_integer("inputs_length", 512, "altup: encoder tokens per example.")
 flags.DEFINE_integer("targets_length", 114, "altup: decoder tokens per example.")
 flags.DEFINE_integer("vocab_size", 32128, "altup: vocabulary size.")
 
-ALTUP_STEPS = 2  # --steps default in altup mode
+ADATAPE_MODELS = {
+    "ViT-S/16": "configs/baselines/vit.py:S/16",
+    "UViT-S/16 (ACT)": "configs/baselines/uvit.py:S/16",
+    "AdaTape-ViT-S/16": "configs/adatape/imagenet.py:S/16",
+}
 
 
-def trainer_steps_per_sec(config, steps: int) -> float:
+def _platform() -> str:
+    return f"{jax.device_count()} {jax.devices()[0].platform} device(s)"
+
+
+def _with_batch_size(config: ml_collections.ConfigDict, batch_size: int):
     with config.unlocked():
-        # Keep the schedule of the full run; only the number of steps taken changes.
-        config.lr.decay_steps = config.lr.decay_steps or config.num_train_steps
-        config.num_train_steps = steps + config.log_every_steps
-        config.eval_every_steps = 0
-        config.compute_flops = False
-    with tempfile.TemporaryDirectory() as workdir:
-        result = trainer.train_and_evaluate(config, workdir)
-    return result.timed_steps / result.timed_seconds
+        config.batch_size = batch_size
+        config.eval_batch_size = batch_size
+    return config
 
 
-def altup_main() -> None:
-    """Step times of the AltUp variants and a 2x-wide dense T5, relative to dense."""
-    from projects.altup import benchmark
-
-    batch_size = FLAGS.batch_size or 4
-    configs = benchmark.t5_small_configs()
-    for config in configs.values():
-        config.size = FLAGS.size
-    configs["dense_2x_wide"] = benchmark.widen(configs["dense"])
-    steps = FLAGS.steps if FLAGS["steps"].present else ALTUP_STEPS
-    print(
-        f"T5-{FLAGS.size}: batch {batch_size}, inputs {FLAGS.inputs_length}, targets "
-        f"{FLAGS.targets_length}, vocabulary {FLAGS.vocab_size}; {jax.device_count()} "
-        f"{jax.devices()[0].platform} device(s); {FLAGS.rounds} rounds of {steps} steps",
-        flush=True,
-    )
-    results = benchmark.step_times(
-        configs,
-        batch_size=batch_size,
-        inputs_length=FLAGS.inputs_length,
-        targets_length=FLAGS.targets_length,
-        vocab_size=FLAGS.vocab_size,
-        steps=steps,
-        rounds=FLAGS.rounds,
-        reference="dense",
-    )
-    print(benchmark.format_table(results))
+def _compare(configs: dict[str, ml_collections.ConfigDict], steps: int, reference: str) -> None:
+    """Times `configs` side by side and prints the table and per-round times."""
+    results = step_timing.interleaved_step_times(configs, steps, FLAGS.rounds, reference)
+    print(step_timing.format_step_times(results, reference))
     for r in results.values():
-        rounds = ", ".join(f"{t * 1e3:.0f}" for t in r.rounds_s)
-        print(f"{r.name}: compile {r.compile_s:.1f} s, per-round step ms [{rounds}]")
-    print(
-        "step time relative to dense: "
-        + ", ".join(f"{r.name} {r.relative:.2f}" for r in results.values() if r.name != "dense")
-    )
+        rounds = ", ".join(f"{t * 1e3:.0f}" for t in r.rounds)
+        print(f"{r.name}: compile + 1 step {r.compile_seconds:.1f} s, step ms per round [{rounds}]")
 
 
-def adatape_main() -> None:
-    """Train throughput of AdaTape-ViT-S/16 against ViT-S/16 and UViT-S/16."""
-    from projects.adatape import benchmark
-
-    batch_size = FLAGS.batch_size or 8
-    steps = FLAGS.steps if FLAGS["steps"].present else 3
-    print(
-        f"batch {batch_size}, {FLAGS.image_size} px random images, {jax.device_count()} "
-        f"{jax.devices()[0].platform} device(s); median of {FLAGS.rounds} rounds of "
-        f"{steps} steps, models interleaved",
-        flush=True,
-    )
-    print(benchmark.run(batch_size, FLAGS.image_size, steps, FLAGS.rounds))
-
-
-def main() -> None:
-    if FLAGS.mode == "altup":
-        altup_main()
-        return
-    if FLAGS.mode == "adatape":
-        adatape_main()
-        return
+def trainer_mode(steps: int) -> None:
+    """The trainer against a bare loop of its own train step, on `--config`."""
     config = app.config()
     if config is None:
         raise ConfigError("--config is required with --mode=trainer")
     bare, framework = [], []
     loop = step_timing.bare_loop(config.copy_and_resolve_references())
     for round_index in range(FLAGS.rounds):
-        bare.append(1.0 / loop.run(FLAGS.steps))
-        framework.append(trainer_steps_per_sec(config.copy_and_resolve_references(), FLAGS.steps))
+        bare.append(1.0 / loop.run(steps))
+        framework.append(
+            step_timing.trainer_steps_per_sec(config.copy_and_resolve_references(), steps)
+        )
         print(
             f"round {round_index + 1}: bare {bare[-1]:.2f} steps/s, "
             f"trainer {framework[-1]:.2f} steps/s",
@@ -138,12 +98,59 @@ def main() -> None:
         )
     b, t = statistics.median(bare), statistics.median(framework)
     print(
-        f"{config.experiment_name}: batch {config.batch_size}, {jax.device_count()} "
-        f"{jax.devices()[0].platform} device(s), median of {FLAGS.rounds} rounds"
+        f"{config.experiment_name}: batch {config.batch_size}, {_platform()}, "
+        f"median of {FLAGS.rounds} rounds of {steps} steps"
     )
-    print(f"bare jitted loop: {b:.2f} steps/s ({b * config.batch_size:.0f} examples/s)")
+    print(f"bare loop of the train step: {b:.2f} steps/s ({b * config.batch_size:.0f} examples/s)")
     print(f"framework trainer: {t:.2f} steps/s ({t * config.batch_size:.0f} examples/s)")
     print(f"trainer / bare-loop throughput ratio: {t / b:.3f}")
+
+
+def altup_mode(steps: int) -> None:
+    """Step times of the AltUp table's rows at `--size`, relative to dense."""
+    from projects.altup import paper_tables
+
+    batch_size = FLAGS.batch_size or 4
+    configs = {}
+    for name, variant in paper_tables.ROWS.items():
+        config = table_runner.load_config(
+            f"{paper_tables.CONFIG}:{FLAGS.size},{variant},data=random"
+        )
+        config.dataset.inputs_length = FLAGS.inputs_length
+        config.dataset.targets_length = FLAGS.targets_length
+        config.dataset.vocab_size = FLAGS.vocab_size
+        configs[name] = _with_batch_size(config, batch_size)
+    print(
+        f"T5-{FLAGS.size}: batch {batch_size}, inputs {FLAGS.inputs_length}, targets "
+        f"{FLAGS.targets_length}, vocabulary {FLAGS.vocab_size}; {_platform()}; "
+        f"{FLAGS.rounds} rounds of {steps} steps",
+        flush=True,
+    )
+    _compare(configs, steps, paper_tables.DENSE)
+
+
+def adatape_mode(steps: int) -> None:
+    """Step times of AdaTape-ViT-S/16, ViT-S/16 and UViT-S/16 on random images."""
+    batch_size = FLAGS.batch_size or 8
+    configs = {}
+    for name, spec in ADATAPE_MODELS.items():
+        config = table_runner.load_config(spec)
+        config.dataset.image_size = FLAGS.image_size
+        configs[name] = _with_batch_size(config, batch_size)
+    print(
+        f"batch {batch_size}, {FLAGS.image_size} px random images, {_platform()}; "
+        f"{FLAGS.rounds} rounds of {steps} steps",
+        flush=True,
+    )
+    _compare(configs, steps, "ViT-S/16")
+
+
+MODES = {"trainer": (trainer_mode, 300), "altup": (altup_mode, 2), "adatape": (adatape_mode, 3)}
+
+
+def main() -> None:
+    run_mode, default_steps = MODES[FLAGS.mode]
+    run_mode(FLAGS.steps or default_steps)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from framework import app, errors, registry
-from framework.train import trainer  # noqa: F401  (registers the default trainer)
+from framework import app, config_schema, errors
 
 FLAGS = flags.FLAGS
 
@@ -21,7 +20,7 @@ def main() -> None:
         raise errors.ConfigError("--config is required")
     app.initialize_distributed()
     config = app.config()
-    registry.TRAINERS.get(config.get("trainer_name", "default"))(config, FLAGS.workdir)
+    config_schema.trainer(config)(config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

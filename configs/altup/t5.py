@@ -5,14 +5,19 @@ The argument is a comma-separated list of tokens, in any order:
   variant: dense | altup | recycled | sequence        (default altup)
   k=K (blocks, altup/recycled; default 2), active=alternating|same,
   stride=S (sequence; default 2), bf16 (bfloat16 activations),
-  data=c4 | data=DIR (text files DIR/train.txt, DIR/eval.txt, DIR/spm.model).
+  width=W (every layer W times wider: d_model, d_ff and heads times W, d_kv kept; the
+  paper's dense baseline with K-times wider layers is `dense,width=K`),
+  data=c4 | data=random | data=DIR (text files DIR/train.txt, DIR/eval.txt,
+  DIR/spm.model; `random`: random tokens at the recipe's shapes and T5's 32128-token
+  vocabulary, for step-time benchmarks).
 Sizes small and up default to C4 (tfds `c4/en`) with the full recipe: inputs 512,
 targets 114, batch 256, 500k steps, Adafactor, T5X rsqrt schedule (0.01 for the first
 10k steps). C4 needs a SentencePiece model: `--config.dataset.vocab_path=...`.
 tiny and mini are CPU presets on the Shakespeare text (default DIR: data/shakespeare):
   python -m launch.prepare_data shakespeare --out_dir=data/shakespeare
   python -m launch.train --config=configs/altup/t5.py:tiny,altup --workdir=/tmp/x
-Examples: `:small,altup,k=2`, `:base,recycled`, `:large,dense`, `:tiny,sequence,stride=3`.
+Examples: `:small,altup,k=2`, `:base,recycled`, `:large,dense`, `:tiny,sequence,stride=3`,
+`:small,dense,width=2,data=random`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import os
 
 from framework import config_schema
+from framework.models import t5
 
 SIZES = ("tiny", "mini", "small", "base", "large", "xl")
 VARIANTS = ("dense", "altup", "recycled", "sequence")
@@ -64,6 +70,7 @@ def parse_arg(arg: str | None) -> dict:
         "k": 2,
         "active": "alternating",
         "stride": 2,
+        "width": 1,
         "bf16": False,
         "data": "",
     }
@@ -75,7 +82,7 @@ def parse_arg(arg: str | None) -> dict:
             spec["variant"] = token
         elif token == "bf16":
             spec["bf16"] = True
-        elif key in ("k", "stride") and value.isdigit() and int(value) > 0:
+        elif key in ("k", "stride", "width") and value.isdigit() and int(value) > 0:
             spec[key] = int(value)
         elif key == "active" and value in ACTIVE:
             spec["active"] = value
@@ -84,8 +91,8 @@ def parse_arg(arg: str | None) -> dict:
         else:
             raise ValueError(
                 f"unknown config arg {token!r}; known: {'|'.join(SIZES)}, "
-                f"{'|'.join(VARIANTS)}, k=N, active={'|'.join(ACTIVE)}, stride=N, bf16, "
-                "data=c4|DIR"
+                f"{'|'.join(VARIANTS)}, k=N, active={'|'.join(ACTIVE)}, stride=N, width=N, "
+                "bf16, data=c4|random|DIR"
             )
     if not spec["data"]:
         spec["data"] = DEFAULT_TEXT_DIR if spec["size"] in CPU_SIZES else "c4"
@@ -98,16 +105,24 @@ def experiment_name(spec: dict) -> str:
         variant += f"_k{spec['k']}" + ("_same" if spec["active"] == "same" else "")
     elif variant == "sequence":
         variant += f"_s{spec['stride']}"
-    return f"t5_{spec['size']}_{variant}"
+    wide = f"_{spec['width']}x_wide" if spec["width"] > 1 else ""
+    return f"t5_{spec['size']}_{variant}{wide}"
 
 
 def get_config(arg: str | None = None):
     spec = parse_arg(arg)
-    c = config_schema.base_config(model_name="t5_altup", dataset_name="span_corruption")
+    random_data = spec["data"] == "random"
+    dataset_name = "random_seq2seq" if random_data else "span_corruption"
+    c = config_schema.base_config(model_name="t5_altup", dataset_name=dataset_name)
     c.experiment_name = experiment_name(spec)
     c.trainer_name = "default"
 
     c.model.size = spec["size"]
+    if spec["width"] > 1:
+        d_model, d_ff, num_heads, _, _ = t5.SIZES[spec["size"]]
+        c.model.d_model = spec["width"] * d_model
+        c.model.d_ff = spec["width"] * d_ff
+        c.model.num_heads = spec["width"] * num_heads
     c.model.altup.variant = "none" if spec["variant"] == "dense" else spec["variant"]
     c.model.altup.k = spec["k"]
     c.model.altup.active = spec["active"]
@@ -119,14 +134,15 @@ def get_config(arg: str | None = None):
     if spec["data"] == "c4":
         c.dataset.source = "tfds"
         c.dataset.tfds_name = "c4/en:3.1.0"
-    else:
+    elif not random_data:
         c.dataset.source = "text_files"
         c.dataset.documents = "lines"
         c.dataset.train_files = os.path.join(spec["data"], "train.txt")
         c.dataset.eval_files = os.path.join(spec["data"], "eval.txt")
         c.dataset.vocab_path = os.path.join(spec["data"], "spm.model")
-    c.dataset.noise_density = 0.15
-    c.dataset.mean_noise_span_length = 3.0
+    if not random_data:
+        c.dataset.noise_density = 0.15
+        c.dataset.mean_noise_span_length = 3.0
     c.dataset.inputs_length = 512
     c.dataset.targets_length = 114
 

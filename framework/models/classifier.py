@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from framework.models import layers
 from framework.errors import ConfigError
+from framework.models import layers
 
 Array = jax.Array
 EncoderFactory = Callable[..., nn.Module]
@@ -30,59 +30,36 @@ EncoderFactory = Callable[..., nn.Module]
 POOLING_KINDS = ("gap", "token")
 
 
-def prepend_class_token(module: nn.Module, x: Array) -> Array:
-    """Prepends `module`'s learned (zero-initialised) parameter `cls` to [B, L, D]."""
-    cls = module.param("cls", nn.initializers.zeros, (1, 1, x.shape[-1]), x.dtype)
-    return jnp.concatenate([jnp.tile(cls, (x.shape[0], 1, 1)), x], axis=1)
-
-
 class ClassToken(nn.Module):
-    """Prepends a learned (zero-initialised) class token to [B, L, D]."""
+    """Prepends a learned (zero-initialised) class token `cls` to [B, L, D]."""
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        return prepend_class_token(self, x)
-
-
-def zero_head(num_classes: int, bias_init: float, name: str = "head") -> nn.Dense:
-    """A linear layer with zero kernel and constant bias init."""
-    return nn.Dense(
-        num_classes,
-        kernel_init=nn.initializers.zeros,
-        bias_init=nn.initializers.constant(bias_init),
-        name=name,
-    )
+        cls = self.param("cls", nn.initializers.zeros, (1, 1, x.shape[-1]), x.dtype)
+        return jnp.concatenate([jnp.tile(cls, (x.shape[0], 1, 1)), x], axis=1)
 
 
 class ClassifierHead(nn.Module):
-    """Zero-initialised linear head; the bias init is configurable (e.g. -6.9)."""
+    """Linear head with a zero kernel; the bias init is configurable (e.g. -6.9)."""
 
     num_classes: int
     bias_init: float = 0.0
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        return zero_head(self.num_classes, self.bias_init)(x)
+        return nn.Dense(
+            self.num_classes,
+            kernel_init=nn.initializers.zeros,
+            bias_init=nn.initializers.constant(self.bias_init),
+            name="head",
+        )(x)
 
 
-def finish_tokens(
-    x: Array,
-    *,
-    class_token: bool,
-    dropout_rate: float,
-    train: bool,
-    module: nn.Module | None = None,
-) -> Array:
-    """Optional class token, learned position embedding, dropout (in the calling module).
-
-    With `module`, the class token is that module's own `cls` parameter; otherwise a
-    `ClassToken` submodule named 'class_token'.
-    """
+def finish_tokens(x: Array, *, class_token: bool, dropout_rate: float, train: bool) -> Array:
+    """Optional class token (submodule 'class_token'), learned position embedding,
+    dropout; called from the embedding module's compact method."""
     if class_token:
-        if module is not None:
-            x = prepend_class_token(module, x)
-        else:
-            x = ClassToken(name="class_token")(x)
+        x = ClassToken(name="class_token")(x)
     x = layers.AddPositionEmbedding(name="pos_embedding")(x)
     return nn.Dropout(dropout_rate)(x, deterministic=not train)
 

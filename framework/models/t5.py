@@ -379,8 +379,17 @@ class Encoder(nn.Module):
         return nn.Dropout(d.dropout_rate)(x, deterministic=not train)
 
 
+@flax.struct.dataclass
+class EncodedInputs:
+    """The encoder's output with what cross-attention needs to mask it."""
+
+    states: Array  # [B, Li, d] after the encoder's final norm
+    tokens: Array  # [B, Li] encoder input tokens (0 = padding)
+    segment_ids: Array | None = None  # [B, Li] packed-example ids, or None
+
+
 class Decoder(nn.Module):
-    """Embedded decoder inputs and the memory -> float32 logits [B, Lt, vocab]."""
+    """Embedded decoder inputs and the encoded inputs -> float32 logits [B, Lt, vocab]."""
 
     dims: T5Dims
     adapter: StackAdapter = StackAdapter()
@@ -390,10 +399,8 @@ class Decoder(nn.Module):
         self,
         embedded: Array,
         target_tokens: Array,
-        memory: Array,
-        encoder_tokens: Array,
+        encoded: EncodedInputs,
         segment_ids: Array | None = None,
-        encoder_segment_ids: Array | None = None,
         *,
         train: bool,
     ) -> Array:
@@ -405,10 +412,10 @@ class Decoder(nn.Module):
         )
         causal = np.tril(np.ones((length, length), dtype=bool))[None, None]
         self_mask = causal & attention_mask(target_tokens, segment_ids, segment_ids)
-        memory_mask = attention_mask(encoder_tokens, segment_ids, encoder_segment_ids)
+        memory_mask = attention_mask(encoded.tokens, segment_ids, encoded.segment_ids)
         context = LayerContext(
             self_bias=position_bias + mask_to_bias(self_mask),
-            memory=memory,
+            memory=encoded.states,
             memory_bias=mask_to_bias(memory_mask),
             segment_ids=segment_ids,
         )
@@ -447,21 +454,20 @@ class T5Module(nn.Module):
         encoder_segment_ids: Array | None = None,
         *,
         train: bool,
-    ) -> Array:
-        return self.encoder(
+    ) -> EncodedInputs:
+        states = self.encoder(
             self.token_embedding(encoder_input_tokens),
             encoder_input_tokens,
             encoder_segment_ids,
             train=train,
         )
+        return EncodedInputs(states, encoder_input_tokens, encoder_segment_ids)
 
     def decode(
         self,
-        memory: Array,
-        encoder_input_tokens: Array,
+        encoded: EncodedInputs,
         decoder_input_tokens: Array,
         decoder_target_tokens: Array,
-        encoder_segment_ids: Array | None = None,
         decoder_segment_ids: Array | None = None,
         *,
         train: bool,
@@ -469,10 +475,8 @@ class T5Module(nn.Module):
         return self.decoder(
             self.token_embedding(decoder_input_tokens),
             decoder_target_tokens,
-            memory,
-            encoder_input_tokens,
+            encoded,
             decoder_segment_ids,
-            encoder_segment_ids,
             train=train,
         )
 
@@ -486,15 +490,9 @@ class T5Module(nn.Module):
         *,
         train: bool,
     ) -> Array:
-        memory = self.encode(encoder_input_tokens, encoder_segment_ids, train=train)
+        encoded = self.encode(encoder_input_tokens, encoder_segment_ids, train=train)
         return self.decode(
-            memory,
-            encoder_input_tokens,
-            decoder_input_tokens,
-            decoder_target_tokens,
-            encoder_segment_ids,
-            decoder_segment_ids,
-            train=train,
+            encoded, decoder_input_tokens, decoder_target_tokens, decoder_segment_ids, train=train
         )
 
 

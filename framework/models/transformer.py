@@ -42,26 +42,8 @@ class SequenceClassifierModule(classifier.ClassifierSkeleton, kw_only=True):
     def embed(self, inputs: Array, *, train: bool) -> Array:
         x = SequenceEmbedding(self.hidden_size, self.vocab_size, name="embedding")(inputs)
         return classifier.finish_tokens(
-            x,
-            class_token=self.pooling == "token",
-            dropout_rate=self.dropout_rate,
-            train=train,
-            module=self.class_token_owner(),
+            x, class_token=self.pooling == "token", dropout_rate=self.dropout_rate, train=train
         )
-
-    def class_token_owner(self) -> nn.Module | None:
-        """The module holding `cls` itself (None: a 'class_token' submodule)."""
-        return None
-
-
-class TransformerClassifierModule(SequenceClassifierModule, kw_only=True):
-    """The sequence classifier with flat names: `cls` and `head` at the top level."""
-
-    def class_token_owner(self) -> nn.Module | None:
-        return self
-
-    def classify(self, pooled: Array) -> Array:
-        return classifier.zero_head(self.num_classes, self.head_bias_init)(pooled)
 
 
 def add_sequence_fields(
@@ -94,7 +76,7 @@ class TransformerClassifier(base.ClassificationModel):
 
     def build_module(self) -> nn.Module:
         c = self.config
-        return TransformerClassifierModule(
+        return SequenceClassifierModule(
             num_classes=self.num_classes,
             hidden_size=c.hidden_size,
             vocab_size=c.vocab_size,

@@ -18,15 +18,8 @@ import jax
 import ml_collections
 
 from framework import registry
-from framework.models import base, classifier, layers
-
-# Shared classifier pieces, re-exported for the models that build on ViT.
-from framework.models.classifier import (  # noqa: F401
-    ClassifierHead,
-    ClassToken,
-    check_pooling,
-)
 from framework.errors import ConfigError
+from framework.models import base, classifier, layers
 
 Array = jax.Array
 

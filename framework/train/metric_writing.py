@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Mapping
+from typing import Mapping
 
 import jax
 import numpy as np
@@ -57,10 +57,6 @@ class MetricWriter:
             )
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")
-
-    def write_hparams(self, hparams: Mapping[str, Any]) -> None:
-        if self.enabled:
-            self.tensorboard.write_hparams(dict(hparams))
 
     def close(self) -> None:
         if self.enabled:

@@ -26,11 +26,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from framework import config_schema, registry
 from framework.data import pipeline
-from framework.models import base
 from framework.errors import ConfigError
+from framework.models import base
 from framework.train import checkpoints, metric_writing, optimizers, train_state
-
-TrainState = train_state.TrainState
 
 
 class NonFiniteLossError(RuntimeError):
@@ -81,20 +79,18 @@ def _masked_sums(pairs: Mapping[str, tuple[jax.Array, jax.Array]], mask: jax.Arr
     }
 
 
-def _all_metric_pairs(model: base.BaseModel, outputs, aux, batch):
+def metric_pairs(model: base.BaseModel, outputs, aux, batch) -> base.MetricPairs:
     """Model metrics + auxiliary losses/metrics/histograms as per-example pairs."""
     pairs = dict(model.metrics(outputs, batch))
     ones = jnp.ones_like(batch["mask"])
-    aux_total = jnp.zeros_like(batch["mask"])
     for name, value in aux[base.AUX_LOSS].items():
-        pairs[f"aux_loss/{name}"] = (value, ones)
-        aux_total = aux_total + value
+        pairs[f"{base.AUX_LOSS}/{name}"] = (value, ones)
     for name, value in aux[base.AUX_METRICS].items():
         pairs[name] = (value, ones)
     for name, value in aux[base.AUX_HISTOGRAMS].items():
         pairs[name] = (value, ones)
         pairs[f"{name}_sq"] = (value**2, ones)
-    return pairs, aux_total
+    return pairs
 
 
 def _ratios(sums: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -110,27 +106,56 @@ def _ratios(sums: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------
-# Steps.
+# The objective and the steps: the one definition that training, benchmarks and tests use.
 # --------------------------------------------------------------------------------------
 
 
-def make_train_step(model: base.BaseModel, tx, lr_fn, seed: int) -> Callable:
+def objective(pairs: Mapping[str, tuple[jax.Array, jax.Array]], mask: jax.Array) -> jax.Array:
+    """The loss that is optimised: the model's `loss` plus every auxiliary loss.
+
+    `loss` is a ratio of masked sums (e.g. cross-entropy per real target token); each
+    auxiliary loss is a masked mean over real examples. Both denominators are guarded,
+    so a batch of padding only gives 0, not NaN.
+    """
+    loss_num, loss_den = pairs["loss"]
+    total = (loss_num * mask).sum() / jnp.maximum((loss_den * mask).sum(), 1e-9)
+    for name, (value, _) in pairs.items():
+        if name.startswith(f"{base.AUX_LOSS}/"):
+            total = total + (value * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+    return total
+
+
+def make_loss_fn(model: base.BaseModel) -> Callable:
+    """`loss_fn(params, batch, rng) -> (loss, (metric pairs, auxiliary values))`.
+
+    The training forward pass (dropout from `rng`) and `objective`; the pairs are what
+    the trainer sums into its logged metrics.
+    """
+
     def loss_fn(params, batch, rng):
         outputs, aux = model.apply(params, batch, train=True, rng=rng)
-        pairs, aux_total = _all_metric_pairs(model, outputs, aux, batch)
-        mask = batch["mask"]
-        loss_num, loss_den = pairs["loss"]
-        task_loss = (loss_num * mask).sum() / jnp.maximum((loss_den * mask).sum(), 1e-9)
-        aux_loss = (aux_total * mask).sum() / jnp.maximum(mask.sum(), 1.0)
-        return task_loss + aux_loss, (pairs, mask)
+        pairs = metric_pairs(model, outputs, aux, batch)
+        return objective(pairs, batch["mask"]), (pairs, aux)
 
-    def train_step(state: TrainState, batch) -> TrainState:
+    return loss_fn
+
+
+def make_train_step(model: base.BaseModel, tx, lr_fn, seed: int) -> Callable:
+    """`train_step(state, batch) -> state`: gradient, update, running metric sums.
+
+    Dropout draws from (seed, step), so a resumed run repeats an uninterrupted one. A
+    non-finite loss or gradient is recorded in the state (the host checks it at log and
+    checkpoint time, without a device sync every step).
+    """
+    loss_fn = make_loss_fn(model)
+
+    def train_step(state: train_state.TrainState, batch) -> train_state.TrainState:
         rng = jax.random.fold_in(jax.random.key(seed), state.step)
-        grads, (pairs, mask) = jax.grad(loss_fn, has_aux=True)(state.params, batch, rng)
+        grads, (pairs, _) = jax.grad(loss_fn, has_aux=True)(state.params, batch, rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)
-        sums = _masked_sums(pairs, mask)
+        sums = _masked_sums(pairs, batch["mask"])
         sums["grad_norm"] = jnp.stack([grad_norm, 1.0])
         sums["learning_rate"] = jnp.stack([lr_fn(state.step), 1.0])
         finite = jnp.isfinite(sums["loss"][0]) & jnp.isfinite(grad_norm)
@@ -149,7 +174,7 @@ def make_train_step(model: base.BaseModel, tx, lr_fn, seed: int) -> Callable:
 def make_eval_step(model: base.BaseModel) -> Callable:
     def eval_step(params, batch):
         outputs, aux = model.apply(params, batch, train=False)
-        pairs, _ = _all_metric_pairs(model, outputs, aux, batch)
+        pairs = metric_pairs(model, outputs, aux, batch)
         return _masked_sums(pairs, batch["mask"]), dict(aux[base.AUX_HISTOGRAMS]), batch["mask"]
 
     return eval_step
@@ -280,21 +305,86 @@ def evaluate(eval_step, params, dataset: pipeline.DatasetBuilder, mesh: Mesh):
 
 
 def _with_total_loss(scalars: dict[str, float]) -> dict[str, float]:
-    aux = [v for k, v in scalars.items() if k.startswith("aux_loss/")]
+    aux = [v for k, v in scalars.items() if k.startswith(f"{base.AUX_LOSS}/")]
     if aux and "loss" in scalars:
         scalars["total_loss"] = scalars["loss"] + sum(aux)
     return scalars
 
 
-def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None):
-    """Resolves the config and builds (config, mesh, host split, dataset, model)."""
+def _state_initializer(model: base.BaseModel, tx, abstract_batch) -> Callable:
+    """`init(rng) -> TrainState` for batches shaped like `abstract_batch`."""
+
+    def init(rng: jax.Array) -> train_state.TrainState:
+        batch = {k: jnp.zeros(v.shape, v.dtype) for k, v in abstract_batch.items()}
+        params = model.init(rng, batch)
+        outputs, aux = model.apply(params, batch, train=False)
+        names = tuple(metric_pairs(model, outputs, aux, batch)) + ("grad_norm", "learning_rate")
+        return train_state.create(params, tx.init(params), names)
+
+    return init
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A resolved config with everything built from it, before any state exists.
+
+    The trainer, the bare-loop benchmark and the tests build runs through this one
+    path, so they all compile the same train step on the same state layout.
+    """
+
+    config: ml_collections.ConfigDict
+    mesh: Mesh
+    dataset: pipeline.DatasetBuilder
+    model: base.BaseModel
+    tx: optax.GradientTransformation
+    lr_fn: Callable[[Any], Any]
+    abstract_batch: dict[str, jax.ShapeDtypeStruct]  # global, sharded over `data`
+    abstract_state: Any  # ShapeDtypeStructs carrying their (replicated) shardings
+    state_sharding: Any
+    init_fn: Callable[[jax.Array], train_state.TrainState]
+
+    def init_state(self) -> train_state.TrainState:
+        """The initial state for `config.seed`, laid out over the mesh."""
+        init = jax.jit(self.init_fn, out_shardings=self.state_sharding)
+        return init(jax.random.key(self.config.seed))
+
+    def jit_train_step(self) -> Callable:
+        """The trainer's train step, jitted for this state and batch layout."""
+        return jax.jit(
+            make_train_step(self.model, self.tx, self.lr_fn, self.config.seed),
+            in_shardings=(self.state_sharding, pipeline.data_sharding(self.mesh)),
+            out_shardings=self.state_sharding,
+            donate_argnums=(0,),
+        )
+
+
+def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
+    """Resolves `config` and builds its dataset, model, optimizer and state layout."""
     config = config_schema.resolve(config)
     mesh = make_mesh() if mesh is None else mesh
     check_batch_sizes(config, mesh)
     split = pipeline.HostSplit.current(config.batch_size, config.eval_batch_size)
     dataset = registry.DATASETS.get(config.dataset_name)(config.dataset, split, config.seed)
     model = registry.MODELS.get(config.model_name)(config.model, dataset.meta)
-    return config, mesh, split, dataset, model
+    tx, lr_fn = optimizers.create(config)
+    abstract_batch = _global_abstract_batch(dataset.example_batch(), split, mesh)
+    init_fn = _state_initializer(model, tx, abstract_batch)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    shapes = jax.eval_shape(init_fn, jax.random.key(config.seed))
+    return Experiment(
+        config=config,
+        mesh=mesh,
+        dataset=dataset,
+        model=model,
+        tx=tx,
+        lr_fn=lr_fn,
+        abstract_batch=abstract_batch,
+        abstract_state=jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), shapes
+        ),
+        state_sharding=jax.tree.map(lambda _: replicated, shapes),
+        init_fn=init_fn,
+    )
 
 
 @registry.TRAINERS.register("default")
@@ -309,27 +399,16 @@ def train_and_evaluate(
 
     `stop_after_step` ends the run early (as if preempted there), for tests and tools.
     """
-    config, mesh, split, dataset, model = build_experiment(config, mesh)
-    tx, lr_fn = optimizers.create(config)
-
-    abstract_batch = _global_abstract_batch(dataset.example_batch(), split, mesh)
-    replicated = NamedSharding(mesh, PartitionSpec())
-
-    def init_state(rng):
-        batch = {k: jnp.zeros(v.shape, v.dtype) for k, v in abstract_batch.items()}
-        params = model.init(rng, batch)
-        outputs, aux = model.apply(params, batch, train=False)
-        names, _ = _all_metric_pairs(model, outputs, aux, batch)
-        names = tuple(names) + ("grad_norm", "learning_rate")
-        return train_state.create(params, tx.init(params), names)
-
-    abstract_state = jax.eval_shape(init_state, jax.random.key(config.seed))
-    state_sharding = jax.tree.map(lambda _: replicated, abstract_state)
-    abstract_state = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-        abstract_state,
-        state_sharding,
+    experiment = build_experiment(config, mesh)
+    config, mesh, dataset, model = (
+        experiment.config,
+        experiment.mesh,
+        experiment.dataset,
+        experiment.model,
     )
+    abstract_state, state_sharding = experiment.abstract_state, experiment.state_sharding
+    shown_metrics = ("total_loss",) + tuple(model.progress_metrics)
+    replicated = NamedSharding(mesh, PartitionSpec())
 
     ckpt = checkpoints.Checkpointer(workdir, config.keep_checkpoints, config.async_checkpointing)
     ckpt.check_compatible(abstract_state)
@@ -340,13 +419,13 @@ def train_and_evaluate(
         state = ckpt.restore(start_step, abstract_state)
         metric_writing.log(f"Resumed from {ckpt.directory} at step {start_step}")
     else:
-        state = jax.jit(init_state, out_shardings=state_sharding)(jax.random.key(config.seed))
+        state = experiment.init_state()
 
     num_params = train_state.param_count(state.params)
     writer = metric_writing.MetricWriter(workdir, resumed_step=start_step)
     flops = 0.0
     if config.compute_flops:
-        flops = forward_flops_per_example(model, abstract_state.params, abstract_batch)
+        flops = forward_flops_per_example(model, abstract_state.params, experiment.abstract_batch)
     metric_writing.log(
         f"{config.experiment_name or config.model_name}: {num_params:,} parameters, "
         f"{flops / 1e6:.2f} MFLOPs/example forward, {mesh.devices.size} device(s), "
@@ -356,12 +435,7 @@ def train_and_evaluate(
         writer.write(0, "info", {"num_params": num_params, "flops_per_example": flops})
 
     batch_sharding = pipeline.data_sharding(mesh)
-    train_step = jax.jit(
-        make_train_step(model, tx, lr_fn, config.seed),
-        in_shardings=(state_sharding, batch_sharding),
-        out_shardings=state_sharding,
-        donate_argnums=(0,),
-    )
+    train_step = experiment.jit_train_step()
     reset_sums = jax.jit(
         train_state.reset_metric_sums, out_shardings=state_sharding, donate_argnums=(0,)
     )
@@ -413,18 +487,8 @@ def train_and_evaluate(
                     last_train["steps_per_sec"] = rate
                     last_train["examples_per_sec"] = rate * config.batch_size
                     writer.write(step, "train", last_train)
-                    metric_writing.log(
-                        progress.line(
-                            step,
-                            rate,
-                            {
-                                k: v
-                                for k, v in last_train.items()
-                                if k in ("loss", "accuracy", "total_loss", "token_accuracy")
-                                or k.endswith("tape_length")
-                            },
-                        )
-                    )
+                    shown = {k: last_train[k] for k in shown_metrics if k in last_train}
+                    metric_writing.log(progress.line(step, rate, shown))
                 if do_eval:
                     t0 = time.perf_counter()
                     last_eval, hists = evaluate(eval_step, state.params, dataset, mesh)

@@ -3,8 +3,8 @@
 from projects.adatape import (  # noqa: F401
     atr,
     encoder,
-    parity_model,
     paper_tables,
+    parity_model,
     settings,
     tape_bank,
     tape_layers,

@@ -9,7 +9,7 @@ matched on parameter count (see each config's docstring). Presets:
 
 from __future__ import annotations
 
-from framework import registry, table_runner
+from framework import registry, run_budget, table_runner
 from framework.errors import ConfigError
 
 CONFIGS = {
@@ -45,13 +45,8 @@ def parity_table(preset: str) -> table_runner.Table:
         with config.unlocked():
             config.dataset.num_eval_examples = num_eval
             config.compute_flops = True
-            if steps:
-                config.lr.decay_steps = 0
-                config.lr.warmup_steps = min(config.lr.warmup_steps, steps // 10)
-                config.num_train_steps = steps
-                config.eval_every_steps = 0
-                config.checkpoint_every_steps = max(steps // 2, 1)
-                config.log_every_steps = min(config.log_every_steps, max(steps // 10, 1))
+        if steps:
+            config = run_budget.RunBudget(steps).apply(config)
         rows.append(table_runner.Row(name, config, seeds))
     columns = [
         table_runner.Column("eval.accuracy", "accuracy"),

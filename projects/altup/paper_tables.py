@@ -4,10 +4,11 @@
 
 Every row pre-trains with span corruption on the Shakespeare text at the same steps,
 batch, Adafactor and rsqrt schedule (`configs/altup/t5.py`), and is evaluated on the
-held-out plays. After training, the `extra` step times one jitted train step of every
-row's model side by side, interleaved in one process
-(`projects.altup.benchmark.step_times`), relative to the dense baseline; the timings
-are cached in DIR/step_times.json so that a rerun reuses them like the runs.
+held-out plays. After training, the `extra` step times the trainer's train step of
+every row's config side by side, interleaved in one process
+(`framework.step_timing.interleaved_step_times`), relative to the dense baseline; the
+timings are cached in DIR/step_times.json so that a rerun reuses them like the runs.
+`python -m launch.benchmark --mode=altup` times the same rows at T5-Small size.
 
 Data: `data/shakespeare` under the current directory (the configs' default), made on
 first use with `framework.data.text.shakespeare.prepare` (as `python -m
@@ -37,32 +38,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import ml_collections
 
-from framework import registry, table_runner
+from framework import registry, run_budget, step_timing, table_runner
 from framework.data.text import shakespeare
-from framework.data.text.vocabulary import Vocabulary
-from framework.models import t5
 from framework.errors import ConfigError
+from framework.models import t5
 from framework.train import metric_writing
-from projects.altup import benchmark
 
 CONFIG = "configs/altup/t5.py"
 DEFAULT_DATA_DIR = "data/shakespeare"  # relative to the current directory
 DATA_DIR_ENV = "ALTUP_DATA_DIR"
 STEP_TIMES_FILE = "step_times.json"
 DENSE = "T5 dense"
-WIDE = "T5 dense 2x wide"
-# row name -> the config arg's variant tokens; WIDE also doubles the layer width.
+# row name -> the variant tokens of its `configs/altup/t5.py` argument.
 ROWS = {
     DENSE: "dense",
     "AltUp K=2": "altup,k=2",
     "Recycled-AltUp K=2": "recycled,k=2",
     "Sequence-AltUp stride 2": "sequence,stride=2",
-    WIDE: "dense",
+    "T5 dense 2x wide": "dense,width=2",
 }
 
 
@@ -115,8 +113,8 @@ NOTES = """
   them at the end; Sequence-AltUp computes every second position per layer (alternating
   offsets) and predicts and corrects the rest. The 2x wide dense T5 doubles d_model,
   d_ff and the number of heads ({wide}; d_kv kept), so every layer is twice as wide.
-- Step time: one jitted train step (forward, backward, Adafactor) per model on a fixed
-  batch of the table's shape; all five models timed in one process after training,
+- Step time: the trainer's jitted train step (forward, backward, Adafactor, metric
+  sums) per model on one fixed training batch; all five models timed in one process after training,
   interleaved over {rounds} rounds of {steps} steps (median), relative to the dense
   T5 ({platform}).
 - Paper's claim (AltUp, NeurIPS 2023; T5 pre-trained on C4, timed on TPUv3): AltUp
@@ -139,7 +137,7 @@ def data_dir() -> str:
     return path
 
 
-def row_config(preset: Preset, variant: str, path: str, wide: bool) -> ml_collections.ConfigDict:
+def row_config(preset: Preset, variant: str, path: str) -> ml_collections.ConfigDict:
     """`configs/altup/t5.py:SIZE,VARIANT,data=PATH` with the preset's budget."""
     config = table_runner.load_config(f"{CONFIG}:{preset.size},{variant},data={path}")
     with config.unlocked():
@@ -151,32 +149,10 @@ def row_config(preset: Preset, variant: str, path: str, wide: bool) -> ml_collec
             config.batch_size = preset.batch_size
         config.dataset.num_eval_examples = preset.num_eval_examples
         config.compute_flops = preset.compute_flops
-        if wide:
-            config.model = benchmark.widen(config.model)
-            config.experiment_name += "_2x_wide"
         config.lr.warmup_steps = preset.warmup_steps
-        if preset.steps:
-            config.num_train_steps = preset.steps
-            config.eval_every_steps = 0  # only at the end
-            config.checkpoint_every_steps = (
-                preset.steps // 2 if preset.steps >= 100 else preset.steps
-            )
-            config.log_every_steps = min(config.log_every_steps, max(preset.steps // 10, 1))
+    if preset.steps:
+        config = run_budget.RunBudget(preset.steps, warmup_steps=preset.warmup_steps).apply(config)
     return config
-
-
-def _timing_key(table: table_runner.Table, preset: Preset, vocab_size: int) -> dict[str, Any]:
-    """What the cached step times depend on."""
-    first = table.rows[0].config
-    return {
-        "models": {row.name: row.config.model.to_dict() for row in table.rows},
-        "batch_size": first.batch_size,
-        "inputs_length": first.dataset.inputs_length,
-        "targets_length": first.dataset.targets_length,
-        "vocab_size": vocab_size,
-        "steps": preset.timing_steps,
-        "rounds": preset.timing_rounds,
-    }
 
 
 def step_time_extra(
@@ -185,9 +161,13 @@ def step_time_extra(
     """The table's `extra`: side-by-side step times, cached in DIR/step_times.json."""
 
     def extra(table: table_runner.Table, workdir: str) -> dict[str, dict[str, float]]:
-        first = table.rows[0].config
-        vocab_size = Vocabulary(first.dataset.vocab_path, first.dataset.extra_ids).vocab_size
-        key = _timing_key(table, preset, vocab_size)
+        configs = {row.name: row.config for row in table.rows}
+        key = {
+            "configs": {name: config.to_dict() for name, config in configs.items()},
+            "steps": preset.timing_steps,
+            "rounds": preset.timing_rounds,
+        }
+        key = json.loads(json.dumps(key, default=str))  # as it reads back from the file
         path = os.path.join(workdir, STEP_TIMES_FILE)
         if os.path.exists(path):
             with open(path) as f:
@@ -199,19 +179,12 @@ def step_time_extra(
             f"timing {len(table.rows)} models side by side "
             f"({preset.timing_rounds} rounds of {preset.timing_steps} steps)"
         )
-        times = benchmark.step_times(
-            {row.name: row.config for row in table.rows},
-            batch_size=key["batch_size"],
-            inputs_length=key["inputs_length"],
-            targets_length=key["targets_length"],
-            vocab_size=vocab_size,
-            steps=preset.timing_steps,
-            rounds=preset.timing_rounds,
-            reference=DENSE,
+        times = step_timing.interleaved_step_times(
+            configs, preset.timing_steps, preset.timing_rounds, reference=DENSE
         )
-        metric_writing.log(benchmark.format_table(times))
+        metric_writing.log(step_timing.format_step_times(times, DENSE))
         rows = {
-            name: {"step_time_ms": t.step_s * 1e3, "relative_step_time": t.relative}
+            name: {"step_time_ms": t.seconds_per_step * 1e3, "relative_step_time": t.relative}
             for name, t in times.items()
         }
         if jax.process_index() == 0:
@@ -233,7 +206,7 @@ def altup_table(preset_name: str) -> table_runner.Table:
     preset = PRESETS[preset_name]
     path = data_dir()
     rows = [
-        table_runner.Row(name, row_config(preset, variant, path, wide=name == WIDE), preset.seeds)
+        table_runner.Row(name, row_config(preset, variant, path), preset.seeds)
         for name, variant in ROWS.items()
     ]
     columns = [

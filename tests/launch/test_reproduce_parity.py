@@ -12,6 +12,11 @@ def test_parity_table_tiny_preset_and_resume(tmp_path):
     args = ("parity", "--preset=tiny", f"--workdir={tmp_path}")
     first = cli.run("launch.reproduce", *args)
     assert first.returncode == 0, first.stderr[-3000:]
+    # Each model's progress line shows the metrics that model names.
+    progress = [line for line in first.stdout.splitlines() if "steps/s | ETA" in line]
+    assert sum("tape_length=" in line for line in progress) >= 1
+    assert sum("act_updates=" in line for line in progress) >= 1
+    assert all("accuracy=" in line and "loss=" in line for line in progress)
     table = (tmp_path / "table.md").read_text()
     for name in ("| Transformer |", "| Universal Transformer (ACT) |", "| AdaTape |"):
         assert name in table

@@ -11,6 +11,7 @@ import numpy as np
 from framework import config_schema
 from framework.data.pipeline import HostSplit
 from framework.models import base
+from framework.train import trainer
 
 
 def build(model_name: str, dataset_name: str, batch_size: int = 4, dataset=None, **model):
@@ -35,20 +36,18 @@ def randomize_head(params: Any, rng: int = 0) -> Any:
 
 
 def init_and_grads(model: base.BaseModel, batch, random_head: bool = True):
-    """Initial parameters, the training loss (task + auxiliary) there, its gradient and
-    the auxiliaries, all in one compiled program (compiling is what tests wait for)."""
-
-    def loss_fn(params):
-        outputs, aux = model.apply(params, batch, train=True, rng=jax.random.key(1))
-        task = model.metrics(outputs, batch)["loss"][0].mean()
-        aux_total = sum(v.mean() for v in aux[base.AUX_LOSS].values())
-        return task + aux_total, aux
+    """Initial parameters, the trainer's training loss (task + auxiliary) there, its
+    gradient and the auxiliaries, all in one compiled program (compiling is what tests
+    wait for)."""
+    loss_fn = trainer.make_loss_fn(model)
 
     def run():
         params = model.init(jax.random.key(0, impl="rbg"), batch)  # compiles faster
         if random_head:
             params = randomize_head(params)
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        (loss, (_, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, batch, jax.random.key(1)
+        )
         return params, loss, grads, aux
 
     return jax.jit(run)()

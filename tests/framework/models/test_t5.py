@@ -10,8 +10,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from framework.models import t5
 from framework.errors import ConfigError
+from framework.models import t5
 
 VOCAB = 50
 

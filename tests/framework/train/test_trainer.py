@@ -47,7 +47,8 @@ def restore_params(workdir, step):
 
 def test_eval_metrics_count_every_example_once(tmp_path):
     # 50 eval examples in batches of 16: the last batch has 2 real rows and 14 padding.
-    c = config_schema.resolve(tiny_config(**{"dataset.num_eval_examples": 50, "eval_batch_size": 16}))
+    c = tiny_config(**{"dataset.num_eval_examples": 50, "eval_batch_size": 16})
+    c = config_schema.resolve(c)
     mesh = trainer.make_mesh()
     split = pipeline.HostSplit(c.batch_size, c.eval_batch_size)
     data = parity.Parity(c.dataset, split, c.seed)
