@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -66,24 +66,47 @@ class SelfAttention(nn.Module):
         return nn.Dropout(self.dropout_rate)(y, deterministic=not train)
 
 
-class EncoderBlock(nn.Module):
-    """Pre-LayerNorm Transformer block: x + Attn(LN(x)); x + MLP(LN(x))."""
+class BlockFields(nn.Module):
+    """The widths and dropout rates of a pre-LN encoder block, declared once for the
+    block and for the modules that build blocks from their own fields."""
 
     num_heads: int
     mlp_dim: int
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
 
-    @nn.compact
-    def __call__(self, x: Array, valid: Array | None = None, *, train: bool) -> Array:
+
+BLOCK_FIELDS = ("num_heads", "mlp_dim", "dropout_rate", "attention_dropout_rate")
+
+
+def block_kwargs(module: BlockFields | Encoder) -> dict[str, Any]:
+    """`module`'s block widths and dropout rates, to build blocks (or stacks) with them."""
+    return {name: getattr(module, name) for name in BLOCK_FIELDS}
+
+
+class EncoderBlock(BlockFields):
+    """Pre-LayerNorm Transformer block: x + Attn(LN(x)); x + MLP(LN(x)).
+
+    Subclasses may replace `feed_forward` (e.g. separate MLPs for some positions).
+    """
+
+    def attention(self, x: Array, valid: Array | None, *, train: bool) -> Array:
+        """The attention half, x + Attn(LN(x)); call from a compact method."""
         y = nn.LayerNorm(name="ln_attention")(x)
-        x = x + SelfAttention(
+        return x + SelfAttention(
             self.num_heads, self.dropout_rate, self.attention_dropout_rate, name="self_attention"
         )(y, valid, train=train)
-        y = nn.LayerNorm(name="ln_mlp")(x)
-        return x + MlpBlock(self.mlp_dim, dropout_rate=self.dropout_rate, name="mlp")(
+
+    def feed_forward(self, x: Array, *, train: bool, prefix: str = "") -> Array:
+        """The feed-forward half, x + MLP(LN(x)), in `{prefix}mlp` and `ln_{prefix}mlp`."""
+        y = nn.LayerNorm(name=f"ln_{prefix}mlp")(x)
+        return x + MlpBlock(self.mlp_dim, dropout_rate=self.dropout_rate, name=f"{prefix}mlp")(
             y, train=train
         )
+
+    @nn.compact
+    def __call__(self, x: Array, valid: Array | None = None, *, train: bool) -> Array:
+        return self.feed_forward(self.attention(x, valid, train=train), train=train)
 
 
 class Encoder(nn.Module):
@@ -95,16 +118,14 @@ class Encoder(nn.Module):
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
 
+    def make_block(self, index: int) -> nn.Module:
+        """Block `index`, named `block_{index}`; subclasses may build other blocks."""
+        return EncoderBlock(**block_kwargs(self), name=f"block_{index}")
+
     @nn.compact
     def __call__(self, x: Array, valid: Array | None = None, *, train: bool) -> Array:
         for i in range(self.num_layers):
-            x = EncoderBlock(
-                self.num_heads,
-                self.mlp_dim,
-                self.dropout_rate,
-                self.attention_dropout_rate,
-                name=f"block_{i}",
-            )(x, valid, train=train)
+            x = self.make_block(i)(x, valid, train=train)
         return nn.LayerNorm(name="ln_final")(x)
 
 

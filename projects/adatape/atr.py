@@ -4,7 +4,7 @@ Per example, ATR keeps a query q, a halting sum H, a ponder cost R, a tape lengt
 a mask of bank entries already read. Each of `max_tape_tokens` steps (a `lax.scan` of
 static length) scores the unread bank entries against q, softmax-weights the
 `num_candidates` best, emits their weighted sum as one tape token, and adds the best
-weight to H; an example stops once H reaches `threshold`. Once every example in the
+weight to H; an example stops once H reaches `halting_threshold`. Once every example in the
 batch has stopped, the remaining steps are skipped (`lax.cond`) and emit zeros.
 
 Differences from the released code, on purpose: the top-k scores are taken per example
@@ -17,12 +17,15 @@ emitted values; the top-k choice, the halting comparisons and n carry none.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+
+if TYPE_CHECKING:  # settings.py imports this module, for the option tables below
+    from projects.adatape.settings import AdaTapeSettings
 
 Array = jax.Array
 
@@ -30,8 +33,42 @@ Array = jax.Array
 # masked); large enough that they are never among the top k while unread ones remain.
 _BLOCKED_PENALTY = 1e9
 
-STEP_COSTS = ("sum_sq", "max")
-QUERY_UPDATES = ("average", "replace")
+
+def _sum_sq_cost(weights: Array) -> Array:
+    return 1.0 - jnp.sum(weights**2, axis=-1)
+
+
+def _max_cost(weights: Array) -> Array:
+    return 1.0 - jnp.max(weights, axis=-1)
+
+
+def _average_update(query: Array, emitted: Array) -> Array:
+    return (query + emitted) / 2
+
+
+def _replace_update(query: Array, emitted: Array) -> Array:
+    del query
+    return emitted
+
+
+def _gap_query(tokens: Array) -> Array:
+    return tokens.mean(axis=1)
+
+
+def _token_query(tokens: Array) -> Array:
+    return tokens[:, 0]
+
+
+# ATR's options by config value: `AdaTapeSettings` accepts exactly these keys.
+# model.step_cost: the ponder cost of one read from its weights [B, k] -> [B].
+STEP_COSTS: dict[str, Callable[[Array], Array]] = {"sum_sq": _sum_sq_cost, "max": _max_cost}
+# model.query_update: the next query from the last one and the emitted token (key_dim wide).
+QUERY_UPDATES: dict[str, Callable[[Array, Array], Array]] = {
+    "average": _average_update,
+    "replace": _replace_update,
+}
+# model.query_source: the first query from [B, L, D] tokens, their mean or the class token.
+QUERY_SOURCES: dict[str, Callable[[Array], Array]] = {"gap": _gap_query, "token": _token_query}
 
 
 @flax.struct.dataclass
@@ -46,24 +83,6 @@ class TapeReading:
     indices: Array  # [B, T, k] int32 bank entries read at each step (0 where not read)
     weights: Array  # [B, T, k] their weights (0 where not read)
     used: Array  # [B, N] bool, bank entries read
-
-
-def query_from_tokens(tokens: Array, source: str) -> Array:
-    """The ATR query from [B, L, D] tokens: `gap` (mean) or `token` (the class token)."""
-    if source == "gap":
-        return tokens.mean(axis=1)
-    if source == "token":
-        return tokens[:, 0]
-    raise ValueError(f"query source must be 'gap' or 'token', got {source!r}")
-
-
-def step_cost(weights: Array, kind: str) -> Array:
-    """Ponder cost of one read: 1 - sum(w^2) (`sum_sq`) or 1 - max(w) (`max`)."""
-    if kind == "sum_sq":
-        return 1.0 - jnp.sum(weights**2, axis=-1)
-    if kind == "max":
-        return 1.0 - jnp.max(weights, axis=-1)
-    raise ValueError(f"step cost must be one of {STEP_COSTS}, got {kind!r}")
 
 
 class _Bank:
@@ -99,78 +118,60 @@ class AdaptiveTapeReading(nn.Module):
     `key_dim` features of the normalised bank, and the query is cut to as many.
     Training-only options: Gaussian noise on the scoring query (`query_noise_std`) and
     masking each bank entry with probability `bank_mask_rate`; both draw from the
-    'dropout' RNG stream.
+    'dropout' RNG stream. `settings` must be resolved (`key_dim` set).
     """
 
-    key_dim: int
-    max_tape_tokens: int = 10
-    num_candidates: int = 5
-    threshold: float = 2.0
-    step_cost: str = "sum_sq"
-    query_update: str = "average"
-    query_noise_std: float = 0.0
-    bank_mask_rate: float = 0.0
-    early_exit: bool = True
-
-    def _check(self, bank_size: int, width: int) -> None:
-        if self.step_cost not in STEP_COSTS:
-            raise ValueError(f"ATR step_cost must be one of {STEP_COSTS}, got {self.step_cost!r}")
-        if self.query_update not in QUERY_UPDATES:
-            raise ValueError(
-                f"ATR query_update must be one of {QUERY_UPDATES}, got {self.query_update!r}"
-            )
-        if not 0 < self.key_dim <= width:
-            raise ValueError(f"ATR key_dim {self.key_dim} must lie in [1, {width}]")
-        if self.num_candidates * self.max_tape_tokens > bank_size:
-            raise ValueError(
-                f"a bank of {bank_size} entries cannot supply {self.max_tape_tokens} reads of "
-                f"{self.num_candidates} distinct candidates; lower max_tape_tokens or "
-                "num_candidates"
-            )
+    settings: AdaTapeSettings
 
     @nn.compact
     def __call__(self, query: Array, bank: Array, *, train: bool) -> TapeReading:
+        s = self.settings
+        if s.key_dim is None:
+            raise ValueError("AdaptiveTapeReading needs resolved settings (key_dim is None)")
         batch, width = query.shape
-        self._check(bank.shape[-2], width)
+        if s.num_candidates * s.max_tape_tokens > bank.shape[-2]:
+            raise ValueError(
+                f"a bank of {bank.shape[-2]} entries cannot supply {s.max_tape_tokens} reads of "
+                f"{s.num_candidates} distinct candidates; lower model.max_tape_tokens or "
+                "model.num_candidates"
+            )
         norm = nn.LayerNorm(name="norm")  # shared by the query and the bank
-        q0 = norm(query)[:, : self.key_dim]
-        source = _Bank(norm(bank), self.key_dim)
-        steps, k, dk = self.max_tape_tokens, self.num_candidates, self.key_dim
+        q0 = norm(query)[:, : s.key_dim]
+        source = _Bank(norm(bank), s.key_dim)
+        steps, k, dk = s.max_tape_tokens, s.num_candidates, s.key_dim
+        threshold = s.halting_threshold
 
         blocked = jnp.zeros((batch, source.size), bool)
         noise = jnp.zeros((steps, batch, dk), q0.dtype)
-        if train and self.bank_mask_rate > 0:
+        if train and s.bank_mask_rate > 0:
             rng = self.make_rng("dropout")
-            blocked = jax.random.bernoulli(rng, self.bank_mask_rate, blocked.shape)
-        if train and self.query_noise_std > 0:
+            blocked = jax.random.bernoulli(rng, s.bank_mask_rate, blocked.shape)
+        if train and s.query_noise_std > 0:
             rng = self.make_rng("dropout")
-            noise = self.query_noise_std * jax.random.normal(rng, noise.shape, q0.dtype)
+            noise = s.query_noise_std * jax.random.normal(rng, noise.shape, q0.dtype)
 
         def read(carry: tuple[Array, ...], noise_t: Array) -> tuple[tuple[Array, ...], Any]:
             q, halting, ponder, length, used = carry
-            running = halting < self.threshold
+            running = halting < threshold
             scores = source.scores(q + noise_t)
             scores = jnp.where(used | blocked, scores - _BLOCKED_PENALTY, scores)
             _, indices = jax.lax.top_k(jax.lax.stop_gradient(scores), k)
             top = jnp.take_along_axis(scores, indices, axis=-1)
             weights = jax.nn.softmax(top / jnp.sqrt(jnp.asarray(dk, top.dtype)), axis=-1)
             best = jax.lax.stop_gradient(weights[:, 0])  # top_k sorts: the best is first
-            halted_now = running & (halting + best >= self.threshold)
+            halted_now = running & (halting + best >= threshold)
             still = running & ~halted_now
             reads = running.astype(weights.dtype)
 
-            ponder = ponder + reads * step_cost(weights, self.step_cost)
-            halting = jnp.where(halted_now, self.threshold, halting + best * still)
+            ponder = ponder + reads * STEP_COSTS[s.step_cost](weights)
+            halting = jnp.where(halted_now, threshold, halting + best * still)
             length = length + running.astype(length.dtype)
             weights = weights * reads[:, None]
             emitted = jnp.einsum("bk,bkd->bd", weights, source.gather(indices))
             # Elementwise rather than a scatter, so it stays local to each batch shard.
             read_now = jnp.any(indices[..., None] == jnp.arange(source.size), axis=1)
             used = used | (read_now & running[:, None])
-            if self.query_update == "average":
-                new_q = (q + emitted[:, :dk]) / 2
-            else:
-                new_q = emitted[:, :dk]
+            new_q = QUERY_UPDATES[s.query_update](q, emitted[:, :dk])
             q = jnp.where(running[:, None], new_q, q)
             indices = jnp.where(running[:, None], indices, 0)
             return (q, halting, ponder, length, used), (emitted, indices, weights)
@@ -185,9 +186,9 @@ class AdaptiveTapeReading(nn.Module):
             return carry, outputs
 
         def step(carry: tuple[Array, ...], noise_t: Array) -> tuple[tuple[Array, ...], Any]:
-            if not self.early_exit:
+            if not s.atr_early_exit:
                 return read(carry, noise_t)
-            any_running = jnp.any(carry[1] < self.threshold)
+            any_running = jnp.any(carry[1] < threshold)
             return jax.lax.cond(any_running, read, skip, carry, noise_t)
 
         init = (

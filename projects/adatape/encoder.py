@@ -8,6 +8,7 @@ length (aux histogram), all per example.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import flax.linen as nn
@@ -22,45 +23,26 @@ from projects.adatape.settings import AdaTapeSettings
 Array = jax.Array
 
 
-class AdaTapeEncoder(nn.Module):
-    """`insert_layer` blocks on the tokens, ATR, the other blocks on [tokens ; tape].
+class AdaTapeEncoder(layers.BlockFields, kw_only=True):
+    """`tape_insert_layer` blocks on the tokens, ATR, the other blocks on [tokens ; tape].
 
+    `num_layers` blocks in all, of the inherited widths; `settings` resolved.
     Returns (final tokens [B, L + T, D], validity [B, L + T], the `TapeReading`).
     """
 
     num_layers: int
-    num_heads: int
-    mlp_dim: int
-    tape: AdaTapeSettings
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
+    settings: AdaTapeSettings
 
     @nn.compact
     def __call__(
         self, x: Array, bank: Array, *, train: bool
     ) -> tuple[Array, Array, atr.TapeReading]:
-        s = self.tape
-        for i in range(s.insert_layer):
-            x = layers.EncoderBlock(
-                self.num_heads,
-                self.mlp_dim,
-                self.dropout_rate,
-                self.attention_dropout_rate,
-                name=f"block_{i}",
-            )(x, train=train)
+        s = self.settings
+        for i in range(s.tape_insert_layer):
+            x = layers.EncoderBlock(**layers.block_kwargs(self), name=f"block_{i}")(x, train=train)
 
-        reading = atr.AdaptiveTapeReading(
-            key_dim=s.key_dim,
-            max_tape_tokens=s.max_tape_tokens,
-            num_candidates=s.num_candidates,
-            threshold=s.threshold,
-            step_cost=s.step_cost,
-            query_update=s.query_update,
-            query_noise_std=s.query_noise_std,
-            bank_mask_rate=s.bank_mask_rate,
-            early_exit=s.early_exit,
-            name="atr",
-        )(atr.query_from_tokens(x, s.query_source), bank, train=train)
+        query = atr.QUERY_SOURCES[s.query_source](x)
+        reading = atr.AdaptiveTapeReading(settings=s, name="atr")(query, bank, train=train)
         tape = reading.tape
         if s.tape_mlp_dim:
             tape = tape_layers.TapeGLU(s.tape_mlp_dim, name="tape_mlp")(tape)
@@ -75,14 +57,11 @@ class AdaTapeEncoder(nn.Module):
             [jnp.ones(x.shape[:1] + (x.shape[1] - tape.shape[1],), bool), reading.valid], axis=1
         )
         x = tape_layers.TapeBlocks(
-            num_layers=self.num_layers - s.insert_layer,
-            num_heads=self.num_heads,
-            mlp_dim=self.mlp_dim,
+            self.num_layers - s.tape_insert_layer,
+            **layers.block_kwargs(self),
             num_tape=s.max_tape_tokens,
-            first_index=s.insert_layer,
+            first_index=s.tape_insert_layer,
             separate_tape_ffn=s.separate_tape_ffn,
-            dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate,
             name="tape_blocks",
         )(x, valid, train=train)
         return x, valid, reading
@@ -92,7 +71,7 @@ def encode_with_tape(
     module: classifier.ClassifierSkeleton,
     x: Array,
     input_bank: Callable[[], Array],
-    tape: AdaTapeSettings,
+    settings: AdaTapeSettings,
     *,
     train: bool,
 ) -> tuple[Array, Array]:
@@ -101,10 +80,10 @@ def encode_with_tape(
     The bank is `input_bank()` for bank_type 'input', else learned entries; call from
     the module's `encode`, so that the bank is the module's 'tape_bank'.
     """
-    if tape.bank_type == "input":
+    if settings.bank_type == "input":
         bank = input_bank()
     else:
-        bank = tape_bank.LearnedTapeBank(tape.bank_size, x.shape[-1], name="tape_bank")()
+        bank = tape_bank.LearnedTapeBank(settings.bank_size, x.shape[-1], name="tape_bank")()
     x, valid, _ = module.encoder(name="encoder")(x, bank, train=train)
     return x, valid
 
@@ -113,10 +92,9 @@ def adatape_encoder(
     num_layers: int,
     num_heads: int,
     mlp_dim: int,
-    tape: AdaTapeSettings,
+    settings: AdaTapeSettings,
     config: ml_collections.ConfigDict,
 ) -> classifier.EncoderFactory:
     """An `AdaTapeEncoder` factory, dropout rates from `config`."""
-    return classifier.encoder_factory(
-        AdaTapeEncoder, num_layers, num_heads, mlp_dim, tape, config=config
-    )
+    factory = classifier.encoder_factory(AdaTapeEncoder, num_heads, mlp_dim, config=config)
+    return functools.partial(factory, num_layers=num_layers, settings=settings)

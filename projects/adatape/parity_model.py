@@ -14,10 +14,11 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from framework import registry
+from framework import config_fields, registry
 from framework.models import base, classifier, transformer
-from projects.adatape import settings, tape_bank
+from projects.adatape import tape_bank
 from projects.adatape.encoder import adatape_encoder, encode_with_tape
+from projects.adatape.settings import AdaTapeSettings
 
 Array = jax.Array
 
@@ -26,7 +27,7 @@ class AdaTapeParityModule(classifier.ClassifierSkeleton, kw_only=True):
     """Input token, symbol (or learned) bank, AdaTape encoder, pooling, head."""
 
     hidden_size: int
-    tape: settings.AdaTapeSettings
+    settings: AdaTapeSettings
 
     def embed(self, inputs: Array, *, train: bool) -> Array:
         flat = inputs.reshape(inputs.shape[0], -1)
@@ -36,36 +37,37 @@ class AdaTapeParityModule(classifier.ClassifierSkeleton, kw_only=True):
     def encode(self, x: Array, inputs: Array, *, train: bool) -> tuple[Array, Array]:
         def symbol_bank() -> Array:
             return tape_bank.SymbolTapeBank(
-                self.hidden_size, self.tape.bank_position, name="tape_bank"
+                self.hidden_size, self.settings.bank_position, name="tape_bank"
             )(inputs)
 
-        return encode_with_tape(self, x, symbol_bank, self.tape, train=train)
+        return encode_with_tape(self, x, symbol_bank, self.settings, train=train)
 
 
 @registry.MODELS.register("adatape_parity")
 class AdaTapeParity(base.ClassificationModel):
     """AdaTape on sequences of symbols (the parity task)."""
 
+    progress_metrics = ("loss", "accuracy", "tape_length")
+
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         # pooling: gap (masked mean) | token (the input token)
         transformer.add_sequence_fields(config, vocab_size=False)
-        settings.add_adatape_fields(config, insert_layer=0)
         # A parity bank has one entry per position (32): 10 reads of 3 fit in it.
-        config.num_candidates = 3
+        config_fields.declare(config, AdaTapeSettings, tape_insert_layer=0, num_candidates=3)
         return config
 
     def build_module(self) -> nn.Module:
         c = self.config
         skeleton = classifier.skeleton_kwargs(c)
-        tape = settings.settings_from_config(
-            c, hidden_size=c.hidden_size, num_heads=c.num_heads, num_layers=c.num_layers
+        settings = config_fields.build(AdaTapeSettings, c).resolved(
+            hidden_size=c.hidden_size, num_heads=c.num_heads, num_layers=c.num_layers
         )
         return AdaTapeParityModule(
             num_classes=self.num_classes,
             hidden_size=c.hidden_size,
-            tape=tape,
-            encoder=adatape_encoder(c.num_layers, c.num_heads, c.mlp_dim, tape, c),
+            settings=settings,
+            encoder=adatape_encoder(c.num_layers, c.num_heads, c.mlp_dim, settings, c),
             **skeleton,
         )

@@ -1,103 +1,69 @@
-"""AdaTape's config fields (declared once, shared by its models) and their checked form."""
+"""AdaTape's settings: every tape field of `config.model`, declared once and checked.
+
+`config_fields.declare(config, AdaTapeSettings, ...)` adds the fields to a model's
+config; `config_fields.build(AdaTapeSettings, config).resolved(...)` gives the checked
+settings that the tape bank, the encoder and ATR receive whole.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-import ml_collections
-
+from framework import config_fields
 from framework.errors import ConfigError
 from projects.adatape import atr, tape_bank
 
 
 @dataclasses.dataclass(frozen=True)
 class AdaTapeSettings:
-    """Everything about the tape, resolved from `config.model`."""
+    """The tape fields, named as their config keys (defaults: the released values)."""
 
-    bank_type: str
-    bank_size: int
-    bank_patch_size: int
-    bank_position: str
-    insert_layer: int
-    max_tape_tokens: int
-    num_candidates: int
-    threshold: float
-    key_dim: int
-    step_cost: str
-    query_source: str
-    query_update: str
-    query_noise_std: float
-    bank_mask_rate: float
-    early_exit: bool
-    tape_mlp_dim: int
-    separate_tape_ffn: bool
-    ponder_weight: float
+    bank_type: str = "input"  # input | learn
+    bank_size: int = 10000  # learn bank entries
+    bank_patch_size: int = 8  # image input bank: patch of the finer embedding
+    bank_position: str = "none"  # symbol input bank (parity): none | learned
+    tape_insert_layer: int = 0  # blocks run before reading the tape
+    max_tape_tokens: int = 10  # T
+    num_candidates: int = 5  # k
+    halting_threshold: float = 2.0  # tau
+    key_dim: int | None = None  # None: hidden_size // num_heads (see `resolved`)
+    step_cost: str = "sum_sq"  # sum_sq (1 - sum w^2) | max (1 - max w)
+    query_source: str = "gap"  # gap (mean of the tokens) | token (class token)
+    query_update: str = "average"  # average | replace
+    query_noise_std: float = 0.0  # training only
+    bank_mask_rate: float = 0.0  # training only
+    atr_early_exit: bool = True  # skip the remaining reads once all examples halted
+    tape_mlp_dim: int = 0  # GLU MLP on tape tokens; 0: none
+    separate_tape_ffn: bool = False  # own FFN for tape tokens after insertion
+    ponder_weight: float = 0.01  # the ponder loss is ponder_weight * R
 
+    def __post_init__(self) -> None:
+        check_one_of, check_positive = config_fields.check_one_of, config_fields.check_positive
+        check_one_of("model.bank_type", self.bank_type, tape_bank.BANK_TYPES)
+        check_one_of("model.bank_position", self.bank_position, tape_bank.BANK_POSITIONS)
+        check_one_of("model.step_cost", self.step_cost, atr.STEP_COSTS)
+        check_one_of("model.query_source", self.query_source, atr.QUERY_SOURCES)
+        check_one_of("model.query_update", self.query_update, atr.QUERY_UPDATES)
+        for name in ("max_tape_tokens", "num_candidates", "bank_size", "bank_patch_size"):
+            check_positive(f"model.{name}", getattr(self, name))
+        check_positive("model.halting_threshold", self.halting_threshold)
+        if self.key_dim is not None:
+            check_positive("model.key_dim", self.key_dim)
+        if self.tape_insert_layer < 0:
+            raise ConfigError(f"model.tape_insert_layer must be >= 0, got {self.tape_insert_layer}")
+        if self.tape_mlp_dim < 0:
+            raise ConfigError(f"model.tape_mlp_dim must be >= 0, got {self.tape_mlp_dim}")
+        if not 0 <= self.bank_mask_rate < 1:
+            raise ConfigError(f"model.bank_mask_rate must lie in [0, 1), got {self.bank_mask_rate}")
 
-def add_adatape_fields(config: ml_collections.ConfigDict, *, insert_layer: int) -> None:
-    """Declares every tape field with its default (the released values where there are)."""
-    config.bank_type = "input"  # input | learn
-    config.bank_size = 10000  # learn bank entries
-    config.bank_patch_size = 8  # image input bank: patch of the finer embedding
-    config.bank_position = "none"  # symbol input bank (parity): none | learned
-    config.tape_insert_layer = insert_layer  # blocks run before reading the tape
-    config.max_tape_tokens = 10  # T
-    config.num_candidates = 5  # k
-    config.halting_threshold = 2.0  # tau
-    config.key_dim = ml_collections.config_dict.placeholder(int)  # None: hidden // heads
-    config.step_cost = "sum_sq"  # sum_sq (1 - sum w^2) | max (1 - max w)
-    config.query_source = "gap"  # gap | token (class token)
-    config.query_update = "average"  # average | replace
-    config.query_noise_std = 0.0  # training only
-    config.bank_mask_rate = 0.0  # training only
-    config.atr_early_exit = True  # skip the remaining reads once all examples halted
-    config.tape_mlp_dim = 0  # GLU MLP on tape tokens; 0: none
-    config.separate_tape_ffn = False  # own FFN for tape tokens after insertion
-    config.ponder_weight = 0.01
-
-
-def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"model.{name} must be one of {allowed}, got {value!r}")
-    return value
-
-
-def settings_from_config(
-    config: ml_collections.ConfigDict, *, hidden_size: int, num_heads: int, num_layers: int
-) -> AdaTapeSettings:
-    """Checks the tape fields (one-line errors naming the key) and resolves defaults."""
-    c = config
-    key_dim = c.key_dim if c.key_dim is not None else hidden_size // num_heads
-    if not 0 < key_dim <= hidden_size:
-        raise ConfigError(f"model.key_dim must lie in [1, {hidden_size}], got {key_dim}")
-    if not 0 <= c.tape_insert_layer <= num_layers:
-        raise ConfigError(
-            f"model.tape_insert_layer must lie in [0, {num_layers}], got {c.tape_insert_layer}"
-        )
-    for name in ("max_tape_tokens", "num_candidates", "bank_size", "bank_patch_size"):
-        if c[name] < 1:
-            raise ConfigError(f"model.{name} must be positive, got {c[name]}")
-    if c.halting_threshold <= 0:
-        raise ConfigError(f"model.halting_threshold must be positive, got {c.halting_threshold}")
-    if not 0 <= c.bank_mask_rate < 1:
-        raise ConfigError(f"model.bank_mask_rate must lie in [0, 1), got {c.bank_mask_rate}")
-    return AdaTapeSettings(
-        bank_type=_one_of("bank_type", c.bank_type, tape_bank.BANK_TYPES),
-        bank_size=c.bank_size,
-        bank_patch_size=c.bank_patch_size,
-        bank_position=_one_of("bank_position", c.bank_position, tape_bank.BANK_POSITIONS),
-        insert_layer=c.tape_insert_layer,
-        max_tape_tokens=c.max_tape_tokens,
-        num_candidates=c.num_candidates,
-        threshold=float(c.halting_threshold),
-        key_dim=key_dim,
-        step_cost=_one_of("step_cost", c.step_cost, atr.STEP_COSTS),
-        query_source=_one_of("query_source", c.query_source, ("gap", "token")),
-        query_update=_one_of("query_update", c.query_update, atr.QUERY_UPDATES),
-        query_noise_std=float(c.query_noise_std),
-        bank_mask_rate=float(c.bank_mask_rate),
-        early_exit=bool(c.atr_early_exit),
-        tape_mlp_dim=c.tape_mlp_dim,
-        separate_tape_ffn=bool(c.separate_tape_ffn),
-        ponder_weight=float(c.ponder_weight),
-    )
+    def resolved(self, *, hidden_size: int, num_heads: int, num_layers: int) -> AdaTapeSettings:
+        """A copy for a model of these sizes: `key_dim` set, and checked against them."""
+        key_dim = self.key_dim if self.key_dim is not None else hidden_size // num_heads
+        if not 0 < key_dim <= hidden_size:
+            raise ConfigError(f"model.key_dim must lie in [1, {hidden_size}], got {key_dim}")
+        if self.tape_insert_layer > num_layers:
+            raise ConfigError(
+                f"model.tape_insert_layer must lie in [0, {num_layers}], "
+                f"got {self.tape_insert_layer}"
+            )
+        return dataclasses.replace(self, key_dim=key_dim)

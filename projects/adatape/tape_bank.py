@@ -17,6 +17,7 @@ from framework.models import layers, vit
 
 Array = jax.Array
 
+# The values of `model.bank_type` and `model.bank_position` (checked by AdaTapeSettings).
 BANK_TYPES = ("input", "learn")
 BANK_POSITIONS = ("none", "learned")
 
@@ -38,17 +39,13 @@ class SymbolTapeBank(nn.Module):
     """[B, L, F] per-position features -> [B, L, D]; optional learned position info."""
 
     hidden_size: int
-    position: str = "none"  # none (as released) | learned
+    position: str  # one of BANK_POSITIONS: none (as released) | learned
 
     @nn.compact
     def __call__(self, symbols: Array) -> Array:
         x = nn.Dense(self.hidden_size, name="projection")(symbols)
         if self.position == "learned":
             x = layers.AddPositionEmbedding(name="pos_embedding")(x)
-        elif self.position != "none":
-            raise ValueError(
-                f"bank position must be one of {BANK_POSITIONS}, got {self.position!r}"
-            )
         return x
 
 

@@ -11,11 +11,12 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from framework import registry
-from framework.models import base, classifier, vit
+from framework import config_fields, registry
 from framework.errors import ConfigError
-from projects.adatape import settings, tape_bank
+from framework.models import base, classifier, vit
+from projects.adatape import tape_bank
 from projects.adatape.encoder import adatape_encoder, encode_with_tape
+from projects.adatape.settings import AdaTapeSettings
 
 Array = jax.Array
 
@@ -23,45 +24,46 @@ Array = jax.Array
 class AdaTapeViTModule(vit.ViTClassifierModule, kw_only=True):
     """Stem, tape bank, AdaTape encoder, masked pooling, head."""
 
-    tape: settings.AdaTapeSettings
+    settings: AdaTapeSettings
 
     def encode(self, x: Array, inputs: Array, *, train: bool) -> tuple[Array, Array]:
         def image_bank() -> Array:
             return tape_bank.ImageTapeBank(
-                self.size.hidden_size, self.tape.bank_patch_size, name="tape_bank"
+                self.size.hidden_size, self.settings.bank_patch_size, name="tape_bank"
             )(inputs)
 
-        return encode_with_tape(self, x, image_bank, self.tape, train=train)
+        return encode_with_tape(self, x, image_bank, self.settings, train=train)
 
 
 @registry.MODELS.register("adatape_vit")
 class AdaTapeViT(base.ClassificationModel):
     """AdaTape-ViT image classifier (`variant` e.g. 'S/16'; tape fields as released)."""
 
+    progress_metrics = ("loss", "accuracy", "tape_length")
+
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         vit.add_vit_fields(config, "nano/4")
-        settings.add_adatape_fields(config, insert_layer=1)
-        # Released: 8 at 224 px (784 entries); 2 suits the small default images.
-        config.bank_patch_size = 2
+        # bank_patch_size released: 8 at 224 px (784 entries); 2 suits small images.
+        config_fields.declare(config, AdaTapeSettings, tape_insert_layer=1, bank_patch_size=2)
         return config
 
     def build_module(self) -> nn.Module:
         c = self.config
         skeleton = classifier.skeleton_kwargs(c)
         size = vit.resolve_size(c)
-        tape = settings.settings_from_config(
-            c, hidden_size=size.hidden_size, num_heads=size.num_heads, num_layers=size.num_layers
+        settings = config_fields.build(AdaTapeSettings, c).resolved(
+            hidden_size=size.hidden_size, num_heads=size.num_heads, num_layers=size.num_layers
         )
-        if tape.query_source == "token" and c.pooling != "token":
+        if settings.query_source == "token" and c.pooling != "token":
             raise ConfigError(
                 "model.query_source='token' needs model.pooling='token' (a class token)"
             )
         return AdaTapeViTModule(
             num_classes=self.num_classes,
             size=size,
-            tape=tape,
-            encoder=adatape_encoder(size.num_layers, size.num_heads, size.mlp_dim, tape, c),
+            settings=settings,
+            encoder=adatape_encoder(size.num_layers, size.num_heads, size.mlp_dim, settings, c),
             **skeleton,
         )

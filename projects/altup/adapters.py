@@ -16,27 +16,44 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
+from framework import config_fields
 from framework.models.t5 import StackAdapter
-from framework.errors import ConfigError
 from projects.altup.layers import ACTIVE_MODES, AltUpLayer, SequenceAltUpLayer
 
 Array = jax.Array
 
-VARIANTS = ("none", "altup", "recycled", "sequence")
+
+@dataclasses.dataclass(frozen=True)
+class AltUpSettings:
+    """`config.model.altup`, named as its config keys: the variant and its sizes."""
+
+    variant: str = "altup"  # none | altup | recycled | sequence
+    k: int = 2  # blocks (altup, recycled)
+    active: str = "alternating"  # alternating (block l mod K) | same (block 0)
+    sequence_stride: int = 2  # sequence: layer l computes positions t = l (mod s)
+
+    def __post_init__(self) -> None:
+        config_fields.check_one_of("model.altup.variant", self.variant, VARIANTS)
+        config_fields.check_one_of("model.altup.active", self.active, ACTIVE_MODES)
+        config_fields.check_positive("model.altup.k", self.k)
+        config_fields.check_positive("model.altup.sequence_stride", self.sequence_stride)
+
+    def adapter(self) -> StackAdapter:
+        """The T5 stack adapter of `variant`."""
+        return VARIANTS[self.variant](self)
 
 
 @dataclasses.dataclass(frozen=True)
 class BlocksAdapter(StackAdapter):
     """K blocks of width d, stacked as [K, B, L, d]; every layer an `AltUpLayer`."""
 
-    k: int = 2
-    active: str = "alternating"
+    settings: AltUpSettings
 
     def wrap_layer(self, make_layer: Callable[..., nn.Module], index: int, name: str):
+        s = self.settings
         return AltUpLayer(
-            layer=make_layer(parent=None), index=index, k=self.k, active=self.active, name=name
+            layer=make_layer(parent=None), index=index, k=s.k, active=s.active, name=name
         )
 
     def memory(self, state: Array) -> Array:
@@ -48,10 +65,10 @@ class AltUpAdapter(BlocksAdapter):
     """AltUp: K*d-wide embedding split into blocks; output is their concatenation."""
 
     def embedding_features(self, d_model: int) -> int:
-        return self.k * d_model
+        return self.settings.k * d_model
 
     def expand(self, embedded: Array) -> Array:
-        return jnp.stack(jnp.split(embedded, self.k, axis=-1))
+        return jnp.stack(jnp.split(embedded, self.settings.k, axis=-1))
 
     def output(self, state: Array) -> Array:
         return jnp.concatenate(list(state), axis=-1)
@@ -62,7 +79,7 @@ class RecycledAltUpAdapter(BlocksAdapter):
     """Recycled-AltUp: the d-wide embedding copied K times; output is the blocks' sum."""
 
     def expand(self, embedded: Array) -> Array:
-        return jnp.broadcast_to(embedded[None], (self.k,) + embedded.shape)
+        return jnp.broadcast_to(embedded[None], (self.settings.k,) + embedded.shape)
 
     def output(self, state: Array) -> Array:
         return state.sum(axis=0)
@@ -72,37 +89,26 @@ class RecycledAltUpAdapter(BlocksAdapter):
 class SequenceAltUpAdapter(StackAdapter):
     """Sequence-AltUp: every layer a `SequenceAltUpLayer` with stride s."""
 
-    stride: int = 2
+    settings: AltUpSettings
 
     def wrap_layer(self, make_layer: Callable[..., nn.Module], index: int, name: str):
         return SequenceAltUpLayer(
-            layer=make_layer(parent=None), index=index, stride=self.stride, name=name
+            layer=make_layer(parent=None),
+            index=index,
+            stride=self.settings.sequence_stride,
+            name=name,
         )
 
 
-def default_altup_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.variant = "altup"  # none | altup | recycled | sequence
-    c.k = 2  # blocks (altup, recycled)
-    c.active = "alternating"  # alternating (block l mod K) | same (block 0)
-    c.sequence_stride = 2  # sequence: layer l computes positions t = l (mod s)
-    return c
-
-
-def adapter_from_config(c: ml_collections.ConfigDict) -> StackAdapter:
-    """The adapter for `config.model.altup`; one-line errors for bad values."""
-    if c.variant not in VARIANTS:
-        raise ConfigError(f"model.altup.variant must be one of {VARIANTS}, got {c.variant!r}")
-    if c.active not in ACTIVE_MODES:
-        raise ConfigError(f"model.altup.active must be one of {ACTIVE_MODES}, got {c.active!r}")
-    if int(c.k) < 1:
-        raise ConfigError(f"model.altup.k must be >= 1, got {c.k}")
-    if int(c.sequence_stride) < 1:
-        raise ConfigError(f"model.altup.sequence_stride must be >= 1, got {c.sequence_stride}")
-    if c.variant == "altup":
-        return AltUpAdapter(k=int(c.k), active=c.active)
-    if c.variant == "recycled":
-        return RecycledAltUpAdapter(k=int(c.k), active=c.active)
-    if c.variant == "sequence":
-        return SequenceAltUpAdapter(stride=int(c.sequence_stride))
+def _dense(settings: AltUpSettings) -> StackAdapter:
+    del settings
     return StackAdapter()
+
+
+# The values of `model.altup.variant`, each with its adapter.
+VARIANTS: dict[str, Callable[[AltUpSettings], StackAdapter]] = {
+    "none": _dense,
+    "altup": AltUpAdapter,
+    "recycled": RecycledAltUpAdapter,
+    "sequence": SequenceAltUpAdapter,
+}

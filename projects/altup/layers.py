@@ -9,6 +9,8 @@ position receives the layer's update.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -18,16 +20,16 @@ from framework.models.t5 import LayerContext
 
 Array = jax.Array
 
-ACTIVE_MODES = ("alternating", "same")
+# The values of `model.altup.active`: the block layer `index` of K computes.
+ACTIVE_MODES: dict[str, Callable[[int, int], int]] = {
+    "alternating": lambda index, k: index % k,
+    "same": lambda index, k: 0,
+}
 
 
 def active_block(index: int, k: int, mode: str) -> int:
     """The block layer `index` computes: index mod K (`alternating`) or 0 (`same`)."""
-    if mode == "alternating":
-        return index % k
-    if mode == "same":
-        return 0
-    raise ValueError(f"AltUp active mode must be one of {ACTIVE_MODES}, got {mode!r}")
+    return ACTIVE_MODES[mode](index, k)
 
 
 def _identity_init(rng: Array, shape: tuple[int, int], dtype=jnp.float32) -> Array:
@@ -47,7 +49,7 @@ class AltUpLayer(nn.Module):
     layer: nn.Module
     index: int
     k: int
-    active: str = "alternating"
+    active: str  # one of ACTIVE_MODES
 
     @nn.compact
     def __call__(self, x: Array, context: LayerContext, *, train: bool) -> Array:

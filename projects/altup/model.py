@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from framework import registry
+from framework import config_fields, registry
 from framework.models.t5 import StackAdapter, T5Model
-from projects.altup.adapters import adapter_from_config, default_altup_config
+from projects.altup.adapters import AltUpSettings
 
 
 @registry.MODELS.register("t5_altup")
@@ -19,8 +19,9 @@ class T5AltUpModel(T5Model):
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
-        config.altup = default_altup_config()
+        config.altup = ml_collections.ConfigDict()
+        config_fields.declare(config.altup, AltUpSettings)
         return config
 
     def adapter(self) -> StackAdapter:
-        return adapter_from_config(self.config.altup)
+        return config_fields.build(AltUpSettings, self.config.altup).adapter()

@@ -8,42 +8,48 @@ variant's depth). Both are the framework's classifiers with a UT encoder.
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import ml_collections
 
-from framework import registry
+from framework import config_fields, registry
 from framework.models import base, classifier, transformer, vit
 from projects.baselines import universal
+from projects.baselines.act import ACTSettings
 
 
 def ut_encoder(
-    num_heads: int, mlp_dim: int, act: universal.ACTSettings, config: ml_collections.ConfigDict
+    num_heads: int, mlp_dim: int, settings: ACTSettings, config: ml_collections.ConfigDict
 ) -> classifier.EncoderFactory:
     """A Universal Transformer encoder with ACT, dropout rates from `config`."""
-    return classifier.encoder_factory(
-        universal.UniversalEncoder, num_heads, mlp_dim, act, config=config
+    factory = classifier.encoder_factory(
+        universal.UniversalEncoder, num_heads, mlp_dim, config=config
     )
+    return functools.partial(factory, settings=settings)
 
 
 @registry.MODELS.register("ut_parity")
 class UTParity(base.ClassificationModel):
     """Universal Transformer with ACT over a sequence (e.g. parity)."""
 
+    progress_metrics = ("loss", "accuracy", "act_updates")
+
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         transformer.add_sequence_fields(config, num_layers=False)
-        universal.add_act_fields(config, max_steps=8)
+        config_fields.declare(config, ACTSettings, max_steps=8)
         return config
 
     def build_module(self) -> nn.Module:
         c = self.config
-        act = universal.act_settings(c, c.max_steps)
+        settings = config_fields.build(ACTSettings, c).resolved()
         return transformer.SequenceClassifierModule(
             num_classes=self.num_classes,
             hidden_size=c.hidden_size,
             vocab_size=c.vocab_size,
-            encoder=ut_encoder(c.num_heads, c.mlp_dim, act, c),
+            encoder=ut_encoder(c.num_heads, c.mlp_dim, settings, c),
             **classifier.skeleton_kwargs(c),
         )
 
@@ -52,20 +58,22 @@ class UTParity(base.ClassificationModel):
 class UViT(base.ClassificationModel):
     """Universal ViT with ACT (`variant` sets widths; depth bounds `max_steps`)."""
 
+    progress_metrics = ("loss", "accuracy", "act_updates")
+
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         vit.add_vit_fields(config, "nano/4")
-        universal.add_act_fields(config, max_steps=None)
+        config_fields.declare(config, ACTSettings)  # max_steps None: the variant's depth
         return config
 
     def build_module(self) -> nn.Module:
         c = self.config
         size = vit.resolve_size(c)
-        act = universal.act_settings(c, size.num_layers)
+        settings = config_fields.build(ACTSettings, c).resolved(size.num_layers)
         return vit.ViTClassifierModule(
             num_classes=self.num_classes,
             size=size,
-            encoder=ut_encoder(size.num_heads, size.mlp_dim, act, c),
+            encoder=ut_encoder(size.num_heads, size.mlp_dim, settings, c),
             **classifier.skeleton_kwargs(c),
         )
