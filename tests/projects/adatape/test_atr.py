@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from projects.adatape import atr
+from projects.adatape.settings import AdaTapeSettings
 
 
 def _layer_norm(x: np.ndarray) -> np.ndarray:
@@ -63,8 +64,8 @@ def _variables(width: int) -> dict:
     return {"params": {"norm": {"scale": jnp.ones(width), "bias": jnp.zeros(width)}}}
 
 
-def run_atr(query, bank, *, train=False, rng=None, **kwargs):
-    module = atr.AdaptiveTapeReading(**kwargs)
+def run_atr(query, bank, *, train=False, rng=None, **settings):
+    module = atr.AdaptiveTapeReading(settings=AdaTapeSettings(**settings))
     rngs = {"dropout": rng} if rng is not None else {}
     return module.apply(_variables(query.shape[-1]), query, bank, train=train, rngs=rngs)
 
@@ -78,7 +79,7 @@ def _mixed_batch(rng: np.random.Generator, batch=12, size=48, width=16):
     return query, bank
 
 
-SETTINGS = dict(key_dim=8, max_tape_tokens=8, num_candidates=3, threshold=2.0)
+SETTINGS = dict(key_dim=8, max_tape_tokens=8, num_candidates=3, halting_threshold=2.0)
 
 
 @pytest.mark.parametrize(
@@ -141,8 +142,8 @@ def test_early_exit_gives_identical_outputs():
     query[:] = 3.0 * bank[:, 0]  # peaky for every example: all halt well before T
     args = (jnp.asarray(query), jnp.asarray(bank))
     settings = dict(SETTINGS, max_tape_tokens=10)
-    fast = run_atr(*args, early_exit=True, **settings)
-    slow = run_atr(*args, early_exit=False, **settings)
+    fast = run_atr(*args, atr_early_exit=True, **settings)
+    slow = run_atr(*args, atr_early_exit=False, **settings)
     assert int(fast.length.max()) < 10  # so the early exit did skip steps
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(slow)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -150,7 +151,7 @@ def test_early_exit_gives_identical_outputs():
 
 def test_gradients_reach_query_and_bank():
     query, bank = _mixed_batch(np.random.default_rng(4), batch=4)
-    module = atr.AdaptiveTapeReading(**SETTINGS)
+    module = atr.AdaptiveTapeReading(settings=AdaTapeSettings(**SETTINGS))
     variables = _variables(16)
     probe = jnp.asarray(np.random.default_rng(5).normal(size=(4, 8, 16)), jnp.float32)
 
