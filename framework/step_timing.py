@@ -68,7 +68,7 @@ def bare_loop(config: ml_collections.ConfigDict) -> BareLoop:
 
 @dataclasses.dataclass(frozen=True)
 class StepTime:
-    """One experiment's median step time, and relative to the reference experiment."""
+    """One experiment's median step time, and its time relative to the reference's."""
 
     name: str
     num_params: int
@@ -91,7 +91,9 @@ def interleaved_step_times(
 ) -> dict[str, StepTime]:
     """Times `steps` bare steps of every config per round, over `rounds` rounds.
 
-    `reference` (default: the first config) is what `relative` divides by.
+    `reference` (default: the first config) is what `relative` divides by: the median
+    over rounds of the step-time ratio within each round, so that a change in the
+    machine's load between rounds cancels.
     """
     if not configs:
         raise ValueError("interleaved_step_times needs at least one config")
@@ -103,7 +105,6 @@ def interleaved_step_times(
     for _ in range(rounds):
         for name, loop in loops.items():
             times[name].append(loop.run(steps))
-    reference_seconds = statistics.median(times[reference])
     return {
         name: StepTime(
             name=name,
@@ -111,7 +112,7 @@ def interleaved_step_times(
             batch_size=loop.batch_size,
             compile_seconds=loop.compile_seconds,
             seconds_per_step=statistics.median(times[name]),
-            relative=statistics.median(times[name]) / reference_seconds,
+            relative=statistics.median(t / r for t, r in zip(times[name], times[reference])),
             rounds=tuple(times[name]),
         )
         for name, loop in loops.items()

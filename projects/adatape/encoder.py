@@ -1,21 +1,22 @@
 """The AdaTape encoder: blocks, Adaptive Tape Reading, then blocks on [tokens ; tape].
 
-Shared by AdaTape-ViT and AdaTape-parity (`encode_with_tape` is their skeleton's
-encode step: tape bank, then this encoder). It sows the ponder loss
-(`ponder_weight * R`, aux loss `ponder`), the ponder cost R (aux metric) and the tape
-length (aux histogram), all per example.
+Shared by AdaTape-ViT and AdaTape-parity (`AdaTapeClassifier` is their model base,
+`TapeEncoding` their modules' encode step: tape bank, then this encoder). It sows
+the ponder loss (`ponder_weight * R`, aux loss `ponder`), the ponder cost R (aux
+metric) and the tape length (aux histogram), all per example.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
+from framework import config_fields
 from framework.models import base, classifier, layers
 from projects.adatape import atr, tape_bank, tape_layers
 from projects.adatape.settings import AdaTapeSettings
@@ -67,25 +68,27 @@ class AdaTapeEncoder(layers.BlockFields, kw_only=True):
         return x, valid, reading
 
 
-def encode_with_tape(
-    module: classifier.ClassifierSkeleton,
-    x: Array,
-    input_bank: Callable[[], Array],
-    settings: AdaTapeSettings,
-    *,
-    train: bool,
-) -> tuple[Array, Array]:
-    """Tape bank, then the AdaTape encoder from `module.encoder`: (tokens, validity).
+class TapeEncoding:
+    """The encode step of AdaTape's classifier modules: the tape bank, then the AdaTape
+    encoder from `encoder`; returns (tokens, validity).
 
-    The bank is `input_bank()` for bank_type 'input', else learned entries; call from
-    the module's `encode`, so that the bank is the module's 'tape_bank'.
+    A mixin for a `classifier.ClassifierSkeleton` with a field `settings`
+    (`AdaTapeSettings`). The bank is the module's 'tape_bank': `input_bank(inputs)` for
+    bank_type 'input', else learned entries.
     """
-    if settings.bank_type == "input":
-        bank = input_bank()
-    else:
-        bank = tape_bank.LearnedTapeBank(settings.bank_size, x.shape[-1], name="tape_bank")()
-    x, valid, _ = module.encoder(name="encoder")(x, bank, train=train)
-    return x, valid
+
+    def input_bank(self, inputs: Array) -> Array:
+        """The `input` bank made from the inputs: a submodule named 'tape_bank'."""
+        raise NotImplementedError
+
+    def encode(self, x: Array, inputs: Array, *, train: bool) -> tuple[Array, Array]:
+        s = self.settings
+        if s.bank_type == "input":
+            bank = self.input_bank(inputs)
+        else:
+            bank = tape_bank.LearnedTapeBank(s.bank_size, x.shape[-1], name="tape_bank")()
+        x, valid, _ = self.encoder(name="encoder")(x, bank, train=train)
+        return x, valid
 
 
 def adatape_encoder(
@@ -98,3 +101,26 @@ def adatape_encoder(
     """An `AdaTapeEncoder` factory, dropout rates from `config`."""
     factory = classifier.encoder_factory(AdaTapeEncoder, num_heads, mlp_dim, config=config)
     return functools.partial(factory, num_layers=num_layers, settings=settings)
+
+
+class AdaTapeClassifier(base.ClassificationModel):
+    """Base of AdaTape's classifiers: the tape fields of `config.model` (declared by
+    `AdaTapeSettings`, with the model's own `tape_defaults`) and the settings built
+    from them."""
+
+    progress_metrics = ("loss", "accuracy", "tape_length")
+    tape_defaults: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        config = super().default_config()
+        config_fields.declare(config, AdaTapeSettings, **cls.tape_defaults)
+        return config
+
+    def tape_settings(
+        self, *, hidden_size: int, num_heads: int, num_layers: int
+    ) -> AdaTapeSettings:
+        """The checked settings from `config.model`, resolved for a model of these sizes."""
+        return config_fields.build(AdaTapeSettings, self.config).resolved(
+            hidden_size=hidden_size, num_heads=num_heads, num_layers=num_layers
+        )

@@ -14,16 +14,16 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from framework import config_fields, registry
-from framework.models import base, classifier, transformer
+from framework import registry
+from framework.models import classifier, transformer
 from projects.adatape import tape_bank
-from projects.adatape.encoder import adatape_encoder, encode_with_tape
+from projects.adatape.encoder import AdaTapeClassifier, TapeEncoding, adatape_encoder
 from projects.adatape.settings import AdaTapeSettings
 
 Array = jax.Array
 
 
-class AdaTapeParityModule(classifier.ClassifierSkeleton, kw_only=True):
+class AdaTapeParityModule(TapeEncoding, classifier.ClassifierSkeleton, kw_only=True):
     """Input token, symbol (or learned) bank, AdaTape encoder, pooling, head."""
 
     hidden_size: int
@@ -34,34 +34,29 @@ class AdaTapeParityModule(classifier.ClassifierSkeleton, kw_only=True):
         x = nn.Dense(self.hidden_size, name="input_projection")(flat)[:, None, :]
         return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
 
-    def encode(self, x: Array, inputs: Array, *, train: bool) -> tuple[Array, Array]:
-        def symbol_bank() -> Array:
-            return tape_bank.SymbolTapeBank(
-                self.hidden_size, self.settings.bank_position, name="tape_bank"
-            )(inputs)
-
-        return encode_with_tape(self, x, symbol_bank, self.settings, train=train)
+    def input_bank(self, inputs: Array) -> Array:
+        position = self.settings.bank_position
+        return tape_bank.SymbolTapeBank(self.hidden_size, position, name="tape_bank")(inputs)
 
 
 @registry.MODELS.register("adatape_parity")
-class AdaTapeParity(base.ClassificationModel):
+class AdaTapeParity(AdaTapeClassifier):
     """AdaTape on sequences of symbols (the parity task)."""
 
-    progress_metrics = ("loss", "accuracy", "tape_length")
+    # A parity bank has one entry per position (32): 10 reads of 3 fit in it.
+    tape_defaults = {"tape_insert_layer": 0, "num_candidates": 3}
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         # pooling: gap (masked mean) | token (the input token)
         transformer.add_sequence_fields(config, vocab_size=False)
-        # A parity bank has one entry per position (32): 10 reads of 3 fit in it.
-        config_fields.declare(config, AdaTapeSettings, tape_insert_layer=0, num_candidates=3)
         return config
 
     def build_module(self) -> nn.Module:
         c = self.config
         skeleton = classifier.skeleton_kwargs(c)
-        settings = config_fields.build(AdaTapeSettings, c).resolved(
+        settings = self.tape_settings(
             hidden_size=c.hidden_size, num_heads=c.num_heads, num_layers=c.num_layers
         )
         return AdaTapeParityModule(

@@ -11,49 +11,44 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from framework import config_fields, registry
+from framework import registry
 from framework.errors import ConfigError
-from framework.models import base, classifier, vit
+from framework.models import classifier, vit
 from projects.adatape import tape_bank
-from projects.adatape.encoder import adatape_encoder, encode_with_tape
+from projects.adatape.encoder import AdaTapeClassifier, TapeEncoding, adatape_encoder
 from projects.adatape.settings import AdaTapeSettings
 
 Array = jax.Array
 
 
-class AdaTapeViTModule(vit.ViTClassifierModule, kw_only=True):
+class AdaTapeViTModule(TapeEncoding, vit.ViTClassifierModule, kw_only=True):
     """Stem, tape bank, AdaTape encoder, masked pooling, head."""
 
     settings: AdaTapeSettings
 
-    def encode(self, x: Array, inputs: Array, *, train: bool) -> tuple[Array, Array]:
-        def image_bank() -> Array:
-            return tape_bank.ImageTapeBank(
-                self.size.hidden_size, self.settings.bank_patch_size, name="tape_bank"
-            )(inputs)
-
-        return encode_with_tape(self, x, image_bank, self.settings, train=train)
+    def input_bank(self, inputs: Array) -> Array:
+        patch = self.settings.bank_patch_size
+        return tape_bank.ImageTapeBank(self.size.hidden_size, patch, name="tape_bank")(inputs)
 
 
 @registry.MODELS.register("adatape_vit")
-class AdaTapeViT(base.ClassificationModel):
+class AdaTapeViT(AdaTapeClassifier):
     """AdaTape-ViT image classifier (`variant` e.g. 'S/16'; tape fields as released)."""
 
-    progress_metrics = ("loss", "accuracy", "tape_length")
+    # bank_patch_size released: 8 at 224 px (784 entries); 2 suits small images.
+    tape_defaults = {"tape_insert_layer": 1, "bank_patch_size": 2}
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         vit.add_vit_fields(config, "nano/4")
-        # bank_patch_size released: 8 at 224 px (784 entries); 2 suits small images.
-        config_fields.declare(config, AdaTapeSettings, tape_insert_layer=1, bank_patch_size=2)
         return config
 
     def build_module(self) -> nn.Module:
         c = self.config
         skeleton = classifier.skeleton_kwargs(c)
         size = vit.resolve_size(c)
-        settings = config_fields.build(AdaTapeSettings, c).resolved(
+        settings = self.tape_settings(
             hidden_size=size.hidden_size, num_heads=size.num_heads, num_layers=size.num_layers
         )
         if settings.query_source == "token" and c.pooling != "token":

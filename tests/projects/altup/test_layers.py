@@ -60,7 +60,9 @@ def test_altup_init_gives_every_block_the_layer_update():
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(k, 2, 4, 16)), jnp.float32)
     context = t5.LayerContext(jnp.asarray(rng.normal(size=(1, 2, 4, 4)), jnp.float32))
-    module = layers.AltUpLayer(layer=t5.EncoderLayer(dims, parent=None), index=index, k=k)
+    module = layers.AltUpLayer(
+        layer=t5.EncoderLayer(dims, parent=None), index=index, k=k, active="alternating"
+    )
     params = module.init(jax.random.key(2), x, context, train=False)["params"]
     np.testing.assert_array_equal(params["predict"], np.eye(k))
     np.testing.assert_array_equal(params["correct"], np.ones(k))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework.models import t5
+from framework import config_fields
 from framework.errors import ConfigError
+from framework.models import t5
 from projects.altup import adapters
 from projects.altup.model import T5AltUpModel
 
@@ -204,14 +207,33 @@ def test_model_active_blocks_alternate_by_layer():
         previous = np.asarray(encoder[f"layers_{i}"]["__call__"][0])
 
 
-def test_bad_altup_config_is_a_one_line_error():
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("variant", "wide", "model.altup.variant must be one of"),
+        ("active", "random", "model.altup.active must be one of"),
+        ("k", 0, "model.altup.k must be positive, got 0"),
+        ("sequence_stride", 0, "model.altup.sequence_stride must be positive"),
+    ],
+)
+def test_bad_altup_config_is_a_one_line_error(field, value, message):
     config = T5AltUpModel.default_config().altup
-    config.variant = "wide"
-    with pytest.raises(ConfigError, match="model.altup.variant"):
-        adapters.adapter_from_config(config)
-    config.variant, config.active = "altup", "random"
-    with pytest.raises(ConfigError, match="model.altup.active"):
-        adapters.adapter_from_config(config)
+    config[field] = value
+    with pytest.raises(ConfigError, match=message):
+        config_fields.build(adapters.AltUpSettings, config)
+    with pytest.raises(ConfigError, match=message):
+        make_model("altup", **{field: value})
+
+
+def test_altup_config_is_declared_by_the_settings():
+    config = T5AltUpModel.default_config().altup
+    defaults = adapters.AltUpSettings()
+    assert config.to_dict() == dataclasses.asdict(defaults)
+    assert config_fields.build(adapters.AltUpSettings, config) == defaults
+    assert set(adapters.VARIANTS) == {"none", "altup", "recycled", "sequence"}
+    for variant, adapter_cls in adapters.VARIANTS.items():
+        adapter = adapters.AltUpSettings(variant=variant).adapter()
+        assert type(adapter) is (t5.StackAdapter if variant == "none" else adapter_cls)
 
 
 def test_grads_reach_the_altup_scalars():

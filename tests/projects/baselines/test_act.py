@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import flax.linen as nn
@@ -10,8 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from framework import config_fields
+from framework.errors import ConfigError
 from framework.models import layers
 from projects.baselines import act
+from projects.baselines.models import UTParity, UViT
 from tests.projects import model_testing as mt
 
 
@@ -35,6 +39,10 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def _act(layer: nn.Module, **settings) -> act.AdaptiveComputationTime:
+    return act.AdaptiveComputationTime(layer=layer, settings=act.ACTSettings(**settings))
+
+
 @pytest.mark.parametrize(
     "max_steps,weights,updates,remainder",
     [(5, [0.4, 0.4, 0.2, 0.0, 0.0], 3, 0.2), (2, [0.4, 0.6], 2, 0.6)],
@@ -43,13 +51,14 @@ def _logit(p: float) -> float:
 def test_hand_computed_constant_halting(max_steps, weights, updates, remainder):
     """p = 0.4 every step, threshold 0.99: halts at step 3 with R = 0.2 (N + R = 3.2),
     or is forced to halt at max_steps = 2 with R = 0.6 (N + R = 2.6)."""
-    module = act.AdaptiveComputationTime(
-        layer=AddOne(),
+    module = _act(
+        AddOne(),
         max_steps=max_steps,
-        threshold=0.99,
+        act_epsilon=0.01,
         halting_bias_init=_logit(0.4),
         step_embedding=False,
     )
+    assert module.settings.threshold == 0.99
     x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 8)), jnp.float32)
     out = module.apply(module.init(jax.random.key(0), x, train=False), x, train=False)
     np.testing.assert_allclose(np.asarray(out.weights), np.tile(weights, (3, 1)).T, atol=1e-6)
@@ -63,9 +72,7 @@ def test_hand_computed_constant_halting(max_steps, weights, updates, remainder):
 @pytest.mark.parametrize("halting", ["example", "token"])
 def test_invariants_with_varying_halting(halting):
     """Random halting kernel, so examples (tokens) halt at different steps."""
-    module = act.AdaptiveComputationTime(
-        layer=Damp(), max_steps=6, halting=halting, halting_bias_init=-1.0
-    )
+    module = _act(Damp(), max_steps=6, halting=halting, halting_bias_init=-1.0)
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(8, 5, 16)), jnp.float32)
     params = module.init(jax.random.key(0), x, train=False)["params"]
@@ -94,9 +101,7 @@ def test_early_exit_gives_identical_results():
     x = jnp.asarray(rng.normal(size=(4, 5, 16)), jnp.float32)
     outs = []
     for early_exit in (True, False):
-        module = act.AdaptiveComputationTime(
-            layer=block, max_steps=6, halting_bias_init=_logit(0.33), early_exit=early_exit
-        )
+        module = _act(block, max_steps=6, halting_bias_init=_logit(0.33), act_early_exit=early_exit)
         variables = module.init(jax.random.key(0), x, train=False)
         params = dict(variables["params"])
         params["halting_kernel"] = jnp.asarray(0.02 * rng.normal(size=16), jnp.float32)
@@ -111,7 +116,7 @@ def test_early_exit_gives_identical_results():
 
 
 def test_ponder_gradient_reaches_halting_unit():
-    module = act.AdaptiveComputationTime(layer=AddOne(), max_steps=4, step_embedding=False)
+    module = _act(AddOne(), max_steps=4, step_embedding=False)
     x = jnp.ones((2, 3, 8))
     variables = module.init(jax.random.key(0), x, train=False)
     grads = jax.grad(lambda v: module.apply(v, x, train=False).ponder.sum())(variables)
@@ -147,3 +152,38 @@ def test_models_forward_backward(model_name, dataset_name, data, model):
     np.testing.assert_allclose(ponder, 3.2, atol=1e-5)
     np.testing.assert_allclose(np.asarray(aux["aux_loss"]["ponder"]), 0.032, atol=1e-6)
     np.testing.assert_allclose(np.asarray(aux["aux_metrics"]["act_updates"]), 3.0)
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("max_steps", 0, "model.max_steps must be positive, got 0"),
+        ("halting", "layer", r"model.halting must be one of \('example', 'token'\), got 'layer'"),
+        ("act_epsilon", 0.0, r"model.act_epsilon must lie in \(0, 1\), got 0.0"),
+        ("act_epsilon", 1.0, r"model.act_epsilon must lie in \(0, 1\)"),
+    ],
+)
+def test_bad_settings_are_one_line_errors_naming_the_key(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        act.ACTSettings(**{field: value})
+
+
+def test_settings_resolve_max_steps_and_are_the_only_declaration():
+    assert act.ACTSettings(act_epsilon=0.25).threshold == 0.75
+    assert act.ACTSettings().resolved(num_layers=12).max_steps == 12
+    assert act.ACTSettings(max_steps=3).resolved(num_layers=12).max_steps == 3
+    with pytest.raises(ConfigError, match="model.max_steps must be set"):
+        act.ACTSettings().resolved()
+    fields = {f.name: f.default for f in dataclasses.fields(act.ACTSettings)}
+    for model_cls, max_steps in ((UTParity, 8), (UViT, None)):
+        config = model_cls.default_config()
+        assert {name: config[name] for name in fields} == dict(fields, max_steps=max_steps)
+        assert config_fields.build(act.ACTSettings, config) == act.ACTSettings(max_steps=max_steps)
+    assert UViT.default_config().get_type("max_steps") is int
+
+
+def test_models_report_bad_overrides():
+    with pytest.raises(ConfigError, match="model.act_epsilon"):
+        mt.build("ut_parity", "parity", dataset=dict(length=8), act_epsilon=2.0)
+    with pytest.raises(ConfigError, match="model.max_steps must be set"):
+        mt.build("ut_parity", "parity", dataset=dict(length=8), max_steps=None)
