@@ -222,7 +222,7 @@ def test_bad_altup_config_is_a_one_line_error(field, value, message):
     with pytest.raises(ConfigError, match=message):
         config_fields.build(adapters.AltUpSettings, config)
     with pytest.raises(ConfigError, match=message):
-        make_model("altup", **{field: value})
+        make_model(**{"variant": "altup", field: value})
 
 
 def test_altup_config_is_declared_by_the_settings():
