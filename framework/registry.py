@@ -11,6 +11,7 @@ installed project elsewhere plugs in without changing it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 from typing import Any, Callable, Generic, TypeVar
@@ -60,15 +61,16 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
 
-def project_packages() -> list[str]:
+@functools.cache
+def project_packages() -> tuple[str, ...]:
     """The registering packages that installed projects declare as entry points."""
     entry_points = importlib.metadata.entry_points(group=PROJECTS_ENTRY_POINTS)
-    return sorted(entry_point.value for entry_point in entry_points)
+    return tuple(sorted(entry_point.value for entry_point in entry_points))
 
 
 def import_all() -> None:
     """Imports the core's and every installed project's registering package."""
-    for package in _CORE_PACKAGES + tuple(project_packages()):
+    for package in _CORE_PACKAGES + project_packages():
         importlib.import_module(package)
 
 

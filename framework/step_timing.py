@@ -50,7 +50,7 @@ def bare_loop(config: ml_collections.ConfigDict) -> BareLoop:
     """Builds `config`'s experiment and one batch; compiles and warms up its step."""
     experiment = trainer.build_experiment(config)
     state = experiment.init_state()
-    batch = pipeline.shard_batch(experiment.dataset.example_batch(), experiment.mesh)
+    batch = pipeline.shard_batch(experiment.example_batch, experiment.mesh)
     step = experiment.jit_train_step()
     start = time.perf_counter()
     state = jax.block_until_ready(step(state, batch))  # compiles, then one step

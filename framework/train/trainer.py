@@ -338,10 +338,14 @@ class Experiment:
     model: base.BaseModel
     tx: optax.GradientTransformation
     lr_fn: Callable[[Any], Any]
+    example_batch: pipeline.Batch  # host-local, the first training batch
     abstract_batch: dict[str, jax.ShapeDtypeStruct]  # global, sharded over `data`
     abstract_state: Any  # ShapeDtypeStructs carrying their (replicated) shardings
-    state_sharding: Any
     init_fn: Callable[[jax.Array], train_state.TrainState]
+
+    @property
+    def state_sharding(self) -> Any:
+        return jax.tree.map(lambda a: a.sharding, self.abstract_state)
 
     def init_state(self) -> train_state.TrainState:
         """The initial state for `config.seed`, laid out over the mesh."""
@@ -367,7 +371,8 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     dataset = registry.DATASETS.get(config.dataset_name)(config.dataset, split, config.seed)
     model = registry.MODELS.get(config.model_name)(config.model, dataset.meta)
     tx, lr_fn = optimizers.create(config)
-    abstract_batch = _global_abstract_batch(dataset.example_batch(), split, mesh)
+    example_batch = dataset.example_batch()
+    abstract_batch = _global_abstract_batch(example_batch, split, mesh)
     init_fn = _state_initializer(model, tx, abstract_batch)
     replicated = NamedSharding(mesh, PartitionSpec())
     shapes = jax.eval_shape(init_fn, jax.random.key(config.seed))
@@ -378,11 +383,11 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
         model=model,
         tx=tx,
         lr_fn=lr_fn,
+        example_batch=example_batch,
         abstract_batch=abstract_batch,
         abstract_state=jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), shapes
         ),
-        state_sharding=jax.tree.map(lambda _: replicated, shapes),
         init_fn=init_fn,
     )
 

@@ -150,9 +150,9 @@ def row_config(preset: Preset, variant: str, path: str) -> ml_collections.Config
         config.dataset.num_eval_examples = preset.num_eval_examples
         config.compute_flops = preset.compute_flops
         config.lr.warmup_steps = preset.warmup_steps
-    if preset.steps:
-        config = run_budget.RunBudget(preset.steps, warmup_steps=preset.warmup_steps).apply(config)
-    return config
+    if not preset.steps:  # the config's own budget
+        return config
+    return run_budget.RunBudget(preset.steps, warmup_steps=preset.warmup_steps).apply(config)
 
 
 def step_time_extra(

@@ -14,11 +14,11 @@ FRAMEWORK = pathlib.Path(__file__).resolve().parents[2] / "framework"
 
 
 def test_projects_register_through_entry_points():
-    assert registry.project_packages() == [
+    assert registry.project_packages() == (
         "projects.adatape",
         "projects.altup",
         "projects.baselines",
-    ]
+    )
     assert {"adatape_parity", "t5_altup", "ut_parity", "t5"} <= set(registry.MODELS.names())
     assert {"parity", "altup"} <= set(registry.TABLES.names())
 
