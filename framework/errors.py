@@ -6,3 +6,10 @@ class ConfigError(ValueError):
 
     The launch commands print it as `error: <message>` on stderr and exit with status 2.
     """
+
+
+class DataError(RuntimeError):
+    """Bad data met while reading it, e.g. an undecodable image.
+
+    The message names the file or record, so that the bad one can be found and removed.
+    """

@@ -21,25 +21,38 @@ shape (inputs 512, targets 114 tokens, T5's 32128-token vocabulary):
 `--mode=adatape`: train-step time of AdaTape-ViT-S/16 against ViT-S/16 and UViT-S/16
 (ACT) on random images, from their ImageNet configs.
 
+`--mode=input --config=configs/baselines/vit.py:S/16`: the config's training input
+pipeline (decode and augmentation as configured: at 224 px inception crop, flip and
+RandAugment) in images/s for each of `--workers` grain worker processes, next to the
+rate at which the config's model consumes images in its train step (the trainer's
+jitted step on a pipeline batch), measured in the same run. Without ImageNet, point it
+at any prepared data set, e.g. the generated JPEGs of
+`python -m launch.prepare_data synthetic_images --name=synthetic_jpegs`.
+
 Every mode times experiments built from configs exactly as `launch.train` builds
 them (`framework.step_timing`), interleaved over rounds, and reports medians.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import time
 
 import jax
 import ml_collections
 from absl import flags
 
-from framework import app, step_timing, table_runner
+from framework import app, config_schema, registry, step_timing, table_runner
+from framework.data import pipeline
 from framework.errors import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
-    "mode", "trainer", ["trainer", "altup", "adatape"], "What to compare (see above)."
+    "mode", "trainer", ["trainer", "altup", "adatape", "input"], "What to compare (see above)."
 )
+flags.DEFINE_list("workers", ["1", "2"], "input: grain worker processes to time, in turn.")
+flags.DEFINE_integer("batches", 20, "input: timed batches per worker count.")
 flags.DEFINE_integer(
     "steps", None, "Timed steps per round and side or model (default: trainer 300, altup 2, "
     "adatape 3)."
@@ -53,9 +66,9 @@ flags.DEFINE_integer("targets_length", 114, "altup: decoder tokens per example."
 flags.DEFINE_integer("vocab_size", 32128, "altup: vocabulary size.")
 
 ADATAPE_MODELS = {
-    "ViT-S/16": "configs/baselines/vit.py:S/16",
-    "UViT-S/16 (ACT)": "configs/baselines/uvit.py:S/16",
-    "AdaTape-ViT-S/16": "configs/adatape/imagenet.py:S/16",
+    "ViT-S/16": "configs/baselines/vit.py:S/16,data=random",
+    "UViT-S/16 (ACT)": "configs/baselines/uvit.py:S/16,data=random",
+    "AdaTape-ViT-S/16": "configs/adatape/imagenet.py:S/16,data=random",
 }
 
 
@@ -146,7 +159,62 @@ def adatape_mode(steps: int) -> None:
     _compare(configs, steps, "ViT-S/16")
 
 
-MODES = {"trainer": (trainer_mode, 300), "altup": (altup_mode, 2), "adatape": (adatape_mode, 3)}
+def pipeline_images_per_sec(
+    config: ml_collections.ConfigDict, num_workers: int, batches: int
+) -> tuple[float, float]:
+    """(images/s over `batches` training batches after the first, seconds to the first)."""
+    config = config_schema.resolve(config)
+    with config.unlocked():
+        config.dataset.num_workers = num_workers
+    split = pipeline.HostSplit(config.batch_size, config.eval_batch_size)
+    dataset = registry.DATASETS.get(config.dataset_name)(config.dataset, split, config.seed)
+    start = time.perf_counter()
+    iterator = dataset.train_batches(0)
+    next(iterator)  # starts the workers and fills their buffers
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    rate = batches * config.batch_size / (time.perf_counter() - start)
+    del iterator
+    return rate, first
+
+
+def input_mode(steps: int) -> None:
+    """Input-pipeline images/s for each worker count beside the model's consumption rate."""
+    config = app.config()
+    if config is None:
+        raise ConfigError("--config is required with --mode=input")
+    config = config.copy_and_resolve_references()
+    workers = [int(w) for w in FLAGS.workers]
+    print(
+        f"{config.experiment_name}: {config.dataset.get('tfds_name', config.dataset_name)}, "
+        f"batch {config.batch_size}, pp_train {config.dataset.get('pp_train', '-')!r}, "
+        f"{os.cpu_count()} CPUs, {_platform()}",
+        flush=True,
+    )
+    rates = {}
+    for n in workers:
+        rates[n], first = pipeline_images_per_sec(config, n, FLAGS.batches)
+        print(f"input pipeline, {n} worker(s): {rates[n]:.1f} images/s "
+              f"(first batch after {first:.1f} s)", flush=True)  # fmt: skip
+    loop = step_timing.bare_loop(config)
+    step_seconds = statistics.median(loop.run(steps) for _ in range(FLAGS.rounds))
+    consumed = config.batch_size / step_seconds
+    print(f"model train step: {consumed:.1f} images/s ({step_seconds * 1e3:.0f} ms per step)")
+    if len(workers) > 1:
+        lo, hi = workers[0], workers[-1]
+        print(f"speed-up from {lo} to {hi} workers: {rates[hi] / rates[lo]:.2f}x")
+    best = max(rates.values())
+    print(f"pipeline / model rate: {best / consumed:.2f} (>= 1: the input keeps up)")
+
+
+MODES = {
+    "trainer": (trainer_mode, 300),
+    "altup": (altup_mode, 2),
+    "adatape": (adatape_mode, 3),
+    "input": (input_mode, 3),
+}
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Prepares text data with the package managers only (no other internet).
+"""Prepares text and image data with the package managers only (no other internet).
 
   python -m launch.prepare_data vocab --input=DIR/train.txt --vocab_size=4000 \
       --output=DIR/spm.model
@@ -16,6 +16,29 @@
 The `span_corruption` dataset reads the result with
 `--config.dataset.train_files=DIR/train.txt --config.dataset.eval_files=DIR/eval.txt
 --config.dataset.vocab_path=DIR/spm.model`.
+
+Image data sets become tfds data sets in ArrayRecord format at DATA_DIR/<name>/<version>/
+(`--data_dir`, default tfds' own: $TFDS_DATA_DIR, else ~/tensorflow_datasets), read with
+`tfds.data_source(name, data_dir=DATA_DIR)`; a data set already there is left alone.
+The code lives in `framework.data.image_prepare`.
+
+  python -m launch.prepare_data fashion_mnist [--data_dir=D] [--source_dir=DIR]
+      Fashion-MNIST (train 60000, test 10000) as tfds' `fashion_mnist` 3.0.1, from the
+      IDX files in DIR, else those of the Debian package `dataset-fashion-mnist`
+      (installed, or fetched with `apt-get download` + `dpkg -x` and cached under
+      D/downloads/fashion_mnist_deb/).
+
+  python -m launch.prepare_data image_folder --input=DIR --name=NAME [--data_dir=D] \
+      [--version=1.0.0]
+      Class sub-folders of images (DIR/<class>/*.jpg; labels are the sorted folder
+      names), or split folders DIR/{train,validation|val,test}/<class>/*.jpg. JPEG and
+      PNG files are stored as they are, other formats re-encoded as PNG; a file that
+      does not decode is an error.
+
+  python -m launch.prepare_data imagenet2012 --manual_dir=DIR [--data_dir=D]
+      tfds' `imagenet2012` builder on DIR/ILSVRC2012_img_train.tar and
+      DIR/ILSVRC2012_img_val.tar (DIR/ILSVRC2012_img_test.tar optional), from
+      https://image-net.org/download-images.
 """
 
 from __future__ import annotations
@@ -26,13 +49,20 @@ import time
 
 from absl import app, flags, logging
 
+from framework import app as framework_app
+from framework.data import image_prepare
 from framework.data.text import shakespeare, sources, vocabulary
+from framework.errors import ConfigError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input", "", "vocab: comma-separated globs of text files")
+flags.DEFINE_string(
+    "input", "", "vocab: comma-separated globs of text files; image_folder: the image directory"
+)
 flags.DEFINE_string("tfds_name", "", "vocab: a tfds text data set instead of --input")
 flags.DEFINE_string("tfds_split", "train", "vocab: the tfds split")
-flags.DEFINE_string("data_dir", "", "vocab: tfds data dir")
+flags.DEFINE_string(
+    "data_dir", "", "tfds data dir (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)"
+)
 flags.DEFINE_integer("max_documents", 1_000_000, "vocab: documents read from tfds")
 flags.DEFINE_string("output", "", "vocab: the .model path to write")
 flags.DEFINE_integer("vocab_size", 4000, "SentencePiece pieces (sentinels come on top)")
@@ -41,6 +71,10 @@ flags.DEFINE_float("character_coverage", 1.0, "SentencePiece character coverage"
 flags.DEFINE_integer("seed", 0, "SentencePiece sampling seed")
 flags.DEFINE_integer("num_threads", 1, "SentencePiece threads (ids vary with the count)")
 flags.DEFINE_string("out_dir", "", "shakespeare: the output directory")
+flags.DEFINE_string("source_dir", "", "fashion_mnist: a folder with the four IDX .gz files")
+flags.DEFINE_string("name", "", "image_folder: the tfds data set name to write")
+flags.DEFINE_string("version", "1.0.0", "image_folder: the data set version")
+flags.DEFINE_string("manual_dir", "", "imagenet2012: the folder with the ILSVRC2012 tars")
 
 
 def prepare_vocab() -> None:
@@ -87,14 +121,49 @@ def prepare_shakespeare() -> None:
         print(f"{path}\t{os.path.getsize(path)} bytes")
 
 
-COMMANDS = {"vocab": prepare_vocab, "shakespeare": prepare_shakespeare}
+def prepare_fashion_mnist() -> None:
+    """The `fashion_mnist` command."""
+    prepared = image_prepare.prepare_fashion_mnist(
+        FLAGS.data_dir or None, source_dir=FLAGS.source_dir or None
+    )
+    print(prepared.summary())
+
+
+def prepare_image_folder() -> None:
+    """The `image_folder` command."""
+    if not FLAGS.input or not FLAGS.name:
+        raise ConfigError("image_folder needs --input=DIR and --name=NAME")
+    prepared = image_prepare.prepare_image_folder(
+        FLAGS.input, FLAGS.name, data_dir=FLAGS.data_dir or None, version=FLAGS.version
+    )
+    print(prepared.summary())
+
+
+def prepare_imagenet2012() -> None:
+    """The `imagenet2012` command."""
+    if not FLAGS.manual_dir:
+        raise ConfigError(
+            "imagenet2012 needs --manual_dir=DIR holding "
+            + image_prepare.expected_files(image_prepare.IMAGENET)
+        )
+    prepared = image_prepare.prepare_imagenet2012(FLAGS.manual_dir, FLAGS.data_dir or None)
+    print(prepared.summary())
+
+
+COMMANDS = {
+    "vocab": prepare_vocab,
+    "shakespeare": prepare_shakespeare,
+    "fashion_mnist": prepare_fashion_mnist,
+    "image_folder": prepare_image_folder,
+    "imagenet2012": prepare_imagenet2012,
+}
 
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(f"usage: prepare_data {{{','.join(COMMANDS)}}} --flags")
+        raise ConfigError(f"usage: python -m launch.prepare_data {{{','.join(COMMANDS)}}} --flags")
     COMMANDS[argv[1]]()
 
 
 if __name__ == "__main__":
-    app.run(main)
+    framework_app.run(main, positional=True)

@@ -6,26 +6,22 @@ sigmoid cross-entropy). One S-sized block (384 wide, 6 heads, MLP 1536) shared o
 to 12 steps, per-example halting, threshold 1 - 0.01, halting bias init -1 (Scenic's
 UViT), ponder weight 0.01.
 
-The dataset is the `random_images` stand-in (224 px, 1000 classes) until the ImageNet
-pipeline lands; see `configs/adatape/imagenet.py`.
+Data: tfds `imagenet2012` with the released augmentation (`configs/imagenet_recipe.py`).
 
-Presets: `:S/16` (default); `:smoke` is a tiny model on 32 px random images.
+Presets: `:S/16` (default); `:S/16,runlocal` shrinks the run for a CPU; `:smoke` is a
+tiny model on 32 px generated images.
   python -m launch.train --config=configs/baselines/uvit.py:smoke --workdir=/tmp/v
 """
 
 from configs import imagenet_recipe
-from framework import config_schema
 
 
 def get_config(arg: str | None = None):
-    arg = arg or "S/16"
-    if arg not in ("S/16", "smoke"):
-        raise ValueError(f"unknown preset {arg!r}; known: S/16, smoke")
-    c = config_schema.base_config(model_name="uvit", dataset_name="random_images")
-    c.experiment_name = f"imagenet_uvit_{arg.replace('/', '')}"
-    imagenet_recipe.apply(c, smoke=arg == "smoke")
-    c.model.variant = "S/16" if arg == "S/16" else "nano/4"
-    c.model.max_steps = 12 if arg == "S/16" else 4
+    variant, mode = imagenet_recipe.parse_arg(arg, ("S/16",), "S/16")
+    c = imagenet_recipe.base_config("uvit", mode)
+    c.experiment_name = f"imagenet_uvit_{variant.replace('/', '')}"
+    c.model.variant = imagenet_recipe.small_variant(mode, variant)
+    c.model.max_steps = 12 if imagenet_recipe.full_size(mode) else 4
     c.model.halting = "example"
     c.model.act_epsilon = 0.01
     c.model.halting_bias_init = -1.0

@@ -34,6 +34,7 @@ AUX_LOSS = "aux_loss"
 AUX_METRICS = "aux_metrics"
 AUX_HISTOGRAMS = "aux_histograms"
 AUX_COLLECTIONS = (AUX_LOSS, AUX_METRICS, AUX_HISTOGRAMS)
+TOP5_MIN_CLASSES = 100  # top-5 accuracy is reported for ImageNet-sized label sets
 
 
 def sow_aux_loss(module: nn.Module, name: str, per_example: Array) -> None:
@@ -132,8 +133,10 @@ class BaseModel:
 class ClassificationModel(BaseModel):
     """Single-label classification: softmax (or sigmoid) cross-entropy and accuracy.
 
-    Batch fields: `inputs`, `label` (int [B]). Model config fields `loss`
-    (`softmax` | `sigmoid`) and `label_smoothing` choose the loss.
+    Batch fields: `inputs`, `label` (int [B]) and optionally `labels` (soft targets
+    [B, K] from the input pipeline's `onehot` / mixup, used for the loss instead of
+    `label`). Model config fields `loss` (`softmax` | `sigmoid`) and `label_smoothing`
+    choose the loss. Top-5 accuracy is added from `TOP5_MIN_CLASSES` classes on.
     """
 
     progress_metrics = ("loss", "accuracy")
@@ -152,12 +155,13 @@ class ClassificationModel(BaseModel):
     def metrics(self, outputs: Array, batch: Batch) -> MetricPairs:
         logits = outputs.astype(jnp.float32)
         labels = batch["label"]
-        one_hot = jax.nn.one_hot(labels, logits.shape[-1])
+        if "labels" in batch:  # soft targets made by the input pipeline (onehot, mixup)
+            targets = batch["labels"].astype(jnp.float32)
+        else:
+            targets = jax.nn.one_hot(labels, logits.shape[-1])
         smoothing = self.config.get("label_smoothing", 0.0)
         if smoothing:
-            targets = optax.smooth_labels(one_hot, smoothing)
-        else:
-            targets = one_hot
+            targets = optax.smooth_labels(targets, smoothing)
         loss_kind = self.config.get("loss", "softmax")
         if loss_kind == "softmax":
             loss = optax.softmax_cross_entropy(logits, targets)
@@ -167,4 +171,9 @@ class ClassificationModel(BaseModel):
             raise ValueError(f"model.loss must be 'softmax' or 'sigmoid', got {loss_kind!r}")
         correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
         ones = jnp.ones_like(loss)
-        return {"loss": (loss, ones), "accuracy": (correct, ones)}
+        pairs = {"loss": (loss, ones), "accuracy": (correct, ones)}
+        if logits.shape[-1] >= TOP5_MIN_CLASSES:
+            label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+            top5 = ((logits > label_logit).sum(-1) < 5).astype(jnp.float32)
+            pairs["top5_accuracy"] = (top5, ones)
+        return pairs

@@ -1,3 +1,4 @@
-"""Baselines that are not core architectures: Universal Transformer / UViT with ACT."""
+"""Baselines that are not core architectures: Universal Transformer / UViT / U2T with ACT,
+and A-ViT."""
 
-from projects.baselines import act, models, universal  # noqa: F401
+from projects.baselines import act, avit, models, universal  # noqa: F401

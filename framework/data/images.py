@@ -1,0 +1,278 @@
+"""Image classification over any prepared tensorflow-datasets data set (`tfds_images`).
+
+Engine: tfds `data_source` (random access into ArrayRecord files) read by `grain`.
+Random access is what makes the contract exact: the example at global position `pos`
+of the training stream is record `perm_epoch[pos % N]` of a per-epoch permutation drawn
+from (seed, epoch), and its augmentation draws from a generator seeded by (seed, pos).
+A training batch is therefore a function of (seed, step) alone: a resumed run, a run
+with another number of decode workers, and a run on more hosts all see the same
+examples, and each process reads only its own rows (`HostSplit.local_slice`). tf.data
+would need its iterator state checkpointed to resume exactly; grain needs nothing.
+
+Decoding and augmentation (`dataset.pp_train` / `pp_eval`, see `framework.data.pp`)
+run off the training thread: in `dataset.num_workers` grain worker processes, or, with
+0 workers, in `dataset.num_threads` reader threads of this process. Mixup / cutmix
+(`dataset.mixup`) mix each host batch with its own reverse, drawing from (seed, step).
+
+Batches: `inputs` (the `image` after pp, float32 [B, H, W, C]), `label` int32 [B],
+`labels` float32 [B, K] when the pp makes soft labels (`onehot`), `mask` [B]. The eval
+split is covered once, padded with masked copies of its first record.
+
+A data set that is not prepared stops the run before anything is built with one line
+naming it, the files expected and the command that prepares them.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+from typing import Any, Iterator, Mapping
+
+import grain
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from framework import registry
+from framework.data import image_prepare, pipeline, pp
+from framework.data.pp import batch_ops
+from framework.errors import ConfigError
+
+_TRAIN_STREAM, _EVAL_STREAM, _ORDER_STREAM, _BATCH_STREAM = 0, 1, 2, 3
+_NUMERIC_KEYS = ("inputs", "label", "labels")
+
+
+def open_source(tfds_name: str, split: str, data_dir: str | None):
+    """The tfds random-access source of `split` with images left encoded.
+
+    Raises ConfigError naming the data set, the files it needs and the command that
+    prepares it, when it is not prepared here (never downloads).
+    """
+    try:
+        return tfds.data_source(
+            tfds_name,
+            split=split,
+            data_dir=data_dir,
+            download=False,
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
+    except Exception as error:  # tfds raises several types for "not here"
+        raise ConfigError(_not_prepared_message(tfds_name, split, data_dir, error)) from None
+
+
+def _not_prepared_message(tfds_name: str, split: str, data_dir: str | None, error) -> str:
+    root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
+    base_name = tfds_name.split(":")[0].split("/")[0]
+    prepared = glob.glob(os.path.join(root, base_name, "**", "dataset_info.json"), recursive=True)
+    command = image_prepare.prepare_command(base_name, data_dir)
+    if isinstance(error, (KeyError, ValueError)) and prepared and "split" in str(error).lower():
+        return f"dataset.tfds_name={tfds_name!r} has no split {split!r} ({error})"
+    if prepared and "format" in str(error).lower():
+        return (
+            f"dataset {tfds_name!r} in {root} is not in ArrayRecord format (random access "
+            f"needs it); prepare it again with: {command}"
+        )
+    return (
+        f"dataset {tfds_name!r} is not prepared in {root} (needs "
+        f"{image_prepare.expected_files(base_name)}); prepare it with: {command}"
+    )
+
+
+def _num_classes(tfds_name: str, data_dir: str | None) -> int:
+    builder = tfds.builder(tfds_name, data_dir=data_dir)
+    return int(builder.info.features["label"].num_classes)
+
+
+class _Load:
+    """Global position -> (record, preprocessed example); picklable for grain workers."""
+
+    def __init__(self, source, preprocess: pp.Preprocess, seed: int, stream: int, id_prefix: str):
+        self.source = source
+        self.preprocess = preprocess
+        self.seed = seed
+        self.stream = stream
+        self.id_prefix = id_prefix
+
+    def load(self, record: int, position: int) -> dict[str, Any]:
+        raw = self.source[record]
+        name = raw.get("file_name")
+        where = f"{self.id_prefix}[{record}]" + (f" ({_text(name)})" if name is not None else "")
+        example = {"image": raw["image"], "label": int(raw["label"]), "id": where}
+        rng = np.random.default_rng([self.seed, self.stream, position])
+        out = self.preprocess(example, rng)
+        batch_row = {"inputs": out["image"], "label": np.int32(out["label"])}
+        if "labels" in out:
+            batch_row["labels"] = np.asarray(out["labels"], np.float32)
+        return batch_row
+
+
+def _text(value) -> str:
+    value = value.item() if isinstance(value, np.ndarray) else value
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _TrainRow(_Load):
+    """Local row index -> the training example this process reads for it."""
+
+    def __init__(self, *args, split: pipeline.HostSplit, num_records: int):
+        super().__init__(*args)
+        self.local = split.local_batch_size
+        self.global_size = split.global_batch_size
+        self.offset = split.local_slice(split.global_batch_size).start
+        self.num_records = num_records
+
+    @functools.lru_cache(maxsize=2)
+    def permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, _ORDER_STREAM, epoch]).permutation(
+            self.num_records
+        )
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        step, row = divmod(int(index), self.local)
+        position = step * self.global_size + self.offset + row
+        epoch, within = divmod(position, self.num_records)
+        out = self.load(int(self.permutation(epoch)[within]), position)
+        out["step"] = np.int64(step)
+        return out
+
+
+class _EvalRow(_Load):
+    """Local row index -> the eval example (or a masked padding copy of record 0)."""
+
+    def __init__(self, *args, split: pipeline.HostSplit, num_records: int):
+        super().__init__(*args)
+        self.local = split.local_eval_batch_size
+        self.global_size = split.global_eval_batch_size
+        self.offset = split.local_slice(split.global_eval_batch_size).start
+        self.num_records = num_records
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        batch_index, row = divmod(int(index), self.local)
+        position = batch_index * self.global_size + self.offset + row
+        real = position < self.num_records
+        out = self.load(position if real else 0, position)
+        out["mask"] = np.float32(real)
+        return out
+
+
+class _FinishTrainBatch:
+    """Batch-level mixup / cutmix from (seed, step), then the mask."""
+
+    def __init__(self, seed: int, mixup: batch_ops.MixupSettings):
+        self.seed = seed
+        self.mixup = mixup
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        step = int(batch.pop("step")[0])
+        if self.mixup.enabled:
+            rng = np.random.default_rng([self.seed, _BATCH_STREAM, step])
+            batch = batch_ops.mixup(
+                batch,
+                rng,
+                mixup_alpha=self.mixup.mixup_alpha,
+                cutmix_alpha=self.mixup.cutmix_alpha,
+                switch_prob=self.mixup.switch_prob,
+                key_image="inputs",
+                key_labels="labels",
+            )
+        batch["mask"] = np.ones(len(batch["label"]), np.float32)
+        return batch
+
+
+@registry.DATASETS.register("tfds_images")
+class TfdsImages(pipeline.DatasetBuilder):
+    """Image classification over a prepared tfds data set (see the module docstring)."""
+
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        c = ml_collections.ConfigDict()
+        c.tfds_name = ""  # e.g. imagenet2012, fashion_mnist, or a prepared image_folder
+        c.data_dir = None  # tfds data dir; None: tfds' default (TFDS_DATA_DIR)
+        c.train_split = "train"  # tfds split strings, e.g. train[:98%]
+        c.eval_split = "test"
+        c.pp_train = "decode|value_range(-1, 1)"
+        c.pp_eval = "decode|value_range(-1, 1)"
+        c.mixup = ml_collections.ConfigDict(
+            dict(mixup_alpha=0.0, cutmix_alpha=0.0, switch_prob=0.5)
+        )
+        c.num_workers = 0  # grain worker processes; 0: reader threads in this process
+        c.num_threads = 8  # reader threads per process (or per worker)
+        c.prefetch_batches = 4  # batches ready ahead of the training step
+        return c
+
+    def __init__(self, config: ml_collections.ConfigDict, split: pipeline.HostSplit, seed: int):
+        super().__init__(config, split, seed)
+        c = config
+        if not c.tfds_name:
+            raise ConfigError("dataset.tfds_name must name a tfds data set, got ''")
+        for key in ("num_workers", "num_threads", "prefetch_batches"):
+            if c[key] < (0 if key == "num_workers" else 1):
+                raise ConfigError(f"dataset.{key} is out of range, got {c[key]}")
+        if seed < 0:
+            raise ConfigError(f"config.seed must be non-negative for image data, got {seed}")
+        self.pp_train = pp.parse(c.pp_train, key="dataset.pp_train")
+        self.pp_eval = pp.parse(c.pp_eval, key="dataset.pp_eval")
+        self.mixup = batch_ops.MixupSettings(**c.mixup.to_dict())
+        self.train_source = open_source(c.tfds_name, c.train_split, c.data_dir)
+        self.eval_source = open_source(c.tfds_name, c.eval_split, c.data_dir)
+        for split_name, source in (("train", self.train_source), ("eval", self.eval_source)):
+            if not len(source):
+                raise ConfigError(f"dataset.{split_name}_split of {c.tfds_name!r} is empty")
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        return {
+            "num_classes": _num_classes(self.config.tfds_name, self.config.data_dir),
+            "num_eval_examples": len(self.eval_source),
+            "num_train_examples": len(self.train_source),
+        }
+
+    def _iterate(self, dataset: grain.MapDataset) -> Iterator[pipeline.Batch]:
+        c = self.config
+        options = grain.ReadOptions(num_threads=c.num_threads, prefetch_buffer_size=c.num_threads)
+        iterable = dataset.to_iter_dataset(options)
+        if c.num_workers:
+            iterable = iterable.mp_prefetch(
+                grain.MultiprocessingOptions(
+                    num_workers=c.num_workers, per_worker_buffer_size=c.prefetch_batches
+                )
+            )
+        return iter(iterable)
+
+    def train_batches(self, start_step: int) -> Iterator[pipeline.Batch]:
+        c = self.config
+        local = self.split.local_batch_size
+        row = _TrainRow(
+            self.train_source,
+            self.pp_train,
+            self.seed,
+            _TRAIN_STREAM,
+            f"{c.tfds_name}/{c.train_split}",
+            split=self.split,
+            num_records=len(self.train_source),
+        )
+        dataset = (
+            grain.MapDataset.range(start_step * local, 2**62)
+            .map(row)
+            .batch(local, drop_remainder=True)
+            .map(_FinishTrainBatch(self.seed, self.mixup))
+        )
+        return self._iterate(dataset)
+
+    def eval_batches(self) -> Iterator[pipeline.Batch]:
+        c = self.config
+        total = len(self.eval_source)
+        num_batches = -(-total // self.split.global_eval_batch_size)
+        local = self.split.local_eval_batch_size
+        row = _EvalRow(
+            self.eval_source,
+            self.pp_eval,
+            self.seed,
+            _EVAL_STREAM,
+            f"{c.tfds_name}/{c.eval_split}",
+            split=self.split,
+            num_records=total,
+        )
+        dataset = grain.MapDataset.range(num_batches * local).map(row).batch(local)
+        return self._iterate(dataset)
