@@ -26,6 +26,11 @@ setuptools.setup(
         "einops>=0.8.2,<0.9",
         "numpy>=2.4,<3",
         "sentencepiece>=0.2.3,<0.3",
+        # Images: random-access tfds sources (ArrayRecord) read by grain; PIL ops; plots.
+        "grain>=0.2.18,<0.3",
+        "array-record>=0.8.6,<0.9",
+        "pillow>=11",
+        "matplotlib>=3.9",
     ],
     # Projects register their models, datasets and tables when imported; the core finds
     # them through these entry points (framework/registry.py), never by name.

@@ -22,7 +22,7 @@ import ml_collections
 
 from framework import run_budget
 from framework.data import pipeline
-from framework.train import train_state, trainer
+from framework.train import checkpoints, train_state, trainer
 
 
 @dataclasses.dataclass
@@ -46,10 +46,28 @@ class BareLoop:
         return (time.perf_counter() - start) / steps
 
 
-def bare_loop(config: ml_collections.ConfigDict) -> BareLoop:
-    """Builds `config`'s experiment and one batch; compiles and warms up its step."""
+def trained_state(experiment: trainer.Experiment, workdir: str | None):
+    """The latest checkpointed state in `workdir`, or the initial state when None."""
+    if workdir is None:
+        return experiment.init_state()
+    ckpt = checkpoints.Checkpointer(workdir, keep=1, asynchronous=False)
+    try:
+        step = ckpt.latest_step()
+        if step is None:
+            raise ValueError(f"no checkpoint in {workdir}")
+        return ckpt.restore(step, experiment.abstract_state)
+    finally:
+        ckpt.close()
+
+
+def bare_loop(config: ml_collections.ConfigDict, workdir: str | None = None) -> BareLoop:
+    """Builds `config`'s experiment and one batch; compiles and warms up its step.
+
+    The state is the initial one, or the latest checkpoint of `workdir` (a trained
+    adaptive model computes as much as its trained halting asks for).
+    """
     experiment = trainer.build_experiment(config)
-    state = experiment.init_state()
+    state = trained_state(experiment, workdir)
     batch = pipeline.shard_batch(experiment.example_batch, experiment.mesh)
     step = experiment.jit_train_step()
     start = time.perf_counter()
@@ -64,6 +82,47 @@ def bare_loop(config: ml_collections.ConfigDict) -> BareLoop:
     )
     loop.run(1)  # a second warm-up step, in the steady-state layout
     return loop
+
+
+@dataclasses.dataclass
+class EvalLoop:
+    """The trainer's compiled eval step with parameters and one on-device eval batch."""
+
+    step: Callable[..., Any]
+    params: Any
+    batch: dict[str, jax.Array]
+    batch_size: int
+
+    def run(self, steps: int) -> float:
+        """Takes `steps` eval steps; returns seconds per step."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = self.step(self.params, self.batch)
+        jax.block_until_ready(out)
+        return (time.perf_counter() - start) / steps
+
+
+def bare_eval_loop(config: ml_collections.ConfigDict, workdir: str | None = None) -> EvalLoop:
+    """`config`'s jitted eval step on its first eval batch (params as in `bare_loop`)."""
+    experiment = trainer.build_experiment(config)
+    params = trained_state(experiment, workdir).params
+    batch = pipeline.shard_batch(next(iter(experiment.dataset.eval_batches())), experiment.mesh)
+    step = jax.jit(trainer.make_eval_step(experiment.model))
+    jax.block_until_ready(step(params, batch))  # compiles
+    loop = EvalLoop(step, params, batch, experiment.config.eval_batch_size)
+    loop.run(1)
+    return loop
+
+
+def interleaved_seconds(
+    loops: Mapping[str, BareLoop | EvalLoop], steps: int, rounds: int
+) -> dict[str, list[float]]:
+    """Seconds per step of every loop in each round, the loops taking turns."""
+    times: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            times[name].append(loop.run(steps))
+    return times
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,10 +160,7 @@ def interleaved_step_times(
     if reference not in configs:
         raise ValueError(f"reference {reference!r} is not one of {list(configs)}")
     loops = {name: bare_loop(config) for name, config in configs.items()}
-    times: dict[str, list[float]] = {name: [] for name in loops}
-    for _ in range(rounds):
-        for name, loop in loops.items():
-            times[name].append(loop.run(steps))
+    times = interleaved_seconds(loops, steps, rounds)
     return {
         name: StepTime(
             name=name,

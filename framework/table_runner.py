@@ -46,6 +46,7 @@ class Column:
     header: str
     fmt: str = "{:.3f}"
     spread: bool = True  # show mean ± std over seeds
+    scale: float = 1.0  # shown as value * scale (e.g. 1e-6 for millions)
 
 
 @dataclasses.dataclass
@@ -57,6 +58,8 @@ class Table:
     # Optional extra step after training (e.g. side-by-side timings); returns
     # {row name: {key: value}} merged into the row summaries.
     extra: Callable[["Table", str], dict[str, dict[str, float]]] | None = None
+    # Optional last step with the summary (e.g. plots): (table, summary, workdir).
+    report: Callable[["Table", dict[str, Any], str], None] | None = None
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
@@ -139,11 +142,10 @@ def markdown(table: Table, summary: dict[str, Any]) -> str:
             if stat is None:
                 cells.append("–")
             elif column.spread and len(stat["values"]) > 1:
-                cells.append(
-                    f"{column.fmt.format(stat['mean'])} ± {column.fmt.format(stat['std'])}"
-                )
+                mean, std = stat["mean"] * column.scale, stat["std"] * column.scale
+                cells.append(f"{column.fmt.format(mean)} ± {column.fmt.format(std)}")
             else:
-                cells.append(column.fmt.format(stat["mean"]))
+                cells.append(column.fmt.format(stat["mean"] * column.scale))
         lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
     if table.notes:
         lines += ["", table.notes.strip()]
@@ -166,6 +168,8 @@ def run_table(table: Table, workdir: str) -> dict[str, Any]:
             json.dump({"title": table.title, "rows": summary, "runs": results}, f, indent=2)
         with open(os.path.join(workdir, "table.md"), "w") as f:
             f.write(text)
+        if table.report is not None:
+            table.report(table, summary, workdir)
     metric_writing.log(text)
     metric_writing.log(
         f"table written to {workdir}/table.md "

@@ -1,8 +1,10 @@
-"""AdaTape: tape banks, Adaptive Tape Reading, AdaTape-ViT and AdaTape-parity."""
+"""AdaTape: tape banks, Adaptive Tape Reading, AdaTape-ViT and AdaTape-parity, and the
+parity and images tables."""
 
 from projects.adatape import (  # noqa: F401
     atr,
     encoder,
+    image_table,
     paper_tables,
     parity_model,
     settings,

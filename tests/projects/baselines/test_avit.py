@@ -50,7 +50,8 @@ def _prior_kl(w: np.ndarray, mean: float, std: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tokens_run():
     """AdaptiveTokens over 4 real blocks on random tokens, with a gate (gamma 3, beta 1)
-    that halts tokens at different blocks; returns (output, states [L, B, T, D])."""
+    that halts tokens at different blocks; returns (settings, AViTOutput as NumPy, the
+    states after each block [L, B, T, D])."""
     settings = avit.AViTSettings(halting_gamma=3.0, halting_beta=1.0)
     module = avit.AdaptiveTokens(
         blocks=tuple(layers.EncoderBlock(num_heads=2, mlp_dim=32) for _ in range(DEPTH)),

@@ -1,0 +1,103 @@
+"""The `images` table's pictures: accuracy against speed, and where ATR reads.
+
+`accuracy_vs_speed`: one marker per model, eval images/s against top-1 accuracy with
+error bars over seeds (AdaTape's paper figure). `selection_heatmap`: the fraction of
+test images for which ATR reads each patch of the input-driven bank, on the patch grid
+(the AdaTape blog's figure).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import matplotlib
+import ml_collections
+import numpy as np
+
+from framework import step_timing
+from framework.data import pipeline
+from framework.models import base
+from framework.train import trainer
+from projects.adatape import atr
+
+matplotlib.use("Agg")  # files only; no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+ACCURACY_VS_SPEED = "accuracy_vs_speed.png"
+SELECTION_HEATMAP = "selection_heatmap.png"
+
+
+def accuracy_vs_speed(title: str, summary: dict[str, Any], workdir: str) -> str:
+    """Writes `workdir/accuracy_vs_speed.png`; returns its path."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name, entry in summary.items():
+        accuracy, speed = entry.get("eval.accuracy"), entry.get("eval_images_per_sec")
+        if accuracy is None or speed is None:
+            continue
+        ax.errorbar(
+            speed["mean"], accuracy["mean"], yerr=accuracy["std"], fmt="o", capsize=4, label=name
+        )
+    ax.set_xlabel("eval images/s (this machine, seed 0's trained model)")
+    ax.set_ylabel("top-1 accuracy (mean ± std over seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = os.path.join(workdir, ACCURACY_VS_SPEED)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def selection_counts(config: ml_collections.ConfigDict, trained_dir: str) -> tuple[np.ndarray, int]:
+    """(reads per bank entry over the eval split, number of eval images) for the
+    checkpoint in `trained_dir`; each image counts an entry at most once."""
+    experiment = trainer.build_experiment(config)
+    params = step_timing.trained_state(experiment, trained_dir).params
+    model = experiment.model
+
+    @jax.jit
+    def used_entries(params, batch):
+        _, state = model.module.apply(
+            {"params": params},
+            **model.module_inputs(batch),
+            train=False,
+            capture_intermediates=lambda module, _: isinstance(module, atr.AdaptiveTapeReading),
+            mutable=["intermediates", *base.AUX_COLLECTIONS],
+        )
+        readings = jax.tree.leaves(
+            state["intermediates"], is_leaf=lambda x: isinstance(x, atr.TapeReading)
+        )
+        return readings[0].used
+
+    counts, images = None, 0
+    for batch in experiment.dataset.eval_batches():
+        mask = batch["mask"] > 0
+        device_batch = pipeline.shard_batch(batch, experiment.mesh)
+        used = np.asarray(used_entries(params, device_batch))[mask]
+        counts = used.sum(0) if counts is None else counts + used.sum(0)
+        images += int(mask.sum())
+    return counts, images
+
+
+def selection_heatmap(config: ml_collections.ConfigDict, trained_dir: str, workdir: str) -> str:
+    """Writes `workdir/selection_heatmap.png` for an input-driven bank; returns its path."""
+    counts, images = selection_counts(config, trained_dir)
+    side = int(round(np.sqrt(len(counts))))
+    if side * side != len(counts):
+        raise ValueError(f"a bank of {len(counts)} entries is not a square grid of patches")
+    frequency = (counts / max(images, 1)).reshape(side, side)
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    shown = ax.imshow(frequency, cmap="viridis", vmin=0.0)
+    fig.colorbar(shown, ax=ax, label="fraction of test images reading the patch")
+    ax.set_title(f"ATR reads per bank patch ({side}x{side} grid, {images:,} images)", fontsize=9)
+    ax.set_xlabel("patch column")
+    ax.set_ylabel("patch row")
+    fig.tight_layout()
+    path = os.path.join(workdir, SELECTION_HEATMAP)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    np.save(os.path.join(workdir, "selection_frequency.npy"), frequency)
+    return path
