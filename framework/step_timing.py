@@ -106,8 +106,8 @@ def bare_eval_loop(config: ml_collections.ConfigDict, workdir: str | None = None
     """`config`'s jitted eval step on its first eval batch (params as in `bare_loop`)."""
     experiment = trainer.build_experiment(config)
     params = trained_state(experiment, workdir).params
-    batch = pipeline.shard_batch(next(iter(experiment.dataset.eval_batches())), experiment.mesh)
-    step = jax.jit(trainer.make_eval_step(experiment.model))
+    batch = pipeline.shard_batch(experiment.dataset.example_eval_batch(), experiment.mesh)
+    step = experiment.jit_eval_step()
     jax.block_until_ready(step(params, batch))  # compiles
     loop = EvalLoop(step, params, batch, experiment.config.eval_batch_size)
     loop.run(1)

@@ -39,6 +39,12 @@ The code lives in `framework.data.image_prepare`.
       tfds' `imagenet2012` builder on DIR/ILSVRC2012_img_train.tar and
       DIR/ILSVRC2012_img_val.tar (DIR/ILSVRC2012_img_test.tar optional), from
       https://image-net.org/download-images.
+
+  python -m launch.prepare_data synthetic_images [--name=synthetic_jpegs] \
+      [--num_images=2000 --num_classes=1000] [--data_dir=D]
+      Generated 500x375 JPEGs (smooth random colour fields with fine noise, about as
+      costly to decode as ImageNet's) as an image_folder data set: a stand-in for
+      timing the ImageNet input pipeline (`launch.benchmark --mode=input`) offline.
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ flags.DEFINE_string("source_dir", "", "fashion_mnist: a folder with the four IDX
 flags.DEFINE_string("name", "", "image_folder: the tfds data set name to write")
 flags.DEFINE_string("version", "1.0.0", "image_folder: the data set version")
 flags.DEFINE_string("manual_dir", "", "imagenet2012: the folder with the ILSVRC2012 tars")
+flags.DEFINE_integer("num_images", 2000, "synthetic_images: JPEGs to generate")
+flags.DEFINE_integer("num_classes", 1000, "synthetic_images: classes (sub-folders)")
 
 
 def prepare_vocab() -> None:
@@ -150,12 +158,24 @@ def prepare_imagenet2012() -> None:
     print(prepared.summary())
 
 
+def prepare_synthetic_images() -> None:
+    """The `synthetic_images` command."""
+    prepared = image_prepare.prepare_synthetic_images(
+        FLAGS.name or "synthetic_jpegs",
+        FLAGS.num_images,
+        FLAGS.num_classes,
+        data_dir=FLAGS.data_dir or None,
+    )
+    print(prepared.summary())
+
+
 COMMANDS = {
     "vocab": prepare_vocab,
     "shakespeare": prepare_shakespeare,
     "fashion_mnist": prepare_fashion_mnist,
     "image_folder": prepare_image_folder,
     "imagenet2012": prepare_imagenet2012,
+    "synthetic_images": prepare_synthetic_images,
 }
 
 

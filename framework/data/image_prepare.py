@@ -43,6 +43,7 @@ import tempfile
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
+from PIL import Image
 from tensorflow_datasets.image_classification import mnist
 
 from framework.errors import ConfigError
@@ -355,7 +356,6 @@ def _walk_files(directory: str) -> list[str]:
 
 def _inspect(path: str) -> tuple[str, str]:
     """(PIL format, mode) of an image that decodes completely; ConfigError otherwise."""
-    from PIL import Image
 
     try:
         with Image.open(path) as image:
@@ -415,7 +415,6 @@ def scan_image_folder(input_dir: str) -> tuple[list[str], dict[str, list[_ImageF
 
 
 def _png_bytes(path: str) -> bytes:
-    from PIL import Image
 
     with Image.open(path) as image:
         image.load()  # the first frame of an animation
@@ -525,3 +524,46 @@ def prepare_imagenet2012(manual_dir: str, data_dir: str | None = None) -> Prepar
     builder = tfds.builder(IMAGENET, data_dir=data_dir, file_format="array_record")
     builder.download_and_prepare(download_config=_download_config(manual_dir=manual_dir))
     return _prepared(builder, created=True)
+
+
+# ---------------------------------------------------------------------------
+# Generated JPEGs (an input-pipeline benchmark stand-in for ImageNet)
+
+SYNTHETIC_SIZE = (500, 375)  # ImageNet's most common training image size (width, height)
+
+
+def write_synthetic_jpegs(
+    output_dir: str, num_images: int, num_classes: int, seed: int = 0, quality: int = 90
+) -> str:
+    """Writes `num_images` JPEGs of ImageNet's typical size into class sub-folders.
+
+    Content is smooth random colour fields with fine noise, so the files are about as
+    large and as slow to decode as ImageNet's (tens of kB; not flat, not pure noise).
+    """
+    if num_images < 1 or num_classes < 1:
+        raise ConfigError("synthetic_images needs --num_images >= 1 and --num_classes >= 1")
+    rng = np.random.default_rng(seed)
+    width, height = SYNTHETIC_SIZE
+    for index in range(num_images):
+        label = index % num_classes
+        folder = os.path.join(output_dir, f"class_{label:04d}")
+        os.makedirs(folder, exist_ok=True)
+        coarse = rng.uniform(0, 255, (height // 25, width // 25, 3)).astype(np.uint8)
+        field = Image.fromarray(coarse).resize((width, height), Image.BICUBIC)
+        pixels = np.asarray(field, np.float32) + rng.normal(0, 12, (height, width, 3))
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        image.save(os.path.join(folder, f"{index:06d}.jpg"), quality=quality)
+    return output_dir
+
+
+def prepare_synthetic_images(
+    name: str, num_images: int, num_classes: int, data_dir: str | None = None
+) -> Prepared:
+    """Generates JPEGs (`write_synthetic_jpegs`) and prepares them as `name` (one split)."""
+    check_name(name)
+    if _has_info(resolve_data_dir(data_dir), name, "1.0.0"):
+        path = os.path.join(resolve_data_dir(data_dir), name, "1.0.0")
+        return _already_prepared(tfds.builder_from_directory(path), name)
+    with tempfile.TemporaryDirectory() as folder:
+        write_synthetic_jpegs(folder, num_images, num_classes)
+        return prepare_image_folder(folder, name, data_dir=data_dir)

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from framework import registry
-from framework.data import image_prepare, pipeline, pp
+from framework.data import pipeline, pp
 from framework.data.pp import batch_ops
 from framework.errors import ConfigError
 
@@ -62,6 +62,8 @@ def open_source(tfds_name: str, split: str, data_dir: str | None):
 
 
 def _not_prepared_message(tfds_name: str, split: str, data_dir: str | None, error) -> str:
+    from framework.data import image_prepare  # its tfds builders import TensorFlow
+
     root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
     base_name = tfds_name.split(":")[0].split("/")[0]
     prepared = glob.glob(os.path.join(root, base_name, "**", "dataset_info.json"), recursive=True)
@@ -188,7 +190,7 @@ class TfdsImages(pipeline.DatasetBuilder):
     def default_config(cls) -> ml_collections.ConfigDict:
         c = ml_collections.ConfigDict()
         c.tfds_name = ""  # e.g. imagenet2012, fashion_mnist, or a prepared image_folder
-        c.data_dir = None  # tfds data dir; None: tfds' default (TFDS_DATA_DIR)
+        c.data_dir = ml_collections.config_dict.placeholder(str)  # None: tfds default
         c.train_split = "train"  # tfds split strings, e.g. train[:98%]
         c.eval_split = "test"
         c.pp_train = "decode|value_range(-1, 1)"
@@ -220,7 +222,7 @@ class TfdsImages(pipeline.DatasetBuilder):
             if not len(source):
                 raise ConfigError(f"dataset.{split_name}_split of {c.tfds_name!r} is empty")
 
-    @property
+    @functools.cached_property
     def meta(self) -> Mapping[str, Any]:
         return {
             "num_classes": _num_classes(self.config.tfds_name, self.config.data_dir),
@@ -240,7 +242,8 @@ class TfdsImages(pipeline.DatasetBuilder):
             )
         return iter(iterable)
 
-    def train_batches(self, start_step: int) -> Iterator[pipeline.Batch]:
+    def _train_dataset(self, start_step: int) -> grain.MapDataset:
+        """Training batches from `start_step` on, as a random-access grain dataset."""
         c = self.config
         local = self.split.local_batch_size
         row = _TrainRow(
@@ -252,15 +255,30 @@ class TfdsImages(pipeline.DatasetBuilder):
             split=self.split,
             num_records=len(self.train_source),
         )
-        dataset = (
+        return (
             grain.MapDataset.range(start_step * local, 2**62)
             .map(row)
             .batch(local, drop_remainder=True)
             .map(_FinishTrainBatch(self.seed, self.mixup))
         )
-        return self._iterate(dataset)
 
-    def eval_batches(self) -> Iterator[pipeline.Batch]:
+    def train_batches(self, start_step: int) -> Iterator[pipeline.Batch]:
+        return self._iterate(self._train_dataset(start_step))
+
+    def example_batch(self) -> pipeline.Batch:
+        """The first training batch, made in this thread (no workers started); checks
+        that soft labels have one entry per class of the data set."""
+        batch = self._train_dataset(0)[0]
+        num_classes = self.meta["num_classes"]
+        if "labels" in batch and batch["labels"].shape[-1] != num_classes:
+            raise ConfigError(
+                f"dataset.pp_train makes {batch['labels'].shape[-1]} one-hot classes but "
+                f"{self.config.tfds_name!r} has {num_classes}; use onehot({num_classes})"
+            )
+        return batch
+
+    def _eval_dataset(self) -> grain.MapDataset:
+        """The eval split once, padded to whole global batches, as a grain dataset."""
         c = self.config
         total = len(self.eval_source)
         num_batches = -(-total // self.split.global_eval_batch_size)
@@ -274,5 +292,11 @@ class TfdsImages(pipeline.DatasetBuilder):
             split=self.split,
             num_records=total,
         )
-        dataset = grain.MapDataset.range(num_batches * local).map(row).batch(local)
-        return self._iterate(dataset)
+        return grain.MapDataset.range(num_batches * local).map(row).batch(local)
+
+    def eval_batches(self) -> Iterator[pipeline.Batch]:
+        return self._iterate(self._eval_dataset())
+
+    def example_eval_batch(self) -> pipeline.Batch:
+        """The first eval batch, made in this thread (no reader threads left running)."""
+        return self._eval_dataset()[0]

@@ -99,6 +99,10 @@ class DatasetBuilder:
         """One host-local training batch (for shapes: init, FLOPs)."""
         return next(iter(self.train_batches(0)))
 
+    def example_eval_batch(self) -> Batch:
+        """The first host-local eval batch (e.g. to time the eval step)."""
+        return next(iter(self.eval_batches()))
+
 
 def pad_batch(batch: Mapping[str, np.ndarray], size: int) -> Batch:
     """Pads every array's leading axis to `size` rows and sets `mask` (0 on padding)."""

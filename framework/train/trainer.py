@@ -361,6 +361,14 @@ class Experiment:
             donate_argnums=(0,),
         )
 
+    def jit_eval_step(self) -> Callable:
+        """The trainer's eval step, jitted for these parameters and batch layout."""
+        return jax.jit(
+            make_eval_step(self.model),
+            in_shardings=(self.state_sharding.params, pipeline.data_sharding(self.mesh)),
+            out_shardings=NamedSharding(self.mesh, PartitionSpec()),
+        )
+
 
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
     """Resolves `config` and builds its dataset, model, optimizer and state layout."""
@@ -413,7 +421,6 @@ def train_and_evaluate(
     )
     abstract_state, state_sharding = experiment.abstract_state, experiment.state_sharding
     shown_metrics = ("total_loss",) + tuple(model.progress_metrics)
-    replicated = NamedSharding(mesh, PartitionSpec())
 
     ckpt = checkpoints.Checkpointer(workdir, config.keep_checkpoints, config.async_checkpointing)
     ckpt.check_compatible(abstract_state)
@@ -439,16 +446,11 @@ def train_and_evaluate(
     if start_step == 0:
         writer.write(0, "info", {"num_params": num_params, "flops_per_example": flops})
 
-    batch_sharding = pipeline.data_sharding(mesh)
     train_step = experiment.jit_train_step()
     reset_sums = jax.jit(
         train_state.reset_metric_sums, out_shardings=state_sharding, donate_argnums=(0,)
     )
-    eval_step = jax.jit(
-        make_eval_step(model),
-        in_shardings=(state_sharding.params, batch_sharding),
-        out_shardings=replicated,
-    )
+    eval_step = experiment.jit_eval_step()
 
     total = config.num_train_steps
     progress = metric_writing.Progress(total, start_step)

@@ -19,11 +19,11 @@ def command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def run(module: str, *args: str, devices: int = 1, timeout: float = 300):
+def run(module: str, *args: str, devices: int = 1, timeout: float = 300, extra_env=None):
     return subprocess.run(
         command(module, *args),
         cwd=ROOT,
-        env=env(devices),
+        env={**env(devices), **(extra_env or {})},
         text=True,
         capture_output=True,
         timeout=timeout,
