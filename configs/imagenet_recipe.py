@@ -85,7 +85,8 @@ def apply(c: ml_collections.ConfigDict, mode: str = "full") -> None:
         c.dataset.pp_train = pp_train(size, NUM_CLASSES)
         c.dataset.pp_eval = pp_eval(size)
         c.dataset.mixup.mixup_alpha = 0.5
-        c.dataset.num_workers = 0 if mode == "runlocal" else 8
+        c.dataset.num_workers = 0 if mode == "runlocal" else 8  # decode processes per host
+        c.dataset.num_threads = 8 if mode == "runlocal" else 2  # reader threads per process
     c.model.pooling = "token"
     c.model.dropout_rate = 0.0
     c.model.head_bias_init = -6.9

@@ -23,7 +23,8 @@ shape (inputs 512, targets 114 tokens, T5's 32128-token vocabulary):
 
 `--mode=input --config=configs/baselines/vit.py:S/16`: the config's training input
 pipeline (decode and augmentation as configured: at 224 px inception crop, flip and
-RandAugment) in images/s for each of `--workers` grain worker processes, next to the
+RandAugment) in images/s for each of `--workers` grain worker processes (each with
+`--threads_per_worker` reader threads, so that workers map onto cores), next to the
 rate at which the config's model consumes images in its train step (the trainer's
 jitted step on a pipeline batch), measured in the same run. Without ImageNet, point it
 at any prepared data set, e.g. the generated JPEGs of
@@ -53,6 +54,9 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_list("workers", ["1", "2"], "input: grain worker processes to time, in turn.")
 flags.DEFINE_integer("batches", 20, "input: timed batches per worker count.")
+flags.DEFINE_integer(
+    "threads_per_worker", 1, "input: reader threads in each worker (dataset.num_threads)."
+)
 flags.DEFINE_integer(
     "steps", None, "Timed steps per round and side or model (default: trainer 300, altup 2, "
     "adatape 3)."
@@ -166,6 +170,7 @@ def pipeline_images_per_sec(
     config = config_schema.resolve(config)
     with config.unlocked():
         config.dataset.num_workers = num_workers
+        config.dataset.num_threads = FLAGS.threads_per_worker
     split = pipeline.HostSplit(config.batch_size, config.eval_batch_size)
     dataset = registry.DATASETS.get(config.dataset_name)(config.dataset, split, config.seed)
     start = time.perf_counter()
