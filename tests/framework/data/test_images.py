@@ -164,5 +164,7 @@ def test_imagenet_config_trains_and_evaluates_on_mock_imagenet(name, tmp_path, m
 
 def test_one_hot_depth_must_match_the_classes(mock_imagenet):
     config = runlocal_dataset(pp_train="decode|inception_crop(32)|value_range(-1, 1)|onehot(2000)")
-    with pytest.raises(ConfigError, match=r"makes 2000 one-hot classes but 'imagenet2012' has 1000"):
+    with pytest.raises(
+        ConfigError, match=r"makes 2000 one-hot classes but 'imagenet2012' has 1000"
+    ):
         build(config).example_batch()
