@@ -10,7 +10,6 @@ from typing import Mapping
 import jax
 import numpy as np
 from absl import logging
-from clu import metric_writers
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -29,6 +28,10 @@ class MetricWriter:
             return
         os.makedirs(workdir, exist_ok=True)
         self._drop_lines_after(resumed_step)
+        # Imported here: clu's summary writer loads TensorFlow (seconds), which a run that
+        # stops on a config or data error before writing anything should not wait for.
+        from clu import metric_writers
+
         self.tensorboard = metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
 
     def _drop_lines_after(self, step: int) -> None:

@@ -36,7 +36,6 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
 from framework import registry
 from framework.data import pipeline
@@ -84,6 +83,8 @@ class SpanCorruption(pipeline.DatasetBuilder):
             raise ConfigError("dataset.train_files and dataset.eval_files must be set")
         if not c.vocab_path:
             raise ConfigError("dataset.vocab_path must name a SentencePiece .model file")
+        import tensorflow as tf  # for remote paths (gs://); imported only when used
+
         if not tf.io.gfile.exists(c.vocab_path):
             raise ConfigError(
                 f"dataset.vocab_path {c.vocab_path!r} does not exist; make one with "
