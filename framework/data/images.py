@@ -268,7 +268,10 @@ class TfdsImages(pipeline.DatasetBuilder):
     def example_batch(self) -> pipeline.Batch:
         """The first training batch, made in this thread (no workers started); checks
         that soft labels have one entry per class of the data set."""
-        batch = self._train_dataset(0)[0]
+        try:
+            batch = self._train_dataset(0)[0]
+        except ValueError as error:  # an op's arguments do not fit the data (label, size)
+            raise ConfigError(f"dataset.pp_train on {self.config.tfds_name!r}: {error}") from None
         num_classes = self.meta["num_classes"]
         if "labels" in batch and batch["labels"].shape[-1] != num_classes:
             raise ConfigError(

@@ -168,3 +168,9 @@ def test_one_hot_depth_must_match_the_classes(mock_imagenet):
         ConfigError, match=r"makes 2000 one-hot classes but 'imagenet2012' has 1000"
     ):
         build(config).example_batch()
+
+
+def test_one_hot_too_small_for_a_label_is_a_config_error(mock_imagenet):
+    config = runlocal_dataset(pp_train="decode|inception_crop(32)|value_range(-1, 1)|onehot(10)")
+    with pytest.raises(ConfigError, match=r"dataset.pp_train on 'imagenet2012': onehot: label \d+"):
+        build(config).example_batch()
