@@ -39,6 +39,11 @@ def build(config, split=None, seed=0):
     return images.TfdsImages(config.dataset, split, seed)
 
 
+def one_device_mesh():
+    """Sharding is tested elsewhere; one device compiles these runs faster."""
+    return trainer.make_mesh(jax.devices()[:1])
+
+
 def equal_batches(a, b):
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
@@ -128,10 +133,13 @@ def test_image_run_resumes_exactly(tmp_path, mock_imagenet):
         c.async_checkpointing, c.compute_flops = False, False
         return c
 
-    straight = trainer.train_and_evaluate(config(), str(tmp_path / "straight"))
-    part = trainer.train_and_evaluate(config(), str(tmp_path / "part"), stop_after_step=3)
+    mesh = one_device_mesh()
+    straight = trainer.train_and_evaluate(config(), str(tmp_path / "straight"), mesh=mesh)
+    part = trainer.train_and_evaluate(
+        config(), str(tmp_path / "part"), mesh=mesh, stop_after_step=3
+    )
     assert part.preempted and part.step == 3
-    resumed = trainer.train_and_evaluate(config(), str(tmp_path / "part"))
+    resumed = trainer.train_and_evaluate(config(), str(tmp_path / "part"), mesh=mesh)
     assert resumed.step == 6
     jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
     assert resumed.eval == straight.eval
@@ -156,7 +164,7 @@ def test_imagenet_config_trains_and_evaluates_on_mock_imagenet(name, tmp_path, m
         assert "randaug(2, 15)" in full.dataset.pp_train
     c = module.get_config(f"{variants[0]},runlocal")
     c.compute_flops, c.async_checkpointing = False, False
-    result = trainer.train_and_evaluate(c, str(tmp_path))
+    result = trainer.train_and_evaluate(c, str(tmp_path), mesh=one_device_mesh())
     assert result.step == c.num_train_steps
     assert np.isfinite(result.train["loss"])
     assert 0.0 <= result.eval["accuracy"] <= result.eval["top5_accuracy"] <= 1.0
