@@ -10,6 +10,7 @@ misspelt key stays an error); `build` constructs the dataclass from the finished
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Iterable, TypeVar
@@ -126,3 +127,19 @@ def check_positive(key: str, value: Any) -> None:
     """Raises ConfigError naming `key` unless `value` > 0."""
     if not value > 0:
         raise ConfigError(f"{key} must be positive, got {value}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_non_negative(key: str, value: Any) -> None:
+    """Raises ConfigError naming `key` unless `value` is a finite number >= 0."""
+    if not (_is_number(value) and math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{key} must be a finite number >= 0, got {value}")
+
+
+def check_rate(key: str, value: Any) -> None:
+    """Raises ConfigError naming `key` unless 0 <= `value` < 1 (a dropout or smoothing rate)."""
+    if not (_is_number(value) and 0 <= value < 1):
+        raise ConfigError(f"{key} must lie in [0, 1), got {value}")

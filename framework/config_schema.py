@@ -5,7 +5,9 @@ Defaults live in one place: trainer fields here, model fields in the model class
 A config file starts from `base_config(model_name=..., dataset_name=...)`, which holds
 every field with its default and is locked, so a misspelt key in a file or in a
 `--config.FIELD=VALUE` override is an error. `resolve` checks a finished config again
-(configs built by hand in code too) and fills in anything missing.
+(configs built by hand in code too), fills in anything missing and checks the values:
+the trainer's here, the optimizer's and schedule's in `framework.train`, the model's and
+the dataset's in their classes' `check_config`, each error naming the `config.` key.
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     resolved = _merge(defaults, config)
     registry.TRAINERS.get(resolved.trainer_name)
     _check_values(resolved)
+    model_class(resolved.model_name).check_config(resolved.model)
+    dataset_class(resolved.dataset_name).check_config(resolved.dataset)
     resolved.lock()
     return resolved
 
@@ -136,3 +140,9 @@ def _check_values(c: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.{key} must be positive, got {c[key]}")
     if c.eval_every_steps < 0:
         raise ConfigError(f"config.eval_every_steps must be >= 0, got {c.eval_every_steps}")
+    if not 0 <= c.seed < 2**63:
+        raise ConfigError(f"config.seed must be an integer in [0, 2**63), got {c.seed}")
+    from framework.train import optimizers, schedules  # here: framework.train imports us
+
+    optimizers.check_config(c.optimizer)
+    schedules.check_config(c.lr, c.num_train_steps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from absl import flags
 
 from framework import app, errors, registry, table_runner
+from framework.train import workdir  # noqa: F401  (defines --accept_config_changes)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "quick", "Table preset, e.g. quick | full | tiny.")
@@ -20,8 +21,7 @@ def main(argv: list[str]) -> None:
             f"name one table: python -m launch.reproduce TABLE; known: "
             f"{', '.join(registry.TABLES.names())}"
         )
-    if not FLAGS.workdir:
-        raise errors.ConfigError("--workdir is required")
+    app.check_workdir(FLAGS.workdir)
     app.initialize_distributed()
     table = registry.TABLES.get(argv[1])(FLAGS.preset)
     table_runner.run_table(table, FLAGS.workdir)

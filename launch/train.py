@@ -9,13 +9,13 @@ from __future__ import annotations
 from absl import flags
 
 from framework import app, config_schema, errors
+from framework.train import workdir  # noqa: F401  (defines --accept_config_changes)
 
 FLAGS = flags.FLAGS
 
 
 def main() -> None:
-    if not FLAGS.workdir:
-        raise errors.ConfigError("--workdir is required")
+    app.check_workdir(FLAGS.workdir)
     if app.config() is None:
         raise errors.ConfigError("--config is required")
     app.initialize_distributed()

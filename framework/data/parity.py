@@ -20,11 +20,13 @@ from typing import Any, Iterator, Mapping
 import ml_collections
 import numpy as np
 
-from framework import registry
+from framework import config_fields, registry
 from framework.data import pipeline
 from framework.errors import ConfigError
 
 _TRAIN_STREAM, _EVAL_STREAM = 0, 1
+VARIANTS = ("release", "act")
+ENCODINGS = ("one_hot", "values")
 
 
 def make_examples(
@@ -47,7 +49,7 @@ def make_examples(
         ranks = np.argsort(order, axis=1)
         values = np.where(ranks < counts[:, None], signs, 0).astype(np.int8)
     else:
-        raise ConfigError(f"dataset.variant must be 'release' or 'act', got {variant!r}")
+        raise ConfigError(f"config.dataset.variant must be 'release' or 'act', got {variant!r}")
     labels = ((values == 1).sum(axis=1) % 2).astype(np.int32)
     return values, labels
 
@@ -57,7 +59,22 @@ def encode(values: np.ndarray, encoding: str) -> np.ndarray:
         return np.eye(3, dtype=np.float32)[values.astype(np.int64) + 1]
     if encoding == "values":
         return values.astype(np.float32)[..., None]
-    raise ConfigError(f"dataset.encoding must be 'one_hot' or 'values', got {encoding!r}")
+    raise ConfigError(f"config.dataset.encoding must be 'one_hot' or 'values', got {encoding!r}")
+
+
+def _nonzero_range(c: ml_collections.ConfigDict, train: bool) -> tuple[int, int]:
+    """The (train or eval) range of nonzero counts of the `act` variant, checked."""
+    lo, hi = c.min_nonzero, c.max_nonzero or c.length
+    keys = "config.dataset.min_nonzero, max_nonzero"
+    if not train:
+        lo, hi = c.eval_min_nonzero or lo, c.eval_max_nonzero or hi
+        keys = "config.dataset.eval_min_nonzero, eval_max_nonzero"
+    if not 0 <= lo <= hi <= c.length:
+        raise ConfigError(
+            f"{keys}: the nonzero range [{lo}, {hi}] must lie in [0, {c.length}] "
+            f"(config.dataset.length)"
+        )
+    return lo, hi
 
 
 @registry.DATASETS.register("parity")
@@ -77,14 +94,20 @@ class Parity(pipeline.DatasetBuilder):
         c.num_eval_examples = 2048
         return c
 
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        config_fields.check_one_of("config.dataset.variant", config.variant, VARIANTS)
+        config_fields.check_one_of("config.dataset.encoding", config.encoding, ENCODINGS)
+        config_fields.check_positive("config.dataset.length", config.length)
+        config_fields.check_positive("config.dataset.num_eval_examples", config.num_eval_examples)
+        for key in ("min_nonzero", "max_nonzero", "eval_min_nonzero", "eval_max_nonzero"):
+            if config[key] < 0:
+                raise ConfigError(f"config.dataset.{key} must be >= 0, got {config[key]}")
+        _nonzero_range(config, train=True)
+        _nonzero_range(config, train=False)
+
     def _range(self, train: bool) -> tuple[int, int]:
-        c = self.config
-        lo, hi = c.min_nonzero, c.max_nonzero or c.length
-        if not train:
-            lo, hi = c.eval_min_nonzero or lo, c.eval_max_nonzero or hi
-        if not 0 <= lo <= hi <= c.length:
-            raise ConfigError(f"parity nonzero range [{lo}, {hi}] must lie in [0, {c.length}]")
-        return lo, hi
+        return _nonzero_range(self.config, train)
 
     def _global_batch(self, stream: int, index: int, n: int, train: bool) -> pipeline.Batch:
         lo, hi = self._range(train)

@@ -70,18 +70,27 @@ class DatasetBuilder:
     """Base class of registered datasets.
 
     Subclasses define `default_config()` (every dataset field with its default),
-    `meta` (e.g. `num_classes`, `num_eval_examples`), `train_batches(start_step)` and
-    `eval_batches()`.
+    `check_config()` (its values), `meta` (e.g. `num_classes`, `num_eval_examples`),
+    `train_batches(start_step)` and `eval_batches()`.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, split: HostSplit, seed: int):
         self.config = config
         self.split = split
         self.seed = seed
+        self.check_config(config)
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict()
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        """Raises ConfigError naming the `config.dataset.` key of a bad value.
+
+        Called by `config_schema.resolve` (config time, before anything is read) and on
+        construction. Whether the data is there is checked on construction or first read.
+        """
 
     @property
     def meta(self) -> Mapping[str, Any]:

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from framework import config_fields
+
 Array = jax.Array
 Batch = Mapping[str, Array]
 MetricPairs = dict[str, tuple[Array, Array]]
@@ -86,11 +88,21 @@ class BaseModel:
     def __init__(self, config: ml_collections.ConfigDict, dataset_meta: Mapping[str, Any]):
         self.config = config
         self.dataset_meta = dict(dataset_meta)
+        self.check_config(config)
         self.module = self.build_module()
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict()
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        """Raises ConfigError naming the `config.model.` key of a bad value.
+
+        Called by `config_schema.resolve` (config time, before anything is built) and
+        on construction. Subclasses check the fields they declare and call super(); they
+        may return what the check resolved (sizes, settings) for their `build_module`.
+        """
 
     def build_module(self) -> nn.Module:
         raise NotImplementedError
@@ -140,13 +152,20 @@ class ClassificationModel(BaseModel):
     """
 
     progress_metrics = ("loss", "accuracy")
+    LOSSES = ("softmax", "sigmoid")
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
-        config.loss = "softmax"
+        config.loss = "softmax"  # softmax | sigmoid
         config.label_smoothing = 0.0
         return config
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        super().check_config(config)
+        config_fields.check_one_of("config.model.loss", config.get("loss", "softmax"), cls.LOSSES)
+        config_fields.check_rate("config.model.label_smoothing", config.get("label_smoothing", 0.0))
 
     @property
     def num_classes(self) -> int:
@@ -167,8 +186,8 @@ class ClassificationModel(BaseModel):
             loss = optax.softmax_cross_entropy(logits, targets)
         elif loss_kind == "sigmoid":
             loss = optax.sigmoid_binary_cross_entropy(logits, targets).sum(-1)
-        else:
-            raise ValueError(f"model.loss must be 'softmax' or 'sigmoid', got {loss_kind!r}")
+        else:  # check_config allows only LOSSES
+            raise AssertionError(f"model.loss {loss_kind!r}")
         correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
         ones = jnp.ones_like(loss)
         pairs = {"loss": (loss, ones), "accuracy": (correct, ones)}

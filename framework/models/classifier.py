@@ -7,13 +7,15 @@ supply only what differs: the sequence and ViT classifiers their stems
 (`transformer.SequenceClassifierModule`, `vit.ViTClassifierModule`), projects their
 encoders (a Universal Transformer, AdaTape's encoder with tape reading).
 
-Config: `add_classifier_fields` declares the fields the skeleton reads and
-`skeleton_kwargs` turns them into module arguments.
+Config: `add_classifier_fields` declares the fields the skeleton reads,
+`check_classifier_fields` checks them (at config time, from the model's `check_config`)
+and `skeleton_kwargs` turns them into module arguments.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -21,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from framework import config_fields
 from framework.errors import ConfigError
 from framework.models import layers
 
@@ -101,7 +104,7 @@ class ClassifierSkeleton(nn.Module):
 def check_pooling(pooling: str) -> None:
     """Raises ConfigError unless `pooling` is one of POOLING_KINDS."""
     if pooling not in POOLING_KINDS:
-        raise ConfigError(f"model.pooling must be 'gap' or 'token', got {pooling!r}")
+        raise ConfigError(f"config.model.pooling must be 'gap' or 'token', got {pooling!r}")
 
 
 def add_classifier_fields(config: ml_collections.ConfigDict, *, pooling: str) -> None:
@@ -110,6 +113,17 @@ def add_classifier_fields(config: ml_collections.ConfigDict, *, pooling: str) ->
     config.dropout_rate = 0.0
     config.attention_dropout_rate = 0.0
     config.head_bias_init = 0.0
+
+
+def check_classifier_fields(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming the `config.model.` key of a bad skeleton field."""
+    check_pooling(config.pooling)
+    for key in ("dropout_rate", "attention_dropout_rate"):
+        config_fields.check_rate(f"config.model.{key}", config[key])
+    if not math.isfinite(config.head_bias_init):
+        raise ConfigError(
+            f"config.model.head_bias_init must be finite, got {config.head_bias_init}"
+        )
 
 
 def encoder_factory(

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from framework import errors, registry
+from framework import config_fields, errors, registry
 from framework.models import base
 
 Array = jax.Array
@@ -580,6 +580,35 @@ class T5Model(base.BaseModel):
         config.z_loss = 1e-4
         config.label_smoothing = 0.0
         return config
+
+    DTYPES = ("float32", "bfloat16")
+    DIM_FIELDS = (
+        "vocab_size",
+        "d_model",
+        "d_ff",
+        "num_heads",
+        "d_kv",
+        "num_layers",
+        "num_encoder_layers",
+        "num_decoder_layers",
+        "relative_attention_num_buckets",
+        "relative_attention_max_distance",
+    )
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        super().check_config(config)
+        if config.size not in SIZES:
+            raise errors.ConfigError(
+                f"config.model.size: unknown size {config.size!r}; known: {', '.join(SIZES)}"
+            )
+        for key in cls.DIM_FIELDS:
+            if config.get(key) is not None:
+                config_fields.check_positive(f"config.model.{key}", config[key])
+        config_fields.check_one_of("config.model.dtype", config.dtype, cls.DTYPES)
+        config_fields.check_rate("config.model.dropout_rate", config.dropout_rate)
+        config_fields.check_rate("config.model.label_smoothing", config.label_smoothing)
+        config_fields.check_non_negative("config.model.z_loss", config.z_loss)
 
     @property
     def vocab_size(self) -> int:

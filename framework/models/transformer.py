@@ -2,7 +2,8 @@
 
 `SequenceClassifierModule` is the sequence form of the shared classifier skeleton
 (embedding, optional class token, position embedding, dropout, encoder, pooling, head);
-models on sequences supply their encoder (`add_sequence_fields` declares their config).
+models on sequences supply their encoder (`add_sequence_fields` declares their config,
+`check_sequence_fields` checks it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from framework import registry
+from framework import config_fields, registry
+from framework.errors import ConfigError
 from framework.models import base, classifier, layers
 
 Array = jax.Array
@@ -28,7 +30,7 @@ class SequenceEmbedding(nn.Module):
     def __call__(self, inputs: Array) -> Array:
         if jnp.issubdtype(inputs.dtype, jnp.integer):
             if self.vocab_size is None:
-                raise ValueError("integer inputs need model.vocab_size")
+                raise ConfigError("integer inputs need config.model.vocab_size")
             return nn.Embed(self.vocab_size, self.hidden_size, name="token_embedding")(inputs)
         return nn.Dense(self.hidden_size, name="input_projection")(inputs)
 
@@ -64,6 +66,22 @@ def add_sequence_fields(
         config.vocab_size = ml_collections.config_dict.placeholder(int)
 
 
+def check_sequence_fields(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming the `config.model.` key of a bad `add_sequence_fields`
+    field: widths positive, `num_heads` dividing `hidden_size`, skeleton fields."""
+    for key in ("hidden_size", "num_layers", "num_heads", "mlp_dim"):
+        if key in config:
+            config_fields.check_positive(f"config.model.{key}", config[key])
+    if config.hidden_size % config.num_heads:
+        raise ConfigError(
+            f"config.model.num_heads={config.num_heads} does not divide "
+            f"config.model.hidden_size={config.hidden_size}"
+        )
+    if config.get("vocab_size") is not None:
+        config_fields.check_positive("config.model.vocab_size", config.vocab_size)
+    classifier.check_classifier_fields(config)
+
+
 @registry.MODELS.register("transformer_classifier")
 class TransformerClassifier(base.ClassificationModel):
     """A plain pre-LN Transformer encoder classifier over a sequence."""
@@ -73,6 +91,11 @@ class TransformerClassifier(base.ClassificationModel):
         config = super().default_config()
         add_sequence_fields(config)
         return config
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        super().check_config(config)
+        check_sequence_fields(config)
 
     def build_module(self) -> nn.Module:
         c = self.config

@@ -72,10 +72,24 @@ def resolve_size(config: ml_collections.ConfigDict) -> ViTSize:
         f.name: config[f.name] for f in dataclasses.fields(ViTSize) if config[f.name] is not None
     }
     size = dataclasses.replace(size, **overrides)
+    for field in dataclasses.fields(ViTSize):
+        value = getattr(size, field.name)
+        if value <= 0:
+            where = "" if config[field.name] is not None else f" (from {config.variant!r})"
+            raise ConfigError(f"config.model.{field.name} must be positive, got {value}{where}")
     if size.hidden_size % size.num_heads:
         raise ConfigError(
-            f"model hidden_size {size.hidden_size} is not divisible by num_heads {size.num_heads}"
+            f"config.model.num_heads={size.num_heads} does not divide "
+            f"config.model.hidden_size={size.hidden_size}"
         )
+    return size
+
+
+def check_vit_fields(config: ml_collections.ConfigDict) -> ViTSize:
+    """Checks the fields `add_vit_fields` declares (ConfigError naming the key); returns
+    the resolved size."""
+    size = resolve_size(config)
+    classifier.check_classifier_fields(config)
     return size
 
 
@@ -89,7 +103,12 @@ class PatchEmbedding(nn.Module):
     def __call__(self, images: Array) -> Array:
         p = self.patch_size
         if images.shape[1] % p or images.shape[2] % p:
-            raise ValueError(f"image size {images.shape[1:3]} is not a multiple of patch {p}")
+            # Known only once the data's shape is: raised while the model is first traced,
+            # before anything is written.
+            raise ConfigError(
+                f"config.model.patch_size={p} does not divide the images' size "
+                f"{images.shape[1]}x{images.shape[2]}"
+            )
         x = nn.Conv(self.hidden_size, (p, p), strides=(p, p), padding="VALID", name="conv")(images)
         return x.reshape(x.shape[0], -1, self.hidden_size)
 
@@ -148,6 +167,11 @@ class ViTClassifier(base.ClassificationModel):
         config = super().default_config()
         add_vit_fields(config, "nano/4")
         return config
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        super().check_config(config)
+        check_vit_fields(config)
 
     def build_module(self) -> nn.Module:
         c = self.config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -10,6 +11,35 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from framework.errors import ConfigError
+from framework.train import metric_writing
+
+# Orbax writes a checkpoint as `<step>.orbax-checkpoint-tmp-<time>` and renames it when
+# complete; a run killed mid-write (kill -9) leaves the temporary directory behind.
+ORBAX_TMP_MARK = ".orbax-checkpoint-tmp"
+
+
+def checkpoint_directory(workdir: str) -> str:
+    return os.path.abspath(os.path.join(workdir, "checkpoints"))
+
+
+def remove_temporaries(workdir: str) -> list[str]:
+    """Deletes incomplete checkpoints left by a killed run (process 0, before the manager)."""
+    directory = checkpoint_directory(workdir)
+    if not os.path.isdir(directory):
+        return []
+    removed = sorted(name for name in os.listdir(directory) if ORBAX_TMP_MARK in name)
+    for name in removed:
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+    if removed:
+        metric_writing.log(
+            f"note: removed {len(removed)} incomplete checkpoint(s) left by an interrupted "
+            f"run: {', '.join(removed)}"
+        )
+    return removed
 
 
 def _shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -27,7 +57,7 @@ class Checkpointer:
     """Saves and restores `TrainState` pytrees under `<workdir>/checkpoints`."""
 
     def __init__(self, workdir: str, keep: int, asynchronous: bool = True):
-        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        self.directory = checkpoint_directory(workdir)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous
         )

@@ -18,7 +18,8 @@ class MetricWriter:
     """Writes scalars to TensorBoard and `metrics.jsonl` (process 0 only).
 
     `metrics.jsonl` holds one JSON object per logged step and split:
-    `{"step": 100, "split": "train", "loss": 0.69, ...}`.
+    `{"step": 100, "split": "train", "loss": 0.69, ...}`. `resumed_step` is the checkpoint
+    step a resumed run starts from (0: a fresh run), whose later lines are dropped.
     """
 
     def __init__(self, workdir: str, resumed_step: int = 0):
@@ -35,13 +36,32 @@ class MetricWriter:
         self.tensorboard = metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
 
     def _drop_lines_after(self, step: int) -> None:
-        """A run resumed from an older checkpoint rewrites the steps after it."""
+        """Makes the file what an uninterrupted run has written up to `step`.
+
+        A resumed run rewrites the steps after its checkpoint, so lines past `step` go (all
+        of them for a fresh start, `step` 0), and so does a line torn by a crash mid-write.
+        """
         if not os.path.exists(self.path):
             return
+        kept, torn = [], 0
         with open(self.path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-        with open(self.path, "w") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    row_step = json.loads(line)["step"]
+                    keep = step > 0 and row_step <= step
+                except (ValueError, KeyError, TypeError):
+                    torn += 1
+                    continue
+                if keep:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+        if torn:
+            log(f"note: dropped {torn} unreadable (torn) line(s) from {self.path}")
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
             f.writelines(kept)
+        os.replace(tmp, self.path)
 
     def write(
         self,

@@ -13,6 +13,7 @@ The decay phase runs from warmup_steps to decay_steps (num_train_steps when 0).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import jax.numpy as jnp
@@ -31,19 +32,40 @@ FACTORS = (
 )
 
 
-def create(lr: ml_collections.ConfigDict, num_train_steps: int) -> Schedule:
-    """Builds step -> learning rate from `config.lr`."""
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_config(lr: ml_collections.ConfigDict, num_train_steps: int) -> list[str]:
+    """Raises ConfigError naming the `config.lr.` key of a bad value; returns the factors."""
     names = [n.strip() for n in lr.factors.split("*") if n.strip()]
     for name in names:
         if name not in FACTORS:
-            raise ConfigError(f"unknown lr factor {name!r}; known: {', '.join(FACTORS)}")
-    warmup = float(lr.warmup_steps)
-    decay_end = float(lr.decay_steps or num_train_steps)
+            raise ConfigError(
+                f"config.lr.factors: unknown lr factor {name!r}; known: {', '.join(FACTORS)}"
+            )
+    if not (_finite(lr.base) and lr.base >= 0):
+        raise ConfigError(f"config.lr.base must be a finite number >= 0, got {lr.base}")
+    for key in ("warmup_steps", "decay_steps"):
+        if lr[key] < 0:
+            raise ConfigError(f"config.lr.{key} must be >= 0, got {lr[key]}")
+    if not (_finite(lr.end_factor) and lr.end_factor >= 0):
+        raise ConfigError(f"config.lr.end_factor must be a finite number >= 0, got {lr.end_factor}")
+    warmup, decay_end = lr.warmup_steps, lr.decay_steps or num_train_steps
     if any(n.endswith("_decay") and n.startswith(("cos", "lin")) for n in names):
         if decay_end <= warmup:
             raise ConfigError(
-                f"lr decay ends at step {decay_end:g}, not after warmup_steps={warmup:g}"
+                f"config.lr: decay ends at step {decay_end:g}, not after "
+                f"warmup_steps={warmup:g} (set config.lr.decay_steps or config.num_train_steps)"
             )
+    return names
+
+
+def create(lr: ml_collections.ConfigDict, num_train_steps: int) -> Schedule:
+    """Builds step -> learning rate from `config.lr`."""
+    names = check_config(lr, num_train_steps)
+    warmup = float(lr.warmup_steps)
+    decay_end = float(lr.decay_steps or num_train_steps)
 
     def schedule(step):
         step = jnp.asarray(step, jnp.float32)

@@ -1,16 +1,17 @@
 """The generic trainer: jit + NamedSharding data parallelism over a `data` mesh axis.
 
 `train_and_evaluate(config, workdir)` validates the config, builds the dataset and
-model from the registries, restores the latest checkpoint (or initialises), trains
-with periodic evaluation over the whole eval split, writes metrics, and checkpoints
-periodically, at the end and on SIGTERM. Models plug in through `BaseModel.apply` and
-`BaseModel.metrics` plus the auxiliary channel (see `framework.models.base`).
+model from the registries, locks the workdir, restores the latest checkpoint (or
+initialises), trains with periodic evaluation over the whole eval split, writes
+metrics, and checkpoints periodically, at the end and on SIGTERM. Models plug in through
+`BaseModel.apply` and `BaseModel.metrics` plus the auxiliary channel (see
+`framework.models.base`). What keeps a workdir one run's is in `framework.train.workdir`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import queue
 import signal
 import threading
@@ -26,12 +27,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from framework import config_schema, registry
 from framework.data import pipeline
-from framework.errors import ConfigError
+from framework.errors import ConfigError, RunError
 from framework.models import base
 from framework.train import checkpoints, metric_writing, optimizers, train_state
+from framework.train import workdir as workdir_lib
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError):
     """Training produced a NaN/inf loss or gradient; the last good checkpoint is kept."""
 
 
@@ -221,10 +223,15 @@ def prefetch(batches: Iterator[pipeline.Batch], mesh: Mesh, size: int = 2) -> It
 
 
 class _SigtermFlag:
-    """Records SIGTERM (TPU preemption) so the loop can checkpoint and exit cleanly."""
+    """Records SIGTERM (TPU preemption) so the loop can checkpoint and exit cleanly.
+
+    Installed for the whole run, until the last checkpoint is written and the workdir
+    released, so that a SIGTERM during the final (asynchronous) save only waits for it.
+    """
 
     def __init__(self):
         self.received = False
+        self.finishing = False  # set once the loop has ended and the last save is closing
         self._previous = None
 
     def __enter__(self):
@@ -233,7 +240,10 @@ class _SigtermFlag:
         return self
 
     def _handle(self, signum, frame):
-        metric_writing.log("SIGTERM received: saving a checkpoint and exiting")
+        if self.finishing:
+            metric_writing.log("SIGTERM received: finishing the last checkpoint, then exiting")
+        else:
+            metric_writing.log("SIGTERM received: saving a checkpoint and exiting")
         self.received = True
 
     def __exit__(self, *exc):
@@ -281,13 +291,6 @@ def to_host(tree: Any) -> Any:
         return np.asarray(x)
 
     return jax.tree.map(get, tree)
-
-
-def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
 
 def evaluate(eval_step, params, dataset: pipeline.DatasetBuilder, mesh: Mesh):
@@ -407,12 +410,40 @@ def train_and_evaluate(
     *,
     mesh: Mesh | None = None,
     stop_after_step: int | None = None,
+    accept_config_changes: bool = False,
 ) -> RunResult:
     """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
+    The workdir is locked for the run (a second run on it is a ConfigError naming this
+    one). A resumed run must have the config it was started with, up to run-length and
+    cadence fields, unless `accept_config_changes` (or `--accept_config_changes`).
     `stop_after_step` ends the run early (as if preempted there), for tests and tools.
+    A NaN/inf loss or gradient raises `NonFiniteLossError` (a `RunError`).
     """
     experiment = build_experiment(config, mesh)
+    accept = accept_config_changes or workdir_lib.accept_config_changes_flag()
+    lock = workdir_lib.WorkdirLock(workdir)
+
+    def take_workdir():
+        lock.acquire()
+        checkpoints.remove_temporaries(workdir)  # before any CheckpointManager exists
+
+    try:
+        workdir_lib.on_process_0(take_workdir)
+        # SIGTERM is handled until the last checkpoint is complete and the lock released.
+        with _SigtermFlag() as sigterm:
+            return _run(experiment, workdir, sigterm, stop_after_step, accept)
+    finally:
+        lock.release()
+
+
+def _run(
+    experiment: Experiment,
+    workdir: str,
+    sigterm: _SigtermFlag,
+    stop_after_step: int | None,
+    accept_config_changes: bool,
+) -> RunResult:
     config, mesh, dataset, model = (
         experiment.config,
         experiment.mesh,
@@ -422,100 +453,105 @@ def train_and_evaluate(
     abstract_state, state_sharding = experiment.abstract_state, experiment.state_sharding
     shown_metrics = ("total_loss",) + tuple(model.progress_metrics)
 
-    ckpt = checkpoints.Checkpointer(workdir, config.keep_checkpoints, config.async_checkpointing)
-    ckpt.check_compatible(abstract_state)
-    _write_config(config, workdir)
+    with contextlib.ExitStack() as cleanup:
+        ckpt = checkpoints.Checkpointer(
+            workdir, config.keep_checkpoints, config.async_checkpointing
+        )
+        cleanup.callback(ckpt.close)  # last: waits for the final save
+        ckpt.check_compatible(abstract_state)
+        start_step = ckpt.latest_step() or 0
+        workdir_lib.on_process_0(
+            lambda: workdir_lib.check_config(config, workdir, start_step, accept_config_changes)
+        )
+        if start_step:
+            state = ckpt.restore(start_step, abstract_state)
+            metric_writing.log(f"Resumed from {ckpt.directory} at step {start_step}")
+        else:
+            state = experiment.init_state()
 
-    start_step = ckpt.latest_step() or 0
-    if start_step:
-        state = ckpt.restore(start_step, abstract_state)
-        metric_writing.log(f"Resumed from {ckpt.directory} at step {start_step}")
-    else:
-        state = experiment.init_state()
-
-    num_params = train_state.param_count(state.params)
-    writer = metric_writing.MetricWriter(workdir, resumed_step=start_step)
-    flops = 0.0
-    if config.compute_flops:
-        flops = forward_flops_per_example(model, abstract_state.params, experiment.abstract_batch)
-    metric_writing.log(
-        f"{config.experiment_name or config.model_name}: {num_params:,} parameters, "
-        f"{flops / 1e6:.2f} MFLOPs/example forward, {mesh.devices.size} device(s), "
-        f"{jax.process_count()} process(es), global batch {config.batch_size}"
-    )
-    if start_step == 0:
-        writer.write(0, "info", {"num_params": num_params, "flops_per_example": flops})
-
-    train_step = experiment.jit_train_step()
-    reset_sums = jax.jit(
-        train_state.reset_metric_sums, out_shardings=state_sharding, donate_argnums=(0,)
-    )
-    eval_step = experiment.jit_eval_step()
-
-    total = config.num_train_steps
-    progress = metric_writing.Progress(total, start_step)
-    last_train: dict[str, float] = {}
-    last_eval: dict[str, float] = {}
-    preempted = False
-    step = start_step
-    timing: list[tuple[int, float]] = []  # (step, time without eval) at each log line
-    eval_seconds = 0.0
-
-    def check_finite(state):
-        bad = int(to_host(state.first_nonfinite_step))
-        if bad != train_state.NO_BAD_STEP:
-            raise NonFiniteLossError(
-                f"loss or gradient became non-finite at step {bad}; stopping. The last "
-                f"good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}"
+        num_params = train_state.param_count(state.params)
+        writer = metric_writing.MetricWriter(workdir, resumed_step=start_step)
+        cleanup.callback(writer.close)
+        flops = 0.0
+        if config.compute_flops:
+            flops = forward_flops_per_example(
+                model, abstract_state.params, experiment.abstract_batch
             )
+        metric_writing.log(
+            f"{config.experiment_name or config.model_name}: {num_params:,} parameters, "
+            f"{flops / 1e6:.2f} MFLOPs/example forward, {mesh.devices.size} device(s), "
+            f"{jax.process_count()} process(es), global batch {config.batch_size}"
+        )
+        if start_step == 0:
+            writer.write(0, "info", {"num_params": num_params, "flops_per_example": flops})
 
-    batches = prefetch(dataset.train_batches(start_step), mesh)
-    try:
-        with _SigtermFlag() as sigterm:
-            while step < total:
-                state = train_step(state, next(batches))
-                step += 1
-                stop_now = (
-                    sigterm.received or step == stop_after_step or ckpt.reached_preemption(step)
+        train_step = experiment.jit_train_step()
+        reset_sums = jax.jit(
+            train_state.reset_metric_sums, out_shardings=state_sharding, donate_argnums=(0,)
+        )
+        eval_step = experiment.jit_eval_step()
+
+        total = config.num_train_steps
+        progress = metric_writing.Progress(total, start_step)
+        last_train: dict[str, float] = {}
+        last_eval: dict[str, float] = {}
+        preempted = False
+        step = start_step
+        timing: list[tuple[int, float]] = []  # (step, time without eval) at each log line
+        eval_seconds = 0.0
+
+        def check_finite(state):
+            bad = int(to_host(state.first_nonfinite_step))
+            if bad != train_state.NO_BAD_STEP:
+                last = ckpt.latest_step()
+                kept = (
+                    f"The last good checkpoint (step {last}) is kept in {ckpt.directory}"
+                    if last is not None
+                    else "No checkpoint was written before it; a rerun starts from step 0"
                 )
-                is_last = step == total
-                do_log = step % config.log_every_steps == 0 or is_last
-                do_eval = is_last or (
-                    config.eval_every_steps and step % config.eval_every_steps == 0
+                raise NonFiniteLossError(
+                    f"loss or gradient became non-finite at step {bad}; stopping. {kept}"
                 )
-                do_ckpt = is_last or stop_now or step % config.checkpoint_every_steps == 0
-                if do_log:
-                    check_finite(state)
-                    sums = to_host(state.metric_sums)
-                    state = reset_sums(state)
-                    rate = progress.update(step)
-                    timing.append((step, time.perf_counter() - eval_seconds))
-                    last_train = _with_total_loss(_ratios(sums))
-                    last_train["steps_per_sec"] = rate
-                    last_train["examples_per_sec"] = rate * config.batch_size
-                    writer.write(step, "train", last_train)
-                    shown = {k: last_train[k] for k in shown_metrics if k in last_train}
-                    metric_writing.log(progress.line(step, rate, shown))
-                if do_eval:
-                    t0 = time.perf_counter()
-                    last_eval, hists = evaluate(eval_step, state.params, dataset, mesh)
-                    writer.write(step, "eval", last_eval, hists)
-                    shown = " ".join(f"{k}={v:.4g}" for k, v in last_eval.items())
-                    metric_writing.log(f"eval at step {step}: {shown}")
-                    progress.pause(time.perf_counter() - t0)
-                    eval_seconds += time.perf_counter() - t0
-                if do_ckpt:
-                    t0 = time.perf_counter()
-                    check_finite(state)
-                    ckpt.save(step, state, force=True)
-                    progress.pause(time.perf_counter() - t0)
-                if stop_now and not is_last:
-                    preempted = True
-                    break
-    finally:
-        batches.close()
-        ckpt.close()
-        writer.close()
+
+        batches = prefetch(dataset.train_batches(start_step), mesh)
+        cleanup.callback(batches.close)
+        cleanup.callback(setattr, sigterm, "finishing", True)
+        while step < total:
+            state = train_step(state, next(batches))
+            step += 1
+            stop_now = sigterm.received or step == stop_after_step or ckpt.reached_preemption(step)
+            is_last = step == total
+            do_log = step % config.log_every_steps == 0 or is_last
+            do_eval = is_last or (config.eval_every_steps and step % config.eval_every_steps == 0)
+            do_ckpt = is_last or stop_now or step % config.checkpoint_every_steps == 0
+            if do_log:
+                check_finite(state)
+                sums = to_host(state.metric_sums)
+                state = reset_sums(state)
+                rate = progress.update(step)
+                timing.append((step, time.perf_counter() - eval_seconds))
+                last_train = _with_total_loss(_ratios(sums))
+                last_train["steps_per_sec"] = rate
+                last_train["examples_per_sec"] = rate * config.batch_size
+                writer.write(step, "train", last_train)
+                shown = {k: last_train[k] for k in shown_metrics if k in last_train}
+                metric_writing.log(progress.line(step, rate, shown))
+            if do_eval:
+                t0 = time.perf_counter()
+                last_eval, hists = evaluate(eval_step, state.params, dataset, mesh)
+                writer.write(step, "eval", last_eval, hists)
+                shown = " ".join(f"{k}={v:.4g}" for k, v in last_eval.items())
+                metric_writing.log(f"eval at step {step}: {shown}")
+                progress.pause(time.perf_counter() - t0)
+                eval_seconds += time.perf_counter() - t0
+            if do_ckpt:
+                t0 = time.perf_counter()
+                check_finite(state)
+                ckpt.save(step, state, force=True)
+                progress.pause(time.perf_counter() - t0)
+            if stop_now and not is_last:
+                preempted = True
+                break
     if preempted:
         metric_writing.log(f"Stopped at step {step} with a checkpoint; rerun to resume.")
     timed_steps, timed_seconds = 0, 0.0

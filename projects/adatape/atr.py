@@ -24,6 +24,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from framework.errors import ConfigError
+
 if TYPE_CHECKING:  # settings.py imports this module, for the option tables below
     from projects.adatape.settings import AdaTapeSettings
 
@@ -130,10 +132,12 @@ class AdaptiveTapeReading(nn.Module):
             raise ValueError("AdaptiveTapeReading needs resolved settings (key_dim is None)")
         batch, width = query.shape
         if s.num_candidates * s.max_tape_tokens > bank.shape[-2]:
-            raise ValueError(
+            # Known only once the bank's size is: raised while the model is first traced,
+            # before anything is written.
+            raise ConfigError(
                 f"a bank of {bank.shape[-2]} entries cannot supply {s.max_tape_tokens} reads of "
-                f"{s.num_candidates} distinct candidates; lower model.max_tape_tokens or "
-                "model.num_candidates"
+                f"{s.num_candidates} distinct candidates; lower config.model.max_tape_tokens or "
+                "config.model.num_candidates"
             )
         norm = nn.LayerNorm(name="norm")  # shared by the query and the bank
         q0 = norm(query)[:, : s.key_dim]

@@ -117,10 +117,11 @@ class AdaTapeClassifier(base.ClassificationModel):
         config_fields.declare(config, AdaTapeSettings, **cls.tape_defaults)
         return config
 
+    @staticmethod
     def tape_settings(
-        self, *, hidden_size: int, num_heads: int, num_layers: int
+        config: ml_collections.ConfigDict, *, hidden_size: int, num_heads: int, num_layers: int
     ) -> AdaTapeSettings:
         """The checked settings from `config.model`, resolved for a model of these sizes."""
-        return config_fields.build(AdaTapeSettings, self.config).resolved(
+        return config_fields.build(AdaTapeSettings, config).resolved(
             hidden_size=hidden_size, num_heads=num_heads, num_layers=num_layers
         )

@@ -53,12 +53,22 @@ class AdaTapeParity(AdaTapeClassifier):
         transformer.add_sequence_fields(config, vocab_size=False)
         return config
 
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> AdaTapeSettings:
+        """Checks the fields (ConfigError naming the key); returns the tape settings."""
+        super().check_config(config)
+        transformer.check_sequence_fields(config)
+        return cls.tape_settings(
+            config,
+            hidden_size=config.hidden_size,
+            num_heads=config.num_heads,
+            num_layers=config.num_layers,
+        )
+
     def build_module(self) -> nn.Module:
         c = self.config
         skeleton = classifier.skeleton_kwargs(c)
-        settings = self.tape_settings(
-            hidden_size=c.hidden_size, num_heads=c.num_heads, num_layers=c.num_layers
-        )
+        settings = self.check_config(c)
         return AdaTapeParityModule(
             num_classes=self.num_classes,
             hidden_size=c.hidden_size,

@@ -44,17 +44,28 @@ class AdaTapeViT(AdaTapeClassifier):
         vit.add_vit_fields(config, "nano/4")
         return config
 
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> tuple[vit.ViTSize, AdaTapeSettings]:
+        """Checks the fields (ConfigError naming the key); returns the size and settings."""
+        super().check_config(config)
+        size = vit.check_vit_fields(config)
+        settings = cls.tape_settings(
+            config,
+            hidden_size=size.hidden_size,
+            num_heads=size.num_heads,
+            num_layers=size.num_layers,
+        )
+        if settings.query_source == "token" and config.pooling != "token":
+            raise ConfigError(
+                "config.model.query_source='token' needs config.model.pooling='token' "
+                "(a class token)"
+            )
+        return size, settings
+
     def build_module(self) -> nn.Module:
         c = self.config
         skeleton = classifier.skeleton_kwargs(c)
-        size = vit.resolve_size(c)
-        settings = self.tape_settings(
-            hidden_size=size.hidden_size, num_heads=size.num_heads, num_layers=size.num_layers
-        )
-        if settings.query_source == "token" and c.pooling != "token":
-            raise ConfigError(
-                "model.query_source='token' needs model.pooling='token' (a class token)"
-            )
+        size, settings = self.check_config(c)
         return AdaTapeViTModule(
             num_classes=self.num_classes,
             size=size,

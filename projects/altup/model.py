@@ -23,5 +23,10 @@ class T5AltUpModel(T5Model):
         config_fields.declare(config.altup, AltUpSettings)
         return config
 
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> None:
+        super().check_config(config)
+        config_fields.build(AltUpSettings, config.altup)  # checks itself
+
     def adapter(self) -> StackAdapter:
         return config_fields.build(AltUpSettings, self.config.altup).adapter()

@@ -247,10 +247,16 @@ class AViT(base.ClassificationModel):
         config_fields.declare(config, AViTSettings)
         return config
 
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> tuple[vit.ViTSize, AViTSettings]:
+        """Checks the fields (ConfigError naming the key); returns the size and settings."""
+        super().check_config(config)
+        size = vit.check_vit_fields(config)
+        return size, config_fields.build(AViTSettings, config).resolved(size.num_layers)
+
     def build_module(self) -> nn.Module:
         c = self.config
-        size = vit.resolve_size(c)
-        settings = config_fields.build(AViTSettings, c).resolved(size.num_layers)
+        size, settings = self.check_config(c)
         factory = classifier.encoder_factory(AViTEncoder, size.num_heads, size.mlp_dim, config=c)
         return vit.ViTClassifierModule(
             num_classes=self.num_classes,

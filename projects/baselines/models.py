@@ -42,9 +42,16 @@ class UTParity(base.ClassificationModel):
         config_fields.declare(config, ACTSettings, max_steps=8)
         return config
 
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> ACTSettings:
+        """Checks the fields (ConfigError naming the key); returns the ACT settings."""
+        super().check_config(config)
+        transformer.check_sequence_fields(config)
+        return config_fields.build(ACTSettings, config).resolved()
+
     def build_module(self) -> nn.Module:
         c = self.config
-        settings = config_fields.build(ACTSettings, c).resolved()
+        settings = self.check_config(c)
         return transformer.SequenceClassifierModule(
             num_classes=self.num_classes,
             hidden_size=c.hidden_size,
@@ -67,10 +74,16 @@ class UViT(base.ClassificationModel):
         config_fields.declare(config, ACTSettings)  # max_steps None: the variant's depth
         return config
 
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> tuple[vit.ViTSize, ACTSettings]:
+        """Checks the fields (ConfigError naming the key); returns the size and settings."""
+        super().check_config(config)
+        size = vit.check_vit_fields(config)
+        return size, config_fields.build(ACTSettings, config).resolved(size.num_layers)
+
     def build_module(self) -> nn.Module:
         c = self.config
-        size = vit.resolve_size(c)
-        settings = config_fields.build(ACTSettings, c).resolved(size.num_layers)
+        size, settings = self.check_config(c)
         return vit.ViTClassifierModule(
             num_classes=self.num_classes,
             size=size,

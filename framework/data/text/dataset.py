@@ -37,13 +37,15 @@ from typing import Any, Iterator, Mapping, Sequence
 import ml_collections
 import numpy as np
 
-from framework import registry
+from framework import config_fields, registry
 from framework.data import pipeline
 from framework.data.text import features, sources, span_corruption
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
 
 _TRAIN, _EVAL, _PERMUTATION = 0, 1, 2
+SOURCES = ("text_files", "tfds")
+PREPARE_TEXT = "`python -m launch.prepare_data shakespeare --out_dir=DIR`"
 _EVAL_SEED = 0  # the held-out set is the same for every run
 
 
@@ -74,30 +76,49 @@ class SpanCorruption(pipeline.DatasetBuilder):
         c.pack = False  # whole examples per row, with segment ids and positions
         return c
 
-    def __init__(self, config: ml_collections.ConfigDict, split: pipeline.HostSplit, seed: int):
-        super().__init__(config, split, seed)
-        c = config
-        if c.source not in ("text_files", "tfds"):
-            raise ConfigError(f"dataset.source must be 'text_files' or 'tfds', got {c.source!r}")
-        if c.source == "text_files" and not (c.train_files and c.eval_files):
-            raise ConfigError("dataset.train_files and dataset.eval_files must be set")
-        if not c.vocab_path:
-            raise ConfigError("dataset.vocab_path must name a SentencePiece .model file")
-        import tensorflow as tf  # for remote paths (gs://); imported only when used
-
-        if not tf.io.gfile.exists(c.vocab_path):
+    @classmethod
+    def check_config(cls, c: ml_collections.ConfigDict) -> None:
+        config_fields.check_one_of("config.dataset.source", c.source, SOURCES)
+        config_fields.check_one_of("config.dataset.documents", c.documents, sources.DOCUMENTS)
+        if not 0.0 < c.noise_density < 1.0:
             raise ConfigError(
-                f"dataset.vocab_path {c.vocab_path!r} does not exist; make one with "
+                f"config.dataset.noise_density must lie in (0, 1), got {c.noise_density}"
+            )
+        for key in ("mean_noise_span_length", "inputs_length", "targets_length"):
+            config_fields.check_positive(f"config.dataset.{key}", c[key])
+        if c.source == "tfds":
+            config_fields.check_positive(
+                "config.dataset.shuffle_buffer_size", c.shuffle_buffer_size
+            )
+        for key in ("num_eval_examples", "raw_length", "extra_ids"):
+            if c[key] < 0:
+                raise ConfigError(f"config.dataset.{key} must be >= 0, got {c[key]}")
+
+    def __init__(self, config: ml_collections.ConfigDict, split: pipeline.HostSplit, seed: int):
+        super().__init__(config, split, seed)  # checks the values
+        c = config
+        # Where the data is: a config may leave it to the command line (C4's vocabulary).
+        if c.source == "text_files" and not (c.train_files and c.eval_files):
+            raise ConfigError(
+                "config.dataset.train_files and config.dataset.eval_files must be set "
+                f"(text files, e.g. from {PREPARE_TEXT})"
+            )
+        if not c.vocab_path:
+            raise ConfigError("config.dataset.vocab_path must name a SentencePiece .model file")
+        if not sources.path_exists(c.vocab_path):
+            raise ConfigError(
+                f"config.dataset.vocab_path={c.vocab_path!r} does not exist; make one with "
                 "`python -m launch.prepare_data shakespeare --out_dir=DIR` or "
                 "`python -m launch.prepare_data vocab ...`"
             )
-        if not 0.0 < c.noise_density < 1.0 or c.mean_noise_span_length <= 0:
-            raise ConfigError("dataset.noise_density must lie in (0, 1), mean span length > 0")
-        for key in ("inputs_length", "targets_length"):
-            if c[key] <= 0:
-                raise ConfigError(f"dataset.{key} must be positive, got {c[key]}")
-        if c.num_eval_examples < 0 or c.raw_length < 0:
-            raise ConfigError("dataset.num_eval_examples and dataset.raw_length must be >= 0")
+        if c.source == "text_files":
+            for key in ("train_files", "eval_files"):
+                if not sources.matching_files(c[key]):
+                    raise ConfigError(
+                        f"config.dataset.{key}={c[key]!r}: no text files match; make them "
+                        f"with {PREPARE_TEXT} (DIR/train.txt, DIR/eval.txt, DIR/spm.model) "
+                        "or name your own (comma-separated globs)"
+                    )
 
     # ---------------------------------------------------------------- shapes and vocabulary
 

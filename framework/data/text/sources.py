@@ -10,6 +10,8 @@ and cut into chunks of the raw length; a trailing piece shorter than a chunk is 
 
 from __future__ import annotations
 
+import glob
+import os
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -18,13 +20,40 @@ from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
 
 _DOCS_PER_ENCODE = 256
+DOCUMENTS = ("lines", "paragraphs")
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def path_exists(path: str) -> bool:
+    """Whether a local or remote (`gs://`, read with TensorFlow's gfile) path exists."""
+    if _is_remote(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.exists(path)
+    return os.path.exists(path)
+
+
+def matching_files(patterns: str) -> list[str]:
+    """Sorted files matching comma-separated glob patterns (local, or remote with gfile;
+    TensorFlow is imported only for remote ones, so a missing local file is reported
+    quickly)."""
+    files = set()
+    for pattern in filter(None, (p.strip() for p in patterns.split(","))):
+        if _is_remote(pattern):
+            import tensorflow as tf
+
+            files.update(tf.io.gfile.glob(pattern))
+        else:
+            files.update(f for f in glob.glob(pattern) if os.path.isfile(f))
+    return sorted(files)
 
 
 def match_files(patterns: str) -> list[str]:
     """Sorted files matching comma-separated glob patterns; an error if none match."""
-    import tensorflow as tf
-
-    files = sorted({f for p in patterns.split(",") if p.strip() for f in tf.io.gfile.glob(p)})
+    files = matching_files(patterns)
     if not files:
         raise ConfigError(f"no text files match {patterns!r}")
     return files
@@ -43,7 +72,9 @@ def split_documents(text: str, documents: str) -> list[str]:
                 paragraphs.append(" ".join(current))
                 current = []
         return paragraphs
-    raise ConfigError(f"dataset.documents must be 'lines' or 'paragraphs', got {documents!r}")
+    raise ConfigError(
+        f"config.dataset.documents must be 'lines' or 'paragraphs', got {documents!r}"
+    )
 
 
 def read_documents(patterns: str, documents: str = "lines") -> list[str]:
@@ -82,6 +113,29 @@ def stream_chunks(token_arrays: Iterable[np.ndarray], length: int) -> Iterator[n
         buffer = buffer[n * length :]
 
 
+def tfds_not_ready_message(name: str, split: str, data_dir: str, error: Exception) -> str:
+    """One line on why tfds cannot read `name` / `split` here, and how to prepare it."""
+    import tensorflow_datasets as tfds
+
+    root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
+    said = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    if "not found" in said.lower() and type(error).__name__ == "DatasetNotFoundError":
+        return f"config.dataset.tfds_name={name!r}: tfds knows no such data set ({said})"
+    base = name.split(":")[0]
+    pattern = os.path.join(root, *base.split("/"), "**", "dataset_info.json")
+    prepared = glob.glob(pattern, recursive=True)
+    if prepared:
+        return f"config.dataset.tfds_name={name!r}, split {split!r} in {root}: {said}"
+    return (
+        f"config.dataset.tfds_name={name!r} is not prepared in {root} (nothing is downloaded "
+        f"during a run); prepare it with tfds on a machine with internet, `tfds build {name} "
+        f"--data_dir=DIR` (C4 needs Apache Beam and about 800 GB), and copy DIR here or set "
+        f"config.dataset.data_dir=DIR; or train on local text files "
+        f"(config.dataset.source=text_files, e.g. `python -m launch.prepare_data shakespeare "
+        f"--out_dir=DIR`)"
+    )
+
+
 def tfds_token_stream(
     vocab: Vocabulary,
     name: str,
@@ -107,14 +161,17 @@ def tfds_token_stream(
         split = tfds.split_for_jax_process(
             split, process_index=process_index, process_count=process_count
         )
-    ds = tfds.load(
-        name,
-        split=split,
-        data_dir=data_dir or None,
-        download=False,
-        shuffle_files=train,
-        read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed),
-    )
+    try:
+        ds = tfds.load(
+            name,
+            split=split,
+            data_dir=data_dir or None,
+            download=False,
+            shuffle_files=train,
+            read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed),
+        )
+    except Exception as error:  # tfds raises several types for "not here"
+        raise ConfigError(tfds_not_ready_message(name, split, data_dir, error)) from None
     ds = ds.map(lambda example: example["text"])
     if train:
         ds = ds.repeat().shuffle(shuffle_buffer_size, seed=shuffle_seed)

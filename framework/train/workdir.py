@@ -1,0 +1,371 @@
+"""A workdir belongs to one run: an exclusive lock, and the config it was started with.
+
+`WorkdirLock` keeps a second run off a workdir that is in use: `WORKDIR/.lock` holds
+`{"host", "pid", "started"}` of the run holding it and an exclusive `flock` on it.
+The kernel drops a `flock` when its holder dies, however it dies (kill -9, a crashed
+host), so a lock is never left held by a run that is gone; a record left behind by
+such a run is stale, and the next run takes it over with a note. Where the file system
+has no `flock` (e.g. Lustre mounted without it, some FUSE mounts), the lock falls back
+to creating the file exclusively, and a record left by a run on this host whose pid no
+longer runs is stale. Multi-host runs lock once, from process 0 (`on_process_0`).
+
+`check_config` compares a resumed run's config with the saved `config.json`: only the
+run-length and cadence fields (`RUN_LENGTH_FIELDS`) may change, unless the user
+accepts other changes knowingly (`--accept_config_changes`); every change is recorded
+in `config_changes.jsonl`, and `config.json` then describes the run that continues.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import time
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import flags
+
+from framework.errors import ConfigError
+from framework.train import metric_writing
+
+LOCK_FILE = ".lock"
+CONFIG_FILE = "config.json"
+CHANGES_FILE = "config_changes.jsonl"
+
+# Fields a rerun may change without --accept_config_changes: how long the run trains and
+# how often it logs, evaluates and checkpoints; none changes what a step computes.
+# (A longer `num_train_steps` does stretch a schedule that decays over the run.)
+RUN_LENGTH_FIELDS = (
+    "num_train_steps",
+    "log_every_steps",
+    "eval_every_steps",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+    "async_checkpointing",
+    "compute_flops",
+)
+
+ACCEPT_FLAG = "accept_config_changes"
+if ACCEPT_FLAG not in flags.FLAGS:  # a launch module may define it before this is imported
+    flags.DEFINE_bool(
+        ACCEPT_FLAG,
+        False,
+        "Resume a workdir with a config that differs from its saved config.json in more "
+        "than the run-length and cadence fields; each change is recorded in "
+        f"WORKDIR/{CHANGES_FILE}.",
+    )
+
+
+def accept_config_changes_flag() -> bool:
+    """`--accept_config_changes` when flags are parsed (a launch command), else False."""
+    return flags.FLAGS.is_parsed() and bool(flags.FLAGS[ACCEPT_FLAG].value)
+
+
+def on_process_0(fn: Callable[[], Any]) -> None:
+    """Runs `fn` on process 0 only; if it raises there, every process stops.
+
+    The other processes raise a ConfigError pointing at process 0's message instead of
+    waiting for it in the first collective.
+    """
+    error: BaseException | None = None
+    if jax.process_index() == 0:
+        try:
+            fn()
+        except Exception as e:  # re-raised below, after the others have heard of it
+            error = e
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+        if int(failed) and error is None:
+            raise ConfigError("process 0 stopped on the workdir; see its error")
+    if error is not None:
+        raise error
+
+
+# --------------------------------------------------------------------------------------
+# The lock.
+# --------------------------------------------------------------------------------------
+
+# flock errors that mean "this file system cannot lock", not "someone holds the lock".
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
+
+
+def _read_record(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _describe(record: dict[str, Any] | None) -> str:
+    if not record:
+        return "another run"
+    return (
+        f"pid {record.get('pid', '?')} on host {record.get('host', '?')} "
+        f"since {record.get('started', '?')}"
+    )
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return True  # another user's process, or a record we cannot read: assume alive
+    return True
+
+
+class WorkdirLock:
+    """An exclusive lock on a workdir, for one run at a time; `release` on every exit."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.path = os.path.join(workdir, LOCK_FILE)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Takes the lock, or raises a ConfigError naming the run that holds it."""
+        try:
+            os.makedirs(self.workdir, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create --workdir {self.workdir}: {e.strerror}") from None
+        import fcntl
+
+        for _ in range(20):
+            try:
+                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                fd, created = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ConfigError(self._in_use(_read_record(self.path))) from None
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in _NO_FLOCK:
+                    raise
+                if created:
+                    os.unlink(self.path)
+                self._acquire_without_flock()
+                return
+            # The holder unlinks the file when it releases; if it did so between our open
+            # and flock, we hold a lock on a file nobody else will open: try again.
+            if not self._is_our_file(fd):
+                os.close(fd)
+                continue
+            previous = _read_record(self.path)
+            self._fd = fd
+            self._write_record()
+            if previous:
+                metric_writing.log(
+                    f"note: took over the lock of {_describe(previous)}, which ended "
+                    "without releasing it"
+                )
+            return
+        raise ConfigError(f"cannot lock {self.workdir}: {self.path} keeps changing")
+
+    def _acquire_without_flock(self) -> None:
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = _read_record(self.path)
+                here = socket.gethostname()
+                if holder and holder.get("host") == here and not _pid_alive(holder.get("pid")):
+                    metric_writing.log(
+                        f"note: took over the stale lock of {_describe(holder)}, "
+                        "which no longer runs"
+                    )
+                    try:
+                        os.unlink(self.path)
+                    except FileNotFoundError:
+                        pass
+                    continue
+                hint = (
+                    ""
+                    if holder and holder.get("host") == here
+                    else f" (if it is gone, delete {self.path})"
+                )
+                raise ConfigError(self._in_use(holder) + hint) from None
+            self._fd = fd
+            self._write_record()
+            return
+        raise ConfigError(f"cannot lock {self.workdir}: {self.path} keeps changing")
+
+    def _is_our_file(self, fd: int) -> bool:
+        try:
+            ours, now = os.fstat(fd), os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (ours.st_dev, ours.st_ino) == (now.st_dev, now.st_ino)
+
+    def _write_record(self) -> None:
+        record = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
+        data = (json.dumps(record) + "\n").encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def _in_use(self, holder: dict[str, Any] | None) -> str:
+        return (
+            f"{self.workdir} is in use by {_describe(holder)}; wait for that run to end "
+            "or stop it, or use another --workdir"
+        )
+
+    def release(self) -> None:
+        """Removes the lock file and drops the lock; nothing if not held."""
+        if self._fd is None:
+            return
+        try:
+            if self._is_our_file(self._fd):
+                os.unlink(self.path)
+        finally:
+            os.close(self._fd)  # drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "WorkdirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# --------------------------------------------------------------------------------------
+# The saved config.
+# --------------------------------------------------------------------------------------
+
+
+def _flatten(tree: Any, prefix: str = "config") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}.{key}"))
+        return out
+    return {prefix: tree}
+
+
+_ABSENT = object()
+
+
+def config_changes(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """`{"config.lr.base": (old, new), ...}` for every leaf that differs (absent included)."""
+    a, b = _flatten(saved), _flatten(new)
+    return {
+        key: (a.get(key, _ABSENT), b.get(key, _ABSENT))
+        for key in sorted(set(a) | set(b))
+        if a.get(key, _ABSENT) != b.get(key, _ABSENT)
+    }
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is _ABSENT else json.dumps(value)
+
+
+def _jsonable(value: Any) -> Any:
+    return None if value is _ABSENT else value
+
+
+def format_changes(changes: dict[str, tuple[Any, Any]], limit: int = 10) -> str:
+    shown = [f"{k}: {_show(old)} -> {_show(new)}" for k, (old, new) in changes.items()]
+    more = len(shown) - limit
+    return ", ".join(shown[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def _as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    text = config.to_json_best_effort(indent=2, sort_keys=True) + "\n"
+    _write_atomically(os.path.join(workdir, CONFIG_FILE), text)
+
+
+def check_config(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    resumed_step: int,
+    accept_changes: bool = False,
+) -> None:
+    """Refuses a resumed run whose config differs from the saved one, then saves it.
+
+    With `resumed_step` 0 (nothing to resume) the config is simply written. Otherwise
+    the differing values from `config.json` outside `RUN_LENGTH_FIELDS` are a ConfigError
+    listing them, unless `accept_changes` (a field only one side has, added or removed
+    by a code change, is not refused); every change that goes ahead is appended to
+    `config_changes.jsonl` with the time and step, and `config.json` is rewritten.
+    """
+    path = os.path.join(workdir, CONFIG_FILE)
+    if resumed_step and os.path.exists(path):
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            metric_writing.log(f"note: {path} is unreadable ({e}); writing it anew")
+            saved = None
+        if isinstance(saved, dict):
+            changes = config_changes(saved, _as_dict(config))
+            # A key on one side only is a field the code added or removed since the run
+            # started, not a choice of the user's: noted and recorded, not refused.
+            free = {f"config.{name}" for name in RUN_LENGTH_FIELDS}
+            refused = {
+                k: (old, new)
+                for k, (old, new) in changes.items()
+                if k not in free and old is not _ABSENT and new is not _ABSENT
+            }
+            if refused and not accept_changes:
+                raise ConfigError(
+                    f"{workdir} holds a run (step {resumed_step}) started with another "
+                    f"config: {format_changes(refused)}; rerun with its config, use another "
+                    "--workdir, or pass --accept_config_changes to continue it with these "
+                    "changes"
+                )
+            if changes:
+                _record_changes(workdir, resumed_step, changes, sorted(refused))
+                note = ""
+                if (
+                    "config.num_train_steps" in changes
+                    and not config.lr.get("decay_steps", 0)
+                    and "decay" in str(config.lr.get("factors", ""))
+                ):
+                    note = "; the learning-rate decay now spans the new num_train_steps"
+                metric_writing.log(
+                    f"note: continuing from step {resumed_step} with config changes "
+                    f"{format_changes(changes)} (recorded in {CHANGES_FILE}){note}"
+                )
+    write_config(config, workdir)
+
+
+def _record_changes(workdir: str, step: int, changes: dict, accepted: list[str]) -> None:
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "step": step,
+        "changes": {k: [_jsonable(old), _jsonable(new)] for k, (old, new) in changes.items()},
+        "accepted_with_flag": accepted,
+    }
+    with open(os.path.join(workdir, CHANGES_FILE), "a") as f:
+        f.write(json.dumps(entry) + "\n")
