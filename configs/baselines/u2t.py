@@ -19,17 +19,11 @@ generated images.
   python -m launch.train --config=configs/baselines/u2t.py:smoke --workdir=/tmp/u2t
 """
 
-from configs import imagenet_recipe
+from configs.baselines import uvit
 
 
 def get_config(arg: str | None = None):
-    variant, mode = imagenet_recipe.parse_arg(arg, ("S/16",), "S/16")
-    c = imagenet_recipe.base_config("uvit", mode)
-    c.experiment_name = f"imagenet_u2t_{variant.replace('/', '')}"
-    c.model.variant = imagenet_recipe.small_variant(mode, variant)
-    c.model.max_steps = 12 if imagenet_recipe.full_size(mode) else 4
+    c = uvit.get_config(arg)  # the same recipe, sizes and ACT fields
+    c.experiment_name = c.experiment_name.replace("imagenet_uvit_", "imagenet_u2t_")
     c.model.halting = "token"
-    c.model.act_epsilon = 0.01
-    c.model.halting_bias_init = -1.0
-    c.model.ponder_weight = 0.01
     return c
