@@ -123,12 +123,14 @@ class _TrainRow(_Load):
         self.global_size = split.global_batch_size
         self.offset = split.local_slice(split.global_batch_size).start
         self.num_records = num_records
+        self._permutations: dict[int, np.ndarray] = {}  # the current epoch's (per worker)
 
-    @functools.lru_cache(maxsize=2)
     def permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, _ORDER_STREAM, epoch]).permutation(
-            self.num_records
-        )
+        """The record order of `epoch`, drawn from (seed, epoch)."""
+        if epoch not in self._permutations:
+            rng = np.random.default_rng([self.seed, _ORDER_STREAM, epoch])
+            self._permutations = {epoch: rng.permutation(self.num_records)}
+        return self._permutations[epoch]
 
     def __call__(self, index: int) -> dict[str, Any]:
         step, row = divmod(int(index), self.local)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 from typing import Any
 
 import ml_collections
@@ -122,18 +123,13 @@ def measure_speeds(
     evals = step_timing.interleaved_seconds(eval_loops, steps, rounds)
     out = {}
     for row in table.rows:
-        train_rate = train_loops[row.name].batch_size / _median(train[row.name])
-        eval_rate = eval_loops[row.name].batch_size / _median(evals[row.name])
+        train_rate = train_loops[row.name].batch_size / statistics.median(train[row.name])
+        eval_rate = eval_loops[row.name].batch_size / statistics.median(evals[row.name])
         out[row.name] = {"train_images_per_sec": train_rate, "eval_images_per_sec": eval_rate}
         metric_writing.log(
             f"{row.name}: train {train_rate:,.0f} images/s, eval {eval_rate:,.0f} images/s"
         )
     return out
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
 
 
 def report(table: table_runner.Table, summary: dict[str, Any], workdir: str) -> None:
