@@ -4,6 +4,11 @@ The argument is a comma-separated list of tokens, in any order:
   size:    tiny | mini | small | base | large | xl   (default small)
   variant: dense | altup | recycled | sequence        (default altup)
   k=K (blocks, altup/recycled; default 2), active=alternating|same,
+  compute=original|predicted (altup/recycled: the layer runs on the active block as
+  it came in, the paper's, or on its prediction, as Gemma 3n does; default original),
+  readout=concat|sum (altup: the decoder's K blocks concatenated into a K*d-wide final
+  norm and output projection, the paper's, or summed into the dense model's d-wide
+  ones; default concat),
   stride=S (sequence; default 2), bf16 (bfloat16 activations),
   width=W (every layer W times wider: d_model, d_ff and heads times W, d_kv kept; the
   paper's dense baseline with K-times wider layers is `dense,width=K`),
@@ -30,6 +35,9 @@ from framework.models import t5
 SIZES = ("tiny", "mini", "small", "base", "large", "xl")
 VARIANTS = ("dense", "altup", "recycled", "sequence")
 ACTIVE = ("alternating", "same")
+COMPUTE = ("original", "predicted")
+READOUT = ("concat", "sum")
+CHOICES = {"active": ACTIVE, "compute": COMPUTE, "readout": READOUT}  # key=value tokens
 CPU_SIZES = ("tiny", "mini")
 DEFAULT_TEXT_DIR = "data/shakespeare"
 
@@ -69,6 +77,8 @@ def parse_arg(arg: str | None) -> dict:
         "variant": "altup",
         "k": 2,
         "active": "alternating",
+        "compute": "original",
+        "readout": "concat",
         "stride": 2,
         "width": 1,
         "bf16": False,
@@ -84,14 +94,15 @@ def parse_arg(arg: str | None) -> dict:
             spec["bf16"] = True
         elif key in ("k", "stride", "width") and value.isdigit() and int(value) > 0:
             spec[key] = int(value)
-        elif key == "active" and value in ACTIVE:
-            spec["active"] = value
+        elif value in CHOICES.get(key, ()):
+            spec[key] = value
         elif key == "data" and value:
             spec["data"] = value
         else:
             raise ValueError(
                 f"unknown config arg {token!r}; known: {'|'.join(SIZES)}, "
-                f"{'|'.join(VARIANTS)}, k=N, active={'|'.join(ACTIVE)}, stride=N, width=N, "
+                f"{'|'.join(VARIANTS)}, k=N, active={'|'.join(ACTIVE)}, "
+                f"compute={'|'.join(COMPUTE)}, readout={'|'.join(READOUT)}, stride=N, width=N, "
                 "bf16, data=c4|random|DIR"
             )
     if not spec["data"]:
@@ -103,6 +114,9 @@ def experiment_name(spec: dict) -> str:
     variant = spec["variant"]
     if variant in ("altup", "recycled"):
         variant += f"_k{spec['k']}" + ("_same" if spec["active"] == "same" else "")
+        variant += "_predicted" if spec["compute"] == "predicted" else ""
+    if variant.startswith("altup") and spec["readout"] == "sum":
+        variant += "_sum_readout"
     elif variant == "sequence":
         variant += f"_s{spec['stride']}"
     wide = f"_{spec['width']}x_wide" if spec["width"] > 1 else ""
@@ -126,6 +140,8 @@ def get_config(arg: str | None = None):
     c.model.altup.variant = "none" if spec["variant"] == "dense" else spec["variant"]
     c.model.altup.k = spec["k"]
     c.model.altup.active = spec["active"]
+    c.model.altup.compute_input = spec["compute"]
+    c.model.altup.readout = spec["readout"]
     c.model.altup.sequence_stride = spec["stride"]
     c.model.dropout_rate = 0.0
     c.model.z_loss = 1e-4

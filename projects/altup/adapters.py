@@ -1,8 +1,9 @@
 """AltUp variants as T5 `StackAdapter`s: how states enter, pass and leave a stack.
 
 - AltUp: a K*d-wide embedding split into K blocks; the encoder memory is the sum of
-  the blocks (our choice), the decoder output the concatenation (K*d wide final norm
-  and output projection).
+  the blocks (our choice); the decoder output is their concatenation (`readout=concat`:
+  K*d wide final norm and output projection, the paper's) or their sum
+  (`readout=sum`: the dense model's d-wide norm and projection, our option).
 - Recycled-AltUp: the d-wide embedding copied into K blocks; both stacks sum the
   blocks back to d before the final norm.
 - Sequence-AltUp: d-wide states, each layer computed on every s-th position.
@@ -19,9 +20,12 @@ import jax.numpy as jnp
 
 from framework import config_fields
 from framework.models.t5 import StackAdapter
-from projects.altup.layers import ACTIVE_MODES, AltUpLayer, SequenceAltUpLayer
+from projects.altup.layers import ACTIVE_MODES, COMPUTE_INPUTS, AltUpLayer, SequenceAltUpLayer
 
 Array = jax.Array
+
+# The values of `model.altup.readout` (AltUp's decoder output: K*d or d wide).
+READOUTS = ("concat", "sum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,10 +36,14 @@ class AltUpSettings:
     k: int = 2  # blocks (altup, recycled)
     active: str = "alternating"  # alternating (block l mod K) | same (block 0)
     sequence_stride: int = 2  # sequence: layer l computes positions t = l (mod s)
+    compute_input: str = "original"  # altup, recycled: layer(x_a) | "predicted": layer(xhat_a)
+    readout: str = "concat"  # altup: decoder output of K*d (concat) or d (sum); recycled sums
 
     def __post_init__(self) -> None:
         config_fields.check_one_of("model.altup.variant", self.variant, VARIANTS)
         config_fields.check_one_of("model.altup.active", self.active, ACTIVE_MODES)
+        config_fields.check_one_of("model.altup.compute_input", self.compute_input, COMPUTE_INPUTS)
+        config_fields.check_one_of("model.altup.readout", self.readout, READOUTS)
         config_fields.check_positive("model.altup.k", self.k)
         config_fields.check_positive("model.altup.sequence_stride", self.sequence_stride)
 
@@ -53,7 +61,12 @@ class BlocksAdapter(StackAdapter):
     def wrap_layer(self, make_layer: Callable[..., nn.Module], index: int, name: str):
         s = self.settings
         return AltUpLayer(
-            layer=make_layer(parent=None), index=index, k=s.k, active=s.active, name=name
+            layer=make_layer(parent=None),
+            index=index,
+            k=s.k,
+            active=s.active,
+            compute_input=s.compute_input,
+            name=name,
         )
 
     def memory(self, state: Array) -> Array:
@@ -62,7 +75,7 @@ class BlocksAdapter(StackAdapter):
 
 @dataclasses.dataclass(frozen=True)
 class AltUpAdapter(BlocksAdapter):
-    """AltUp: K*d-wide embedding split into blocks; output is their concatenation."""
+    """AltUp: K*d-wide embedding split into blocks; output their concatenation or sum."""
 
     def embedding_features(self, d_model: int) -> int:
         return self.settings.k * d_model
@@ -71,6 +84,8 @@ class AltUpAdapter(BlocksAdapter):
         return jnp.stack(jnp.split(embedded, self.settings.k, axis=-1))
 
     def output(self, state: Array) -> Array:
+        if self.settings.readout == "sum":
+            return state.sum(axis=0)
         return jnp.concatenate(list(state), axis=-1)
 
 

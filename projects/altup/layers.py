@@ -37,31 +37,56 @@ def _identity_init(rng: Array, shape: tuple[int, int], dtype=jnp.float32) -> Arr
     return jnp.eye(shape[0], shape[1], dtype=dtype)
 
 
+# The values of `model.altup.compute_input`: which d-wide block the layer runs on.
+COMPUTE_INPUTS = ("original", "predicted")
+
+
+def mix_blocks(weights: Array, blocks: Array) -> Array:
+    """out_i = sum_j weights_ij blocks_j for K blocks [K, ...], as elementwise ops.
+
+    For the small K of AltUp a [K, K] contraction is K^2 scaled adds; written out, XLA
+    fuses them with their neighbours instead of calling a matrix product whose
+    contracted dimension is K (and transposing the blocks around it).
+    """
+    k = blocks.shape[0]
+    weights = weights.astype(blocks.dtype)
+    return jnp.stack(
+        [sum(weights[i, j] * blocks[j] for j in range(k)) for i in range(k)]
+    )
+
+
 class AltUpLayer(nn.Module):
     """One AltUp step on a state of K blocks, shape [K, B, L, d].
 
-    predict: xhat_i = sum_j p_ij x_j; compute: y = layer(xhat_a);
-    correct: x'_i = xhat_i + g_i (y - xhat_a). p starts as the identity and g as
-    ones, so at init every block gets the layer's update y - x_a. Adds K^2 + K
-    parameters (`predict`, `correct`).
+    predict: xhat_i = sum_j p_ij x_j; compute: y = layer(x_a) on the original active
+    block (`compute_input='original'`, the paper's description: the layer and the
+    predictor run side by side on the input blocks) or y = layer(xhat_a)
+    (`'predicted'`, as Gemma 3n's descendant of AltUp does); correct:
+    x'_i = xhat_i + g_i (y - xhat_a). p starts as the identity and g as ones, so at
+    init the two forms agree and every block gets the layer's update y - x_a. Adds
+    K^2 + K parameters (`predict`, `correct`).
     """
 
     layer: nn.Module
     index: int
     k: int
     active: str  # one of ACTIVE_MODES
+    compute_input: str = "original"  # one of COMPUTE_INPUTS
 
     @nn.compact
     def __call__(self, x: Array, context: LayerContext, *, train: bool) -> Array:
         if x.shape[0] != self.k:
             raise ValueError(f"AltUp state has {x.shape[0]} blocks, expected {self.k}")
+        if self.compute_input not in COMPUTE_INPUTS:
+            raise ValueError(f"compute_input must be one of {COMPUTE_INPUTS}")
         p = self.param("predict", _identity_init, (self.k, self.k), jnp.float32)
         g = self.param("correct", nn.initializers.ones, (self.k,), jnp.float32)
         a = active_block(self.index, self.k, self.active)
-        x_hat = jnp.einsum("ij,j...->i...", p.astype(x.dtype), x)
-        y = self.layer(x_hat[a], context, train=train)
-        update = (y - x_hat[a])[None]
-        return x_hat + g.astype(x.dtype).reshape((self.k,) + (1,) * (x.ndim - 1)) * update
+        x_hat = mix_blocks(p, x)
+        y = self.layer(x[a] if self.compute_input == "original" else x_hat[a], context, train=train)
+        update = y - x_hat[a]
+        g = g.astype(x.dtype)
+        return jnp.stack([x_hat[i] + g[i] * update for i in range(self.k)])
 
 
 def sequence_plan(length: int, index: int, stride: int) -> dict[str, np.ndarray]:

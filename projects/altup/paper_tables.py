@@ -58,6 +58,7 @@ DENSE = "T5 dense"
 ROWS = {
     DENSE: "dense",
     "AltUp K=2": "altup,k=2",
+    "AltUp K=2, sum readout": "altup,k=2,readout=sum",
     "Recycled-AltUp K=2": "recycled,k=2",
     "Sequence-AltUp stride 2": "sequence,stride=2",
     "T5 dense 2x wide": "dense,width=2",
@@ -108,13 +109,15 @@ NOTES = """
   token accuracy the held-out span-prediction accuracy.
 - Models: the dense T5.1.1 has d_model {d_model}, d_ff {d_ff}, {heads} heads of d_kv
   {d_kv}, {layers} encoder + {layers} decoder layers. AltUp K=2 (alternating active
-  block) keeps those layers and widens the embedding and output projection to 2 x
-  d_model; Recycled-AltUp copies the d_model-wide embedding into both blocks and sums
+  block; each layer runs on the active block as it came in, beside the predictor)
+  keeps those layers and widens the embedding and output projection to 2 x d_model;
+  with the sum readout its decoder blocks are summed into the dense model's d_model-wide
+  final norm and output projection instead; Recycled-AltUp copies the d_model-wide embedding into both blocks and sums
   them at the end; Sequence-AltUp computes every second position per layer (alternating
   offsets) and predicts and corrects the rest. The 2x wide dense T5 doubles d_model,
   d_ff and the number of heads ({wide}; d_kv kept), so every layer is twice as wide.
 - Step time: the trainer's jitted train step (forward, backward, Adafactor, metric
-  sums) per model on one fixed training batch; all five models timed in one process after training,
+  sums) per model on one fixed training batch; all models timed in one process after training,
   interleaved over {rounds} rounds of {steps} steps (median), relative to the dense
   T5 ({platform}).
 - Paper's claim (AltUp, NeurIPS 2023; T5 pre-trained on C4, timed on TPUv3): AltUp

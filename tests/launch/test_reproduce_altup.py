@@ -22,6 +22,7 @@ from tests.launch import cli
 ROWS = [
     "T5 dense",
     "AltUp K=2",
+    "AltUp K=2, sum readout",
     "Recycled-AltUp K=2",
     "Sequence-AltUp stride 2",
     "T5 dense 2x wide",

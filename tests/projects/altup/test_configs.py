@@ -18,7 +18,11 @@ def test_parse_arg_tokens():
     assert altup_config.parse_arg("tiny,sequence,stride=4")["stride"] == 4
     assert altup_config.parse_arg("tiny")["data"] == altup_config.DEFAULT_TEXT_DIR
     assert altup_config.parse_arg(None)["size"] == "small"
-    for bad in ("medium", "k=0", "active=random", "stride=x"):
+    spec = altup_config.parse_arg("tiny,altup,compute=predicted,readout=sum")
+    assert (spec["compute"], spec["readout"]) == ("predicted", "sum")
+    defaults = altup_config.parse_arg("tiny")
+    assert (defaults["compute"], defaults["readout"]) == ("original", "concat")
+    for bad in ("medium", "k=0", "active=random", "stride=x", "compute=x", "readout=mean"):
         with pytest.raises(ValueError, match="unknown config arg"):
             altup_config.parse_arg(bad)
 

@@ -31,24 +31,55 @@ def empty_context(length: int) -> t5.LayerContext:
     return t5.LayerContext(self_bias=jnp.zeros((1, 1, length, length)))
 
 
+@pytest.mark.parametrize("compute_input", ["original", "predicted"])
 @pytest.mark.parametrize(
     "k,index,active", [(2, 0, "alternating"), (3, 4, "alternating"), (3, 4, "same")]
 )
-def test_altup_step_matches_numpy_with_random_coefficients(k, index, active):
+def test_altup_step_matches_numpy_with_random_coefficients(k, index, active, compute_input):
     rng = np.random.default_rng(index + k)
     x = rng.normal(size=(k, 2, 5, 6)).astype(np.float32)
-    module = layers.AltUpLayer(layer=ToyLayer(parent=None), index=index, k=k, active=active)
+    module = layers.AltUpLayer(
+        layer=ToyLayer(parent=None), index=index, k=k, active=active, compute_input=compute_input
+    )
     params = module.init(jax.random.key(0), jnp.asarray(x), empty_context(5), train=False)["params"]
-    p = rng.normal(size=(k, k)).astype(np.float32)
-    g = rng.normal(size=(k,)).astype(np.float32)
+    p = rng.normal(size=(k, k)).astype(np.float32)  # far from the identity, where the
+    g = rng.normal(size=(k,)).astype(np.float32)  # two compute inputs would agree
     params = {"predict": p, "correct": g, "layer": params["layer"]}
     got = module.apply({"params": params}, jnp.asarray(x), empty_context(5), train=False)
 
     a = index % k if active == "alternating" else 0
     x_hat = np.stack([sum(p[i, j] * x[j] for j in range(k)) for i in range(k)])
-    y = toy_numpy(x_hat[a], np.asarray(params["layer"]["w"]))
+    layer_input = x[a] if compute_input == "original" else x_hat[a]
+    y = toy_numpy(layer_input, np.asarray(params["layer"]["w"]))
     expected = np.stack([x_hat[i] + g[i] * (y - x_hat[a]) for i in range(k)])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_compute_inputs_differ_away_from_the_identity():
+    k = 2
+    x = jnp.asarray(np.random.default_rng(7).normal(size=(k, 1, 3, 4)), jnp.float32)
+
+    def run(compute_input, p):
+        module = layers.AltUpLayer(
+            layer=ToyLayer(parent=None), index=1, k=k, active="alternating",
+            compute_input=compute_input,
+        )  # fmt: skip
+        params = module.init(jax.random.key(0), x, empty_context(3), train=False)["params"]
+        params = {**params, "predict": p}
+        return np.asarray(module.apply({"params": params}, x, empty_context(3), train=False))
+
+    eye, mixed = jnp.eye(k), jnp.asarray([[0.9, 0.3], [-0.4, 1.2]])
+    np.testing.assert_allclose(run("original", eye), run("predicted", eye), rtol=1e-6)
+    assert np.abs(run("original", mixed) - run("predicted", mixed)).max() > 1e-2
+
+
+def test_mix_blocks_is_the_matrix_product():
+    rng = np.random.default_rng(0)
+    w, blocks = rng.normal(size=(3, 3)), rng.normal(size=(3, 2, 4))
+    np.testing.assert_allclose(
+        layers.mix_blocks(jnp.asarray(w), jnp.asarray(blocks)),
+        np.einsum("ij,jbd->ibd", w, blocks), rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
 
 
 def test_altup_init_gives_every_block_the_layer_update():

@@ -85,6 +85,9 @@ def test_parameter_counts_follow_the_formulas(dense, k):
     altup = count_of(make_model("altup", k=k))
     # (K-1)d more embedding columns, decoder final norm and output projection rows.
     assert altup - dense_count == (k * k + k) * layers + (k - 1) * D * (2 * VOCAB + 1)
+    altup_sum = count_of(make_model("altup", k=k, readout="sum"))
+    # Only the embedding is wider: the final norm and output projection stay d wide.
+    assert altup_sum - dense_count == (k * k + k) * layers + (k - 1) * D * VOCAB
     sequence = count_of(make_model("sequence", sequence_stride=k))
     assert sequence - dense_count == 3 * (k - 1) * layers
 
@@ -134,6 +137,22 @@ def test_altup_with_copied_embedding_computes_what_dense_computes(dense):
     # Changing the second half of the output projection now changes the logits: the
     # decoder output really is the K*d-wide concatenation.
     wrapped["decoder"]["logits_dense"]["kernel"] = jnp.concatenate([kernel, kernel], 0)
+    assert np.abs(logits_of(altup, wrapped, batch) - logits_of(model, params, batch)).max() > 0.1
+
+
+def test_altup_sum_readout_with_copied_embedding_computes_what_dense_computes(dense):
+    model, params = dense
+    batch = make_batch()
+    altup = make_model("altup", k=2, readout="sum")
+    wrapped = wrapped_from_dense(params, altup.init(jax.random.key(1), batch))
+    embedding = params["token_embedding"]["embedding"]
+    wrapped["token_embedding"]["embedding"] = jnp.concatenate([embedding, embedding], -1)
+    # Equal blocks sum to twice the dense state, which the d-wide final RMSNorm cancels.
+    np.testing.assert_allclose(
+        logits_of(altup, wrapped, batch), logits_of(model, params, batch), rtol=1e-4, atol=1e-4
+    )
+    # With different halves the sum is what reaches the norm: not the dense output.
+    wrapped["token_embedding"]["embedding"] = jnp.concatenate([embedding, -0.5 * embedding], -1)
     assert np.abs(logits_of(altup, wrapped, batch) - logits_of(model, params, batch)).max() > 0.1
 
 
@@ -213,6 +232,8 @@ def test_model_active_blocks_alternate_by_layer():
         ("variant", "wide", "model.altup.variant must be one of"),
         ("active", "random", "model.altup.active must be one of"),
         ("k", 0, "model.altup.k must be positive, got 0"),
+        ("compute_input", "mixed", "model.altup.compute_input must be one of"),
+        ("readout", "mean", "model.altup.readout must be one of"),
         ("sequence_stride", 0, "model.altup.sequence_stride must be positive"),
     ],
 )
