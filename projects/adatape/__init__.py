@@ -1,11 +1,12 @@
-"""AdaTape: tape banks, Adaptive Tape Reading, AdaTape-ViT and AdaTape-parity, and the
-parity and images tables."""
+"""AdaTape: tape banks, Adaptive Tape Reading, AdaTape-ViT and AdaTape-parity, the
+parity, parity ablation and images tables."""
 
 from projects.adatape import (  # noqa: F401
     atr,
     encoder,
     image_table,
     paper_tables,
+    parity_ablation,
     parity_model,
     settings,
     tape_bank,

@@ -9,7 +9,13 @@ batch has stopped, the remaining steps are skipped (`lax.cond`) and emit zeros.
 
 Differences from the released code, on purpose: the top-k scores are taken per example
 (`take_along_axis`; the release gave every example row 0's scores) and the outputs say
-which tape slots are valid so that callers can mask the unread ones.
+which tape slots are valid so that callers can mask the unread ones. Options that
+differ from the release by default: query noise is drawn afresh for every read and added
+to the normalised scoring query (`query_noise='per_read'`; `'release'` draws it once and
+adds it to the raw query before the LayerNorm, so it carries through every query
+update), and the candidates per read are a free `num_candidates` (0 gives the release's
+max_tape_tokens // halting_threshold). Once a read finds fewer than k unread entries it
+takes read ones too, with weights near 0 while any unread one remains (as the release).
 
 Gradients flow through the weights w (into the query and the bank) and through the
 emitted values; the top-k choice, the halting comparisons and n carry none.
@@ -69,6 +75,8 @@ QUERY_UPDATES: dict[str, Callable[[Array, Array], Array]] = {
     "average": _average_update,
     "replace": _replace_update,
 }
+# model.query_noise: where training noise enters the query (see the module docstring).
+QUERY_NOISES = ("per_read", "release")
 # model.query_source: the first query from [B, L, D] tokens, their mean or the class token.
 QUERY_SOURCES: dict[str, Callable[[Array], Array]] = {"gap": _gap_query, "token": _token_query}
 
@@ -118,9 +126,10 @@ class AdaptiveTapeReading(nn.Module):
     Call with a query [B, D] and a bank [B, N, D] (per example) or [N, D] (shared);
     returns a `TapeReading`. Query and bank share one LayerNorm; keys are the first
     `key_dim` features of the normalised bank, and the query is cut to as many.
-    Training-only options: Gaussian noise on the scoring query (`query_noise_std`) and
-    masking each bank entry with probability `bank_mask_rate`; both draw from the
-    'dropout' RNG stream. `settings` must be resolved (`key_dim` set).
+    Training-only options: Gaussian query noise (`query_noise_std`, where as
+    `query_noise` says) and masking each bank entry with probability `bank_mask_rate`;
+    both draw from the 'dropout' RNG stream. `settings` must be resolved (`key_dim` and
+    `num_candidates` set).
     """
 
     settings: AdaTapeSettings
@@ -131,14 +140,18 @@ class AdaptiveTapeReading(nn.Module):
         if s.key_dim is None:
             raise ValueError("AdaptiveTapeReading needs resolved settings (key_dim is None)")
         batch, width = query.shape
-        if s.num_candidates * s.max_tape_tokens > bank.shape[-2]:
+        if not s.num_candidates or s.num_candidates > bank.shape[-2]:
             # Known only once the bank's size is: raised while the model is first traced,
             # before anything is written.
             raise ConfigError(
-                f"a bank of {bank.shape[-2]} entries cannot supply {s.max_tape_tokens} reads of "
-                f"{s.num_candidates} distinct candidates; lower config.model.max_tape_tokens or "
-                "config.model.num_candidates"
+                f"a bank of {bank.shape[-2]} entries cannot supply {s.num_candidates} distinct "
+                "candidates per read; lower config.model.num_candidates"
             )
+        if train and s.query_noise_std > 0 and s.query_noise == "release":
+            rng = self.make_rng("dropout")
+            noise = s.query_noise_std * jax.random.normal(rng, query.shape, query.dtype)
+            self.sow("intermediates", "query_noise", noise)
+            query = query + noise
         norm = nn.LayerNorm(name="norm")  # shared by the query and the bank
         q0 = norm(query)[:, : s.key_dim]
         source = _Bank(norm(bank), s.key_dim)
@@ -150,7 +163,7 @@ class AdaptiveTapeReading(nn.Module):
         if train and s.bank_mask_rate > 0:
             rng = self.make_rng("dropout")
             blocked = jax.random.bernoulli(rng, s.bank_mask_rate, blocked.shape)
-        if train and s.query_noise_std > 0:
+        if train and s.query_noise_std > 0 and s.query_noise == "per_read":
             rng = self.make_rng("dropout")
             noise = s.query_noise_std * jax.random.normal(rng, noise.shape, q0.dtype)
 

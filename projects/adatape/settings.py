@@ -24,13 +24,14 @@ class AdaTapeSettings:
     bank_position: str = "none"  # symbol input bank (parity): none | learned
     tape_insert_layer: int = 0  # blocks run before reading the tape
     max_tape_tokens: int = 10  # T
-    num_candidates: int = 5  # k
+    num_candidates: int = 5  # k; 0: max_tape_tokens // halting_threshold (the release's rule)
     halting_threshold: float = 2.0  # tau
     key_dim: int | None = None  # None: hidden_size // num_heads (see `resolved`)
     step_cost: str = "sum_sq"  # sum_sq (1 - sum w^2) | max (1 - max w)
     query_source: str = "gap"  # gap (mean of the tokens) | token (class token)
     query_update: str = "average"  # average | replace
     query_noise_std: float = 0.0  # training only
+    query_noise: str = "per_read"  # per_read (scoring query) | release (once, raw query)
     bank_mask_rate: float = 0.0  # training only
     atr_early_exit: bool = True  # skip the remaining reads once all examples halted
     tape_mlp_dim: int = 0  # GLU MLP on tape tokens; 0: none
@@ -44,8 +45,16 @@ class AdaTapeSettings:
         check_one_of("model.step_cost", self.step_cost, atr.STEP_COSTS)
         check_one_of("model.query_source", self.query_source, atr.QUERY_SOURCES)
         check_one_of("model.query_update", self.query_update, atr.QUERY_UPDATES)
-        for name in ("max_tape_tokens", "num_candidates", "bank_size", "bank_patch_size"):
+        check_one_of("model.query_noise", self.query_noise, atr.QUERY_NOISES)
+        for name in ("max_tape_tokens", "bank_size", "bank_patch_size"):
             check_positive(f"model.{name}", getattr(self, name))
+        if self.num_candidates < 0:
+            raise ConfigError(
+                f"model.num_candidates must be positive (or 0 for max_tape_tokens // "
+                f"halting_threshold), got {self.num_candidates}"
+            )
+        if self.query_noise_std < 0:
+            raise ConfigError(f"model.query_noise_std must be >= 0, got {self.query_noise_std}")
         check_positive("model.halting_threshold", self.halting_threshold)
         if self.key_dim is not None:
             check_positive("model.key_dim", self.key_dim)
@@ -57,8 +66,14 @@ class AdaTapeSettings:
             raise ConfigError(f"model.bank_mask_rate must lie in [0, 1), got {self.bank_mask_rate}")
 
     def resolved(self, *, hidden_size: int, num_heads: int, num_layers: int) -> AdaTapeSettings:
-        """A copy for a model of these sizes: `key_dim` set, and checked against them."""
+        """A copy for a model of these sizes: `key_dim` and `num_candidates` set, checked."""
         key_dim = self.key_dim if self.key_dim is not None else hidden_size // num_heads
+        num_candidates = self.num_candidates or int(self.max_tape_tokens // self.halting_threshold)
+        if num_candidates < 1:
+            raise ConfigError(
+                f"model.num_candidates=0 takes max_tape_tokens // halting_threshold = "
+                f"{self.max_tape_tokens} // {self.halting_threshold} = 0 candidates; set it"
+            )
         if not 0 < key_dim <= hidden_size:
             raise ConfigError(f"model.key_dim must lie in [1, {hidden_size}], got {key_dim}")
         if self.tape_insert_layer > num_layers:
@@ -66,4 +81,4 @@ class AdaTapeSettings:
                 f"model.tape_insert_layer must lie in [0, {num_layers}], "
                 f"got {self.tape_insert_layer}"
             )
-        return dataclasses.replace(self, key_dim=key_dim)
+        return dataclasses.replace(self, key_dim=key_dim, num_candidates=num_candidates)

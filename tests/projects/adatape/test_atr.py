@@ -182,7 +182,48 @@ def test_training_noise_and_bank_masking():
         assert not np.array_equal(np.asarray(trained.indices), np.asarray(plain.indices))
 
 
+def test_release_query_noise_is_drawn_once_on_the_raw_query():
+    """Noise 'as released' equals noise-free ATR on the raw query plus that noise."""
+    query, bank = _mixed_batch(np.random.default_rng(7), batch=8, size=64)
+    args = (jnp.asarray(query), jnp.asarray(bank))
+    noisy = dict(SETTINGS, query_noise_std=0.5, query_noise="release")
+    module = atr.AdaptiveTapeReading(settings=AdaTapeSettings(**noisy))
+    got, state = module.apply(
+        _variables(16), *args, train=True, rngs={"dropout": jax.random.key(3)},
+        mutable=["intermediates"],
+    )  # fmt: skip
+    (noise,) = state["intermediates"]["query_noise"]
+    assert noise.shape == query.shape and 0.3 < float(jnp.std(noise)) < 0.7
+    want = run_atr(args[0] + noise, args[1], **SETTINGS)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    per_read = run_atr(*args, train=True, rng=jax.random.key(3), query_noise_std=0.5,
+                       **{k: v for k, v in SETTINGS.items()})  # fmt: skip
+    assert not np.array_equal(np.asarray(per_read.indices), np.asarray(got.indices))
+
+
+def test_reads_past_an_exhausted_bank_take_read_entries_at_zero_weight():
+    """8 entries, 3 per read: the third read takes the 2 unread ones and one read one."""
+    rng = np.random.default_rng(8)
+    bank = rng.normal(size=(2, 8, 16)).astype(np.float32)
+    query = rng.normal(size=(2, 16)).astype(np.float32)
+    settings = dict(SETTINGS, max_tape_tokens=4, halting_threshold=10.0)
+    got = run_atr(jnp.asarray(query), jnp.asarray(bank), **settings)
+    assert np.asarray(got.length).tolist() == [4, 4]
+    assert np.asarray(got.used).all()
+    indices, weights = np.asarray(got.indices), np.asarray(got.weights)
+    assert np.all(np.isfinite(weights)) and np.all(np.isfinite(np.asarray(got.tape)))
+    for b in range(2):
+        first_two = set(indices[b, :2].ravel().tolist())
+        assert len(first_two) == 6
+        third = indices[b, 2]
+        fresh = [i not in first_two for i in third]
+        assert sum(fresh) == 2  # the two entries left
+        np.testing.assert_allclose(weights[b, 2][np.logical_not(fresh)], 0.0, atol=1e-6)
+        np.testing.assert_allclose(weights[b, 2].sum(), 1.0, rtol=1e-5)
+
+
 def test_rejects_a_bank_too_small():
     query = jnp.zeros((2, 16))
-    with pytest.raises(ValueError, match="cannot supply"):
-        run_atr(query, jnp.zeros((2, 20, 16)), **SETTINGS)
+    with pytest.raises(ValueError, match="cannot supply 3 distinct candidates"):
+        run_atr(query, jnp.zeros((2, 2, 16)), **SETTINGS)

@@ -71,6 +71,8 @@ def test_option_tables_are_the_allowed_values():
         ("tape_insert_layer", -1, "model.tape_insert_layer must be >= 0"),
         ("tape_mlp_dim", -2, "model.tape_mlp_dim must be >= 0"),
         ("bank_mask_rate", 1.0, r"model.bank_mask_rate must lie in \[0, 1\), got 1.0"),
+        ("query_noise", "once", "model.query_noise must be one of"),
+        ("query_noise_std", -0.1, "model.query_noise_std must be >= 0, got -0.1"),
     ],
 )
 def test_bad_values_are_one_line_errors_naming_the_key(field, value, message):
@@ -92,6 +94,14 @@ def test_resolved_sets_and_checks_the_context_dependent_fields():
         AdaTapeSettings().resolved(hidden_size=4, num_heads=8, num_layers=2)
     with pytest.raises(ConfigError, match=r"model.tape_insert_layer must lie in \[0, 1\], got 2"):
         settings.resolved(hidden_size=64, num_heads=4, num_layers=1)
+    # num_candidates 0: the release's rule, max_tape_tokens // halting_threshold.
+    assert resolved.num_candidates == 5  # the default, kept
+    release = AdaTapeSettings(num_candidates=0, max_tape_tokens=10, halting_threshold=3.0)
+    assert release.resolved(hidden_size=64, num_heads=4, num_layers=2).num_candidates == 3
+    with pytest.raises(ConfigError, match="10 // 20.0 = 0 candidates"):
+        AdaTapeSettings(num_candidates=0, halting_threshold=20.0).resolved(
+            hidden_size=64, num_heads=4, num_layers=2
+        )
 
 
 def test_atr_needs_resolved_settings():
