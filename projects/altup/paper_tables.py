@@ -112,10 +112,11 @@ NOTES = """
   block; each layer runs on the active block as it came in, beside the predictor)
   keeps those layers and widens the embedding and output projection to 2 x d_model;
   with the sum readout its decoder blocks are summed into the dense model's d_model-wide
-  final norm and output projection instead; Recycled-AltUp copies the d_model-wide embedding into both blocks and sums
-  them at the end; Sequence-AltUp computes every second position per layer (alternating
-  offsets) and predicts and corrects the rest. The 2x wide dense T5 doubles d_model,
-  d_ff and the number of heads ({wide}; d_kv kept), so every layer is twice as wide.
+  final norm and output projection instead; Recycled-AltUp copies the d_model-wide
+  embedding into both blocks and sums them at the end; Sequence-AltUp computes every
+  second position per layer (alternating offsets) and predicts and corrects the rest.
+  The 2x wide dense T5 doubles d_model, d_ff and the number of heads ({wide}; d_kv
+  kept), so every layer is twice as wide.
 - Step time: the trainer's jitted train step (forward, backward, Adafactor, metric
   sums) per model on one fixed training batch; all models timed in one process after training,
   interleaved over {rounds} rounds of {steps} steps (median), relative to the dense
