@@ -28,6 +28,14 @@ Array = jax.Array
 READOUTS = ("concat", "sum")
 
 
+def sum_blocks(blocks: tuple[Array, ...]) -> Array:
+    """The d-wide sum of K blocks."""
+    total = blocks[0]
+    for block in blocks[1:]:
+        total = total + block
+    return total
+
+
 @dataclasses.dataclass(frozen=True)
 class AltUpSettings:
     """`config.model.altup`, named as its config keys: the variant and its sizes."""
@@ -54,7 +62,7 @@ class AltUpSettings:
 
 @dataclasses.dataclass(frozen=True)
 class BlocksAdapter(StackAdapter):
-    """K blocks of width d, stacked as [K, B, L, d]; every layer an `AltUpLayer`."""
+    """K blocks of width d, a tuple of K [B, L, d] arrays; every layer an `AltUpLayer`."""
 
     settings: AltUpSettings
 
@@ -69,8 +77,8 @@ class BlocksAdapter(StackAdapter):
             name=name,
         )
 
-    def memory(self, state: Array) -> Array:
-        return state.sum(axis=0)
+    def memory(self, state: tuple[Array, ...]) -> Array:
+        return sum_blocks(state)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,24 +88,24 @@ class AltUpAdapter(BlocksAdapter):
     def embedding_features(self, d_model: int) -> int:
         return self.settings.k * d_model
 
-    def expand(self, embedded: Array) -> Array:
-        return jnp.stack(jnp.split(embedded, self.settings.k, axis=-1))
+    def expand(self, embedded: Array) -> tuple[Array, ...]:
+        return tuple(jnp.split(embedded, self.settings.k, axis=-1))
 
-    def output(self, state: Array) -> Array:
+    def output(self, state: tuple[Array, ...]) -> Array:
         if self.settings.readout == "sum":
-            return state.sum(axis=0)
-        return jnp.concatenate(list(state), axis=-1)
+            return sum_blocks(state)
+        return jnp.concatenate(state, axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
 class RecycledAltUpAdapter(BlocksAdapter):
     """Recycled-AltUp: the d-wide embedding copied K times; output is the blocks' sum."""
 
-    def expand(self, embedded: Array) -> Array:
-        return jnp.broadcast_to(embedded[None], (self.settings.k,) + embedded.shape)
+    def expand(self, embedded: Array) -> tuple[Array, ...]:
+        return (embedded,) * self.settings.k
 
-    def output(self, state: Array) -> Array:
-        return state.sum(axis=0)
+    def output(self, state: tuple[Array, ...]) -> Array:
+        return sum_blocks(state)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ position receives the layer's update.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -41,22 +41,26 @@ def _identity_init(rng: Array, shape: tuple[int, int], dtype=jnp.float32) -> Arr
 COMPUTE_INPUTS = ("original", "predicted")
 
 
-def mix_blocks(weights: Array, blocks: Array) -> Array:
-    """out_i = sum_j weights_ij blocks_j for K blocks [K, ...], as elementwise ops.
+def mix_blocks(weights: Array, blocks: Sequence[Array]) -> tuple[Array, ...]:
+    """out_i = sum_j weights_ij blocks_j over K blocks, as elementwise ops.
 
-    For the small K of AltUp a [K, K] contraction is K^2 scaled adds; written out, XLA
-    fuses them with their neighbours instead of calling a matrix product whose
-    contracted dimension is K (and transposing the blocks around it).
+    For AltUp's small K a [K, K] contraction is K^2 scaled adds; written out on separate
+    blocks, XLA fuses each output into one loop instead of running a matrix product
+    whose contracted dimension is K over stacked [K, ...] arrays.
     """
-    k = blocks.shape[0]
-    weights = weights.astype(blocks.dtype)
-    return jnp.stack(
-        [sum(weights[i, j] * blocks[j] for j in range(k)) for i in range(k)]
-    )
+    weights = weights.astype(blocks[0].dtype)
+    k = len(blocks)
+    out = []
+    for i in range(k):
+        mixed = weights[i, 0] * blocks[0]
+        for j in range(1, k):
+            mixed = mixed + weights[i, j] * blocks[j]
+        out.append(mixed)
+    return tuple(out)
 
 
 class AltUpLayer(nn.Module):
-    """One AltUp step on a state of K blocks, shape [K, B, L, d].
+    """One AltUp step on a state of K blocks, each [B, L, d] (a tuple, or stacked [K, ...]).
 
     predict: xhat_i = sum_j p_ij x_j; compute: y = layer(x_a) on the original active
     block (`compute_input='original'`, the paper's description: the layer and the
@@ -64,7 +68,9 @@ class AltUpLayer(nn.Module):
     (`'predicted'`, as Gemma 3n's descendant of AltUp does); correct:
     x'_i = xhat_i + g_i (y - xhat_a). p starts as the identity and g as ones, so at
     init the two forms agree and every block gets the layer's update y - x_a. Adds
-    K^2 + K parameters (`predict`, `correct`).
+    K^2 + K parameters (`predict`, `correct`). Returns a tuple of K blocks: kept
+    apart rather than stacked, so that no step slices, stacks or (in the backward
+    pass) pads a [K, B, L, d] array.
     """
 
     layer: nn.Module
@@ -74,19 +80,22 @@ class AltUpLayer(nn.Module):
     compute_input: str = "original"  # one of COMPUTE_INPUTS
 
     @nn.compact
-    def __call__(self, x: Array, context: LayerContext, *, train: bool) -> Array:
-        if x.shape[0] != self.k:
-            raise ValueError(f"AltUp state has {x.shape[0]} blocks, expected {self.k}")
+    def __call__(
+        self, x: Sequence[Array], context: LayerContext, *, train: bool
+    ) -> tuple[Array, ...]:
+        if len(x) != self.k:
+            raise ValueError(f"AltUp state has {len(x)} blocks, expected {self.k}")
         if self.compute_input not in COMPUTE_INPUTS:
             raise ValueError(f"compute_input must be one of {COMPUTE_INPUTS}")
+        x = tuple(x)
         p = self.param("predict", _identity_init, (self.k, self.k), jnp.float32)
         g = self.param("correct", nn.initializers.ones, (self.k,), jnp.float32)
         a = active_block(self.index, self.k, self.active)
         x_hat = mix_blocks(p, x)
         y = self.layer(x[a] if self.compute_input == "original" else x_hat[a], context, train=train)
         update = y - x_hat[a]
-        g = g.astype(x.dtype)
-        return jnp.stack([x_hat[i] + g[i] * update for i in range(self.k)])
+        g = g.astype(update.dtype)
+        return tuple(x_hat[i] + g[i] * update for i in range(self.k))
 
 
 def sequence_plan(length: int, index: int, stride: int) -> dict[str, np.ndarray]:
