@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from framework import config_schema
+from framework.errors import ConfigError
 from framework.train import metric_writing
 
 RESULT_FILE = "result.json"
@@ -60,6 +61,20 @@ class Table:
     extra: Callable[["Table", str], dict[str, dict[str, float]]] | None = None
     # Optional last step with the summary (e.g. plots): (table, summary, workdir).
     report: Callable[["Table", dict[str, Any], str], None] | None = None
+
+
+def select_rows(table: Table, names: list[str]) -> Table:
+    """`table` with only the rows named (by name or slug), in the table's order."""
+    known = {row.name for row in table.rows} | {row.slug for row in table.rows}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown row(s) {', '.join(map(repr, unknown))}; known: "
+            f"{', '.join(repr(row.name) for row in table.rows)}"
+        )
+    wanted = set(names)
+    rows = [row for row in table.rows if row.name in wanted or row.slug in wanted]
+    return dataclasses.replace(table, rows=rows)
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

@@ -1,7 +1,9 @@
 """Reproduce a paper table: `python -m launch.reproduce TABLE --preset=quick|full --workdir=DIR`.
 
-Tables: `parity` (AdaTape vs Transformer vs Universal Transformer), `altup` (T5 dense vs
-AltUp variants). Finished runs in DIR are reused, so an interrupted reproduction resumes.
+Tables: `parity` (AdaTape vs Transformer vs Universal Transformer), `parity_ablation`
+(AdaTape on parity, one change per row), `altup` (T5 dense vs AltUp variants), `images`.
+Finished runs in DIR are reused, so an interrupted reproduction resumes. `--rows=A,B`
+runs and tabulates only those rows.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from framework.train import workdir  # noqa: F401  (defines --accept_config_chan
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "quick", "Table preset, e.g. quick | full | tiny.")
+flags.DEFINE_list(
+    "rows",
+    None,
+    "Only these rows of the table (names or directory slugs), e.g. to rerun the "
+    "rows a change affects; table.md then has only them.",
+)
 
 
 def main(argv: list[str]) -> None:
@@ -24,6 +32,8 @@ def main(argv: list[str]) -> None:
     app.check_workdir(FLAGS.workdir)
     app.initialize_distributed()
     table = registry.TABLES.get(argv[1])(FLAGS.preset)
+    if FLAGS.rows:
+        table = table_runner.select_rows(table, FLAGS.rows)
     table_runner.run_table(table, FLAGS.workdir)
 
 

@@ -183,10 +183,11 @@ def step_time_extra(
             f"timing {len(table.rows)} models side by side "
             f"({preset.timing_rounds} rounds of {preset.timing_steps} steps)"
         )
+        reference = DENSE if DENSE in configs else next(iter(configs))
         times = step_timing.interleaved_step_times(
-            configs, preset.timing_steps, preset.timing_rounds, reference=DENSE
+            configs, preset.timing_steps, preset.timing_rounds, reference=reference
         )
-        metric_writing.log(step_timing.format_step_times(times, DENSE))
+        metric_writing.log(step_timing.format_step_times(times, reference))
         rows = {
             name: {"step_time_ms": t.seconds_per_step * 1e3, "relative_step_time": t.relative}
             for name, t in times.items()
