@@ -48,6 +48,16 @@ CHANGES = (
     Change("learning rate 3e-4", {"lr.base": 3e-4}),
     Change("learning rate 3e-3", {"lr.base": 3e-3}),
     Change("4x the training steps", steps_factor=4),
+    Change(
+        "query noise 1.0 once on the raw query (release)",
+        {"model.query_noise_std": 1.0, "model.query_noise": "release"},
+    ),
+    Change(
+        "query noise 2.0 once on the raw query (release)",
+        {"model.query_noise_std": 2.0, "model.query_noise": "release"},
+    ),
+    Change("no ponder loss", {"model.ponder_weight": 0.0}),
+    Change("ACT / PonderNet parity data (1-32 nonzero +-1)", {"dataset.variant": "act"}),
 )
 
 PRESETS = {
