@@ -27,6 +27,11 @@ from framework.train import metric_writing
 RESULT_FILE = "result.json"
 
 
+def slugify(name: str) -> str:
+    """A row name as a directory name and command-line token (lower case, `_`)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
 @dataclasses.dataclass
 class Row:
     name: str
@@ -36,7 +41,7 @@ class Row:
     @property
     def slug(self) -> str:
         """Directory name: `Universal Transformer (ACT)` -> `universal_transformer_act`."""
-        return re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
+        return slugify(self.name)
 
 
 @dataclasses.dataclass

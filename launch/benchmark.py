@@ -68,6 +68,12 @@ flags.DEFINE_integer("image_size", 224, "adatape: image size in pixels.")
 flags.DEFINE_integer("inputs_length", 512, "altup: encoder tokens per example.")
 flags.DEFINE_integer("targets_length", 114, "altup: decoder tokens per example.")
 flags.DEFINE_integer("vocab_size", 32128, "altup: vocabulary size.")
+flags.DEFINE_list(
+    "rows",
+    None,
+    "altup: only these rows of the AltUp table, by slug (e.g. t5_dense,"
+    "altup_k_2_sum_readout; default: all).",
+)
 
 ADATAPE_MODELS = {
     "ViT-S/16": "configs/baselines/vit.py:S/16,data=random",
@@ -129,8 +135,17 @@ def altup_mode(steps: int) -> None:
     from projects.altup import paper_tables
 
     batch_size = FLAGS.batch_size or 4
+    by_slug = {table_runner.slugify(name): name for name in paper_tables.ROWS}
+    wanted = set(FLAGS.rows or by_slug)
+    unknown = sorted(wanted - set(by_slug))
+    if unknown or table_runner.slugify(paper_tables.DENSE) not in wanted:
+        raise ConfigError(
+            f"--rows must name t5_dense and other rows of the AltUp table; unknown: "
+            f"{', '.join(unknown) or 'none'}; known: {', '.join(by_slug)}"
+        )
     configs = {}
-    for name, variant in paper_tables.ROWS.items():
+    for name in (name for slug, name in by_slug.items() if slug in wanted):
+        variant = paper_tables.ROWS[name]
         config = table_runner.load_config(
             f"{paper_tables.CONFIG}:{FLAGS.size},{variant},data=random"
         )
