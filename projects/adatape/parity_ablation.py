@@ -58,6 +58,11 @@ CHANGES = (
     ),
     Change("no ponder loss", {"model.ponder_weight": 0.0}),
     Change("ACT / PonderNet parity data (1-32 nonzero +-1)", {"dataset.variant": "act"}),
+    Change("bank projection zero-initialised", {"model.bank_init": "zeros"}),
+    Change(
+        "zero-initialised bank + query noise 0.5 (release)",
+        {"model.bank_init": "zeros", "model.query_noise_std": 0.5, "model.query_noise": "release"},
+    ),
 )
 
 PRESETS = {

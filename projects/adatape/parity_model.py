@@ -35,8 +35,10 @@ class AdaTapeParityModule(TapeEncoding, classifier.ClassifierSkeleton, kw_only=T
         return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
 
     def input_bank(self, inputs: Array) -> Array:
-        position = self.settings.bank_position
-        return tape_bank.SymbolTapeBank(self.hidden_size, position, name="tape_bank")(inputs)
+        s = self.settings
+        return tape_bank.SymbolTapeBank(
+            self.hidden_size, s.bank_position, s.bank_init, name="tape_bank"
+        )(inputs)
 
 
 @registry.MODELS.register("adatape_parity")

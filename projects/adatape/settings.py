@@ -22,6 +22,7 @@ class AdaTapeSettings:
     bank_size: int = 10000  # learn bank entries
     bank_patch_size: int = 8  # image input bank: patch of the finer embedding
     bank_position: str = "none"  # symbol input bank (parity): none | learned
+    bank_init: str = "lecun_normal"  # symbol input bank's projection kernel: lecun_normal | zeros
     tape_insert_layer: int = 0  # blocks run before reading the tape
     max_tape_tokens: int = 10  # T
     num_candidates: int = 5  # k; 0: max_tape_tokens // halting_threshold (the release's rule)
@@ -42,6 +43,7 @@ class AdaTapeSettings:
         check_one_of, check_positive = config_fields.check_one_of, config_fields.check_positive
         check_one_of("model.bank_type", self.bank_type, tape_bank.BANK_TYPES)
         check_one_of("model.bank_position", self.bank_position, tape_bank.BANK_POSITIONS)
+        check_one_of("model.bank_init", self.bank_init, tape_bank.BANK_INITS)
         check_one_of("model.step_cost", self.step_cost, atr.STEP_COSTS)
         check_one_of("model.query_source", self.query_source, atr.QUERY_SOURCES)
         check_one_of("model.query_update", self.query_update, atr.QUERY_UPDATES)

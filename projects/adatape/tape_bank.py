@@ -3,7 +3,9 @@
 - `input`: made from the input itself. For images, a finer patch embedding of the raw
   image (`bank_patch_size`) with its own learned position embedding, then a Dense layer
   ([B, N, D]). For parity, a Dense projection of each position's one-hot symbol, with
-  optional learned position information ([B, L, D]).
+  optional learned position information ([B, L, D]); its kernel starts random or at
+  zero (`bank_init`: every entry then equals the bias, so no symbol is preferred at
+  init and ATR's preference is learnt rather than inherited from the init).
 - `learn`: a parameter [bank_size, D] shared by all examples (truncated normal, std
   0.02).
 """
@@ -20,6 +22,8 @@ Array = jax.Array
 # The values of `model.bank_type` and `model.bank_position` (checked by AdaTapeSettings).
 BANK_TYPES = ("input", "learn")
 BANK_POSITIONS = ("none", "learned")
+# model.bank_init: the symbol bank projection's kernel initializer.
+BANK_INITS = {"lecun_normal": nn.initializers.lecun_normal(), "zeros": nn.initializers.zeros}
 
 
 class ImageTapeBank(nn.Module):
@@ -40,10 +44,13 @@ class SymbolTapeBank(nn.Module):
 
     hidden_size: int
     position: str  # one of BANK_POSITIONS: none (as released) | learned
+    initializer: str = "lecun_normal"  # one of BANK_INITS
 
     @nn.compact
     def __call__(self, symbols: Array) -> Array:
-        x = nn.Dense(self.hidden_size, name="projection")(symbols)
+        x = nn.Dense(self.hidden_size, kernel_init=BANK_INITS[self.initializer], name="projection")(
+            symbols
+        )
         if self.position == "learned":
             x = layers.AddPositionEmbedding(name="pos_embedding")(x)
         return x

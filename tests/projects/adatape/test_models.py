@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from framework.models import layers
-from projects.adatape import tape_layers
+from projects.adatape import tape_bank, tape_layers
 from tests.projects import model_testing as mt
 
 
@@ -151,3 +151,14 @@ def test_vit_classifier_builds_and_trains():
     assert np.all(np.asarray(params["classifier"]["head"]["kernel"]) == 0)
     assert np.isfinite(float(loss)) and mt.grad_norm(grads, "classifier") > 0
     assert not aux["aux_loss"]
+
+
+def test_zero_init_symbol_bank_ties_every_entry_at_init():
+    """bank_init=zeros: every entry is the bias, so ATR reads positions in order."""
+    values = np.random.default_rng(0).integers(0, 3, (2, 9))
+    symbols = jnp.asarray(np.eye(3, dtype=np.float32)[values])
+    for init, tied in (("zeros", True), ("lecun_normal", False)):
+        bank = tape_bank.SymbolTapeBank(8, "none", init)
+        params = bank.init(jax.random.key(0), symbols)
+        out = np.asarray(bank.apply(params, symbols))
+        assert (np.ptp(out, axis=(0, 1)).max() == 0.0) == tied

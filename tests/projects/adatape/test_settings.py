@@ -49,6 +49,8 @@ def test_option_tables_are_the_allowed_values():
         ("query_update", atr.QUERY_UPDATES),
         ("bank_type", tape_bank.BANK_TYPES),
         ("bank_position", tape_bank.BANK_POSITIONS),
+        ("bank_init", tape_bank.BANK_INITS),
+        ("query_noise", atr.QUERY_NOISES),
     ]:
         for value in allowed:
             assert getattr(AdaTapeSettings(**{field: value}), field) == value
@@ -59,6 +61,7 @@ def test_option_tables_are_the_allowed_values():
     [
         ("bank_type", "file", r"model.bank_type must be one of \('input', 'learn'\), got 'file'"),
         ("bank_position", "sine", "model.bank_position must be one of"),
+        ("bank_init", "ones", "model.bank_init must be one of"),
         ("step_cost", "x", r"model.step_cost must be one of \('sum_sq', 'max'\), got 'x'"),
         ("query_source", "cls", "model.query_source must be one of"),
         ("query_update", "sum", "model.query_update must be one of"),
