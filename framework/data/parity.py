@@ -11,6 +11,11 @@ Inputs are one-hot over the values (-1, 0, 1) ([B, length, 3] float32), or the r
 values ([B, length, 1]) with `encoding='values'`.
 Train and eval draw from different streams of the same seed, so they never coincide
 by construction of the random state.
+
+Length curriculum (`curriculum_steps` > 0, one-hot encoding): training step s uses
+only the first `curriculum_start_length` + (length - start) * s / curriculum_steps
+positions (rounded up, at most `length`); the rest are padding (all-zero features,
+never counted in the label). Evaluation always uses the full length.
 """
 
 from __future__ import annotations
@@ -92,6 +97,8 @@ class Parity(pipeline.DatasetBuilder):
         c.eval_min_nonzero = 0  # 0: same as train
         c.eval_max_nonzero = 0
         c.num_eval_examples = 2048
+        c.curriculum_steps = 0  # 0: no length curriculum
+        c.curriculum_start_length = 8
         return c
 
     @classmethod
@@ -105,11 +112,36 @@ class Parity(pipeline.DatasetBuilder):
                 raise ConfigError(f"config.dataset.{key} must be >= 0, got {config[key]}")
         _nonzero_range(config, train=True)
         _nonzero_range(config, train=False)
+        if config.curriculum_steps < 0:
+            raise ConfigError(
+                f"config.dataset.curriculum_steps must be >= 0, got {config.curriculum_steps}"
+            )
+        if config.curriculum_steps:
+            if not 1 <= config.curriculum_start_length <= config.length:
+                raise ConfigError(
+                    f"config.dataset.curriculum_start_length must lie in [1, {config.length}] "
+                    f"(config.dataset.length), got {config.curriculum_start_length}"
+                )
+            if config.encoding != "one_hot":
+                raise ConfigError(
+                    "config.dataset.curriculum_steps needs config.dataset.encoding='one_hot' "
+                    "(padding is an all-zero one-hot)"
+                )
+
+    def active_length(self, step: int) -> int:
+        """Positions in use at training step `step` (the whole length without curriculum)."""
+        c = self.config
+        if not c.curriculum_steps or step >= c.curriculum_steps:
+            return c.length
+        grown = -(-(c.length - c.curriculum_start_length) * step // c.curriculum_steps)
+        return c.curriculum_start_length + grown
 
     def _range(self, train: bool) -> tuple[int, int]:
         return _nonzero_range(self.config, train)
 
-    def _global_batch(self, stream: int, index: int, n: int, train: bool) -> pipeline.Batch:
+    def _global_batch(
+        self, stream: int, index: int, n: int, train: bool, active: int | None = None
+    ) -> pipeline.Batch:
         lo, hi = self._range(train)
         rng = np.random.default_rng([self.seed, stream, index])
         values, labels = make_examples(
@@ -120,11 +152,11 @@ class Parity(pipeline.DatasetBuilder):
             min_nonzero=lo,
             max_nonzero=hi,
         )
-        return {
-            "inputs": encode(values, self.config.encoding),
-            "label": labels,
-            "mask": np.ones(n, np.float32),
-        }
+        inputs = encode(values, self.config.encoding)
+        if active is not None and active < self.config.length:
+            inputs[:, active:] = 0.0  # padding
+            labels = ((values[:, :active] == 1).sum(axis=1) % 2).astype(np.int32)
+        return {"inputs": inputs, "label": labels, "mask": np.ones(n, np.float32)}
 
     @property
     def meta(self) -> Mapping[str, Any]:
@@ -141,7 +173,9 @@ class Parity(pipeline.DatasetBuilder):
         rows = self.split.local_slice(size)
         step = start_step
         while True:
-            batch = self._global_batch(_TRAIN_STREAM, step, size, train=True)
+            batch = self._global_batch(
+                _TRAIN_STREAM, step, size, train=True, active=self.active_length(step)
+            )
             yield {k: v[rows] for k, v in batch.items()}
             step += 1
 

@@ -123,9 +123,10 @@ class _Bank:
 class AdaptiveTapeReading(nn.Module):
     """Reads up to `max_tape_tokens` tape tokens per example from a bank.
 
-    Call with a query [B, D] and a bank [B, N, D] (per example) or [N, D] (shared);
-    returns a `TapeReading`. Query and bank share one LayerNorm; keys are the first
-    `key_dim` features of the normalised bank, and the query is cut to as many.
+    Call with a query [B, D] and a bank [B, N, D] (per example) or [N, D] (shared),
+    optionally with `bank_valid` [B, N] (False: a padding entry, never read while
+    real ones remain); returns a `TapeReading`. Query and bank share one LayerNorm;
+    keys are the first `key_dim` features of the normalised bank, and the query is cut to as many.
     Training-only options: Gaussian query noise (`query_noise_std`, where as
     `query_noise` says) and masking each bank entry with probability `bank_mask_rate`;
     both draw from the 'dropout' RNG stream. `settings` must be resolved (`key_dim` and
@@ -135,7 +136,9 @@ class AdaptiveTapeReading(nn.Module):
     settings: AdaTapeSettings
 
     @nn.compact
-    def __call__(self, query: Array, bank: Array, *, train: bool) -> TapeReading:
+    def __call__(
+        self, query: Array, bank: Array, *, train: bool, bank_valid: Array | None = None
+    ) -> TapeReading:
         s = self.settings
         if s.key_dim is None:
             raise ValueError("AdaptiveTapeReading needs resolved settings (key_dim is None)")
@@ -159,10 +162,12 @@ class AdaptiveTapeReading(nn.Module):
         threshold = s.halting_threshold
 
         blocked = jnp.zeros((batch, source.size), bool)
+        if bank_valid is not None:  # [B, N] or [N]: entries that exist (not padding)
+            blocked = jnp.broadcast_to(~bank_valid, blocked.shape)
         noise = jnp.zeros((steps, batch, dk), q0.dtype)
         if train and s.bank_mask_rate > 0:
             rng = self.make_rng("dropout")
-            blocked = jax.random.bernoulli(rng, s.bank_mask_rate, blocked.shape)
+            blocked = blocked | jax.random.bernoulli(rng, s.bank_mask_rate, blocked.shape)
         if train and s.query_noise_std > 0 and s.query_noise == "per_read":
             rng = self.make_rng("dropout")
             noise = s.query_noise_std * jax.random.normal(rng, noise.shape, q0.dtype)

@@ -36,14 +36,16 @@ class AdaTapeEncoder(layers.BlockFields, kw_only=True):
 
     @nn.compact
     def __call__(
-        self, x: Array, bank: Array, *, train: bool
+        self, x: Array, bank: Array, *, train: bool, bank_valid: Array | None = None
     ) -> tuple[Array, Array, atr.TapeReading]:
         s = self.settings
         for i in range(s.tape_insert_layer):
             x = layers.EncoderBlock(**layers.block_kwargs(self), name=f"block_{i}")(x, train=train)
 
         query = atr.QUERY_SOURCES[s.query_source](x)
-        reading = atr.AdaptiveTapeReading(settings=s, name="atr")(query, bank, train=train)
+        reading = atr.AdaptiveTapeReading(settings=s, name="atr")(
+            query, bank, train=train, bank_valid=bank_valid
+        )
         tape = reading.tape
         if s.tape_mlp_dim:
             tape = tape_layers.TapeGLU(s.tape_mlp_dim, name="tape_mlp")(tape)
@@ -81,13 +83,20 @@ class TapeEncoding:
         """The `input` bank made from the inputs: a submodule named 'tape_bank'."""
         raise NotImplementedError
 
+    def input_bank_valid(self, inputs: Array) -> Array | None:
+        """[B, N] False where an `input` bank entry is padding; None: every entry is real."""
+        del inputs
+        return None
+
     def encode(self, x: Array, inputs: Array, *, train: bool) -> tuple[Array, Array]:
         s = self.settings
+        bank_valid = None
         if s.bank_type == "input":
             bank = self.input_bank(inputs)
+            bank_valid = self.input_bank_valid(inputs)
         else:
             bank = tape_bank.LearnedTapeBank(s.bank_size, x.shape[-1], name="tape_bank")()
-        x, valid, _ = self.encoder(name="encoder")(x, bank, train=train)
+        x, valid, _ = self.encoder(name="encoder")(x, bank, train=train, bank_valid=bank_valid)
         return x, valid
 
 

@@ -58,6 +58,9 @@ CHANGES = (
     ),
     Change("no ponder loss", {"model.ponder_weight": 0.0}),
     Change("ACT / PonderNet parity data (1-32 nonzero +-1)", {"dataset.variant": "act"}),
+    Change(
+        "length curriculum 8 -> 32 over the first 40% of steps", {"dataset.curriculum_steps": 400}
+    ),
     Change("bank projection zero-initialised", {"model.bank_init": "zeros"}),
     Change(
         "zero-initialised bank + query noise 0.5 (release)",

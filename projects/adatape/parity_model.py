@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from framework import registry
@@ -39,6 +40,13 @@ class AdaTapeParityModule(TapeEncoding, classifier.ClassifierSkeleton, kw_only=T
         return tape_bank.SymbolTapeBank(
             self.hidden_size, s.bank_position, s.bank_init, name="tape_bank"
         )(inputs)
+
+    def input_bank_valid(self, inputs: Array) -> Array | None:
+        """One-hot inputs: padding positions (all-zero, e.g. a length curriculum's) are not
+        read. Raw values (one feature, where 0 is a symbol): every position is real."""
+        if inputs.shape[-1] == 1:
+            return None
+        return jnp.any(inputs != 0, axis=-1)
 
 
 @registry.MODELS.register("adatape_parity")

@@ -152,6 +152,15 @@ PARITY_CASES = [
     ({"dataset__encoding": "x"}, "config.dataset.encoding must be one of"),
     ({"dataset__num_eval_examples": 0}, "config.dataset.num_eval_examples must be positive"),
     ({"dataset__min_nonzero": 40}, "config.dataset.min_nonzero, max_nonzero: the nonzero range"),
+    ({"dataset__curriculum_steps": -1}, "config.dataset.curriculum_steps must be >= 0, got -1"),
+    (
+        {"dataset__curriculum_steps": 10, "dataset__curriculum_start_length": 0},
+        "config.dataset.curriculum_start_length must lie in [1, 32]",
+    ),
+    (
+        {"dataset__curriculum_steps": 10, "dataset__encoding": "values"},
+        "config.dataset.curriculum_steps needs config.dataset.encoding='one_hot'",
+    ),
 ]
 
 

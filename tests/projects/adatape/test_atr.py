@@ -64,10 +64,12 @@ def _variables(width: int) -> dict:
     return {"params": {"norm": {"scale": jnp.ones(width), "bias": jnp.zeros(width)}}}
 
 
-def run_atr(query, bank, *, train=False, rng=None, **settings):
+def run_atr(query, bank, *, train=False, rng=None, bank_valid=None, **settings):
     module = atr.AdaptiveTapeReading(settings=AdaTapeSettings(**settings))
     rngs = {"dropout": rng} if rng is not None else {}
-    return module.apply(_variables(query.shape[-1]), query, bank, train=train, rngs=rngs)
+    return module.apply(
+        _variables(query.shape[-1]), query, bank, train=train, rngs=rngs, bank_valid=bank_valid
+    )
 
 
 def _mixed_batch(rng: np.random.Generator, batch=12, size=48, width=16):
@@ -221,6 +223,28 @@ def test_reads_past_an_exhausted_bank_take_read_entries_at_zero_weight():
         assert sum(fresh) == 2  # the two entries left
         np.testing.assert_allclose(weights[b, 2][np.logical_not(fresh)], 0.0, atol=1e-6)
         np.testing.assert_allclose(weights[b, 2].sum(), 1.0, rtol=1e-5)
+
+
+def test_padding_entries_are_read_only_once_real_ones_run_out():
+    query, bank = _mixed_batch(np.random.default_rng(9), batch=4, size=12)
+    valid = np.ones((4, 12), bool)
+    valid[:, 7:] = False  # 7 real entries: reads 1 and 2 take 6, read 3 the last one
+    settings = dict(SETTINGS, max_tape_tokens=3, halting_threshold=10.0)
+    got = run_atr(jnp.asarray(query), jnp.asarray(bank), **settings, bank_valid=valid)
+    indices, weights = np.asarray(got.indices), np.asarray(got.weights)
+    assert np.all(indices[:, :2] < 7)
+    for b in range(4):
+        seen = set(indices[b, :2].ravel().tolist())
+        fresh = np.array([i < 7 and i not in seen for i in indices[b, 2]])
+        assert fresh.sum() == 1  # the last real entry; the others are read or padding
+        np.testing.assert_allclose(weights[b, 2][~fresh], 0.0, atol=1e-6)
+    assert np.all(np.asarray(got.used)[:, :7])
+    # All entries valid is what no mask does.
+    unmasked = run_atr(jnp.asarray(query), jnp.asarray(bank), **settings)
+    all_valid = run_atr(
+        jnp.asarray(query), jnp.asarray(bank), **settings, bank_valid=np.ones((4, 12), bool)
+    )
+    np.testing.assert_array_equal(np.asarray(all_valid.indices), np.asarray(unmasked.indices))
 
 
 def test_rejects_a_bank_too_small():
