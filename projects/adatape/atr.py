@@ -124,9 +124,10 @@ class AdaptiveTapeReading(nn.Module):
     """Reads up to `max_tape_tokens` tape tokens per example from a bank.
 
     Call with a query [B, D] and a bank [B, N, D] (per example) or [N, D] (shared),
-    optionally with `bank_valid` [B, N] (False: a padding entry, never read while
-    real ones remain); returns a `TapeReading`. Query and bank share one LayerNorm;
-    keys are the first `key_dim` features of the normalised bank, and the query is cut to as many.
+    optionally with `bank_valid` [B, N] (False: a padding entry, blocked like an entry
+    already read); returns a `TapeReading`. Query and bank share one LayerNorm; keys
+    are the first `key_dim` features of the normalised bank, and the query is cut to as
+    many.
     Training-only options: Gaussian query noise (`query_noise_std`, where as
     `query_noise` says) and masking each bank entry with probability `bank_mask_rate`;
     both draw from the 'dropout' RNG stream. `settings` must be resolved (`key_dim` and
