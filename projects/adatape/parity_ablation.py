@@ -66,6 +66,10 @@ CHANGES = (
         "zero-initialised bank + query noise 0.5 (release)",
         {"model.bank_init": "zeros", "model.query_noise_std": 0.5, "model.query_noise": "release"},
     ),
+    Change(
+        "zero-initialised bank + query noise 0.5 per read",
+        {"model.bank_init": "zeros", "model.query_noise_std": 0.5},
+    ),
 )
 
 PRESETS = {
