@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from framework import table_runner
+from framework import run_budget, table_runner
 from framework.errors import ConfigError
 from projects.adatape import parity_ablation
 
@@ -44,6 +44,14 @@ def test_every_row_is_the_baseline_with_exactly_its_change():
         assert config["num_train_steps"] == 1000 * change.steps_factor
         assert row.seeds == (0, 1, 2)
     assert len({row.slug for row in table.rows}) == len(table.rows)
+    for key, value in parity_ablation.BASELINE.items():
+        assert baseline[key] == value
+    # The last row is the parity config's own default at the same budget.
+    default = table_runner.load_config(parity_ablation.CONFIG)
+    default.dataset.num_eval_examples = 2048
+    default = run_budget.RunBudget(1000).apply(default)
+    assert flat(table.rows[-1].config) == flat(default)
+    assert flat(table.rows[0].config) != flat(default)
     with pytest.raises(ConfigError, match="unknown preset 'full' for parity_ablation"):
         parity_ablation.parity_ablation_table("full")
 
