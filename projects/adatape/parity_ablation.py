@@ -52,6 +52,7 @@ CHANGES = (
     Change("threshold 3.4 (up to 10 reads of 3)", {"model.halting_threshold": 3.4}),
     Change("learning rate 3e-4", {"lr.base": 3e-4}),
     Change("learning rate 3e-3", {"lr.base": 3e-3}),
+    Change("no learning-rate warm-up", {"lr.warmup_steps": 0}),
     Change("4x the training steps", steps_factor=4),
     Change(
         "query noise 1.0 once on the raw query (release)",
