@@ -12,6 +12,7 @@ budget of the same config.
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any, Callable, Mapping
 import jax
 import ml_collections
 
-from framework import run_budget
+from framework import run_budget, table_runner
 from framework.data import pipeline
 from framework.train import checkpoints, train_state, trainer
 
@@ -142,17 +143,31 @@ class StepTime:
         return self.batch_size / self.seconds_per_step
 
 
+def trace_steps(loop: BareLoop | EvalLoop, steps: int, directory: str) -> None:
+    """Runs `steps` steps of `loop` under `jax.profiler.trace(directory)`.
+
+    The trace (TensorBoard's profile plugin, or `DIR/plugins/profile/*/*.trace.json.gz`
+    in Perfetto) names every XLA op, so a step's time can be split by op; XLA's dump
+    (`XLA_FLAGS=--xla_dump_to=...`) maps the op names back to the JAX code.
+    """
+    loop.run(1)  # outside the trace: nothing left to compile or lay out
+    with jax.profiler.trace(directory):
+        loop.run(steps)
+
+
 def interleaved_step_times(
     configs: Mapping[str, ml_collections.ConfigDict],
     steps: int,
     rounds: int,
     reference: str | None = None,
+    profile_dir: str | None = None,
 ) -> dict[str, StepTime]:
     """Times `steps` bare steps of every config per round, over `rounds` rounds.
 
     `reference` (default: the first config) is what `relative` divides by: the median
     over rounds of the step-time ratio within each round, so that a change in the
-    machine's load between rounds cancels.
+    machine's load between rounds cancels. With `profile_dir`, each config's loop then
+    traces `steps` more steps into `profile_dir/<slug of its name>` (`trace_steps`).
     """
     if not configs:
         raise ValueError("interleaved_step_times needs at least one config")
@@ -161,6 +176,9 @@ def interleaved_step_times(
         raise ValueError(f"reference {reference!r} is not one of {list(configs)}")
     loops = {name: bare_loop(config) for name, config in configs.items()}
     times = interleaved_seconds(loops, steps, rounds)
+    if profile_dir:
+        for name, loop in loops.items():
+            trace_steps(loop, steps, os.path.join(profile_dir, table_runner.slugify(name)))
     return {
         name: StepTime(
             name=name,

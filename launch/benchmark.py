@@ -62,6 +62,12 @@ flags.DEFINE_integer(
     "adatape 3)."
 )  # fmt: skip
 flags.DEFINE_integer("rounds", 3, "Rounds; each runs every side or model once.")
+flags.DEFINE_string(
+    "profile_dir",
+    None,
+    "altup / adatape: after timing, trace --steps more steps of each "
+    "model with jax.profiler into DIR/<model slug> (TensorBoard profile / Perfetto).",
+)
 flags.DEFINE_string("size", "small", "altup: T5 size (tiny | mini | small | base | ...).")
 flags.DEFINE_integer("batch_size", None, "altup / adatape: global batch size (default 4 / 8).")
 flags.DEFINE_integer("image_size", 224, "adatape: image size in pixels.")
@@ -95,7 +101,9 @@ def _with_batch_size(config: ml_collections.ConfigDict, batch_size: int):
 
 def _compare(configs: dict[str, ml_collections.ConfigDict], steps: int, reference: str) -> None:
     """Times `configs` side by side and prints the table and per-round times."""
-    results = step_timing.interleaved_step_times(configs, steps, FLAGS.rounds, reference)
+    results = step_timing.interleaved_step_times(
+        configs, steps, FLAGS.rounds, reference, profile_dir=FLAGS.profile_dir
+    )
     print(step_timing.format_step_times(results, reference))
     for r in results.values():
         rounds = ", ".join(f"{t * 1e3:.0f}" for t in r.rounds)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import glob
+import gzip
+import json
+
 import numpy as np
 
 from framework import step_timing, table_runner
@@ -51,3 +55,13 @@ def test_step_times_relative_to_the_reference():
     assert extra == 6 * 2 + VOCAB * (2 * 64 + 1)
     table = step_timing.format_step_times(results, "dense")
     assert "step time vs dense" in table and "| altup |" in table
+
+
+def test_trace_steps_writes_a_profile_naming_the_xla_ops(tmp_path):
+    loop = step_timing.bare_loop(tiny_t5("dense"))
+    step_timing.trace_steps(loop, 2, str(tmp_path))
+    (path,) = glob.glob(str(tmp_path / "plugins" / "profile" / "*" / "*.trace.json.gz"))
+    events = json.load(gzip.open(path))["traceEvents"]
+    names = {e.get("name", "") for e in events if e.get("ph") == "X"}
+    assert any("fusion" in name for name in names)  # XLA's ops, by their HLO names
+    assert int(loop.state.step) == 2 + 1 + 2  # warm-up, one untraced step, two traced
