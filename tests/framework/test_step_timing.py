@@ -26,17 +26,23 @@ def tiny_t5(variant: str):
     return config
 
 
-def test_bare_loop_steps_the_trainers_state():
+def test_bare_loop_steps_the_trainers_state(tmp_path):
     loop = step_timing.bare_loop(tiny_t5("dense"))
     assert int(loop.state.step) == 2  # the compile step and one warm-up step
     seconds = loop.run(3)
     assert seconds > 0 and int(loop.state.step) == 5
+    # A profile of its steps names XLA's ops (by their HLO names).
+    step_timing.trace_steps(loop, 2, str(tmp_path))
+    (path,) = glob.glob(str(tmp_path / "plugins" / "profile" / "*" / "*.trace.json.gz"))
+    events = json.load(gzip.open(path))["traceEvents"]
+    assert any("fusion" in e.get("name", "") for e in events if e.get("ph") == "X")
+    assert int(loop.state.step) == 5 + 1 + 2  # one untraced step, two traced
     # The trainer's state: running sums of every training metric, grad norm and rate.
     experiment = trainer.build_experiment(tiny_t5("dense"))
     assert set(loop.state.metric_sums) == set(experiment.abstract_state.metric_sums)
     assert {"loss", "accuracy", "grad_norm", "learning_rate"} <= set(loop.state.metric_sums)
-    # Five steps on a batch of 2 rows of 8 target tokens each: 80 counted tokens.
-    np.testing.assert_allclose(np.asarray(loop.state.metric_sums["loss"])[1], 5 * 2 * 8)
+    # Eight steps on a batch of 2 rows of 8 target tokens each: 128 counted tokens.
+    np.testing.assert_allclose(np.asarray(loop.state.metric_sums["loss"])[1], 8 * 2 * 8)
 
 
 def test_step_times_relative_to_the_reference():
@@ -55,13 +61,3 @@ def test_step_times_relative_to_the_reference():
     assert extra == 6 * 2 + VOCAB * (2 * 64 + 1)
     table = step_timing.format_step_times(results, "dense")
     assert "step time vs dense" in table and "| altup |" in table
-
-
-def test_trace_steps_writes_a_profile_naming_the_xla_ops(tmp_path):
-    loop = step_timing.bare_loop(tiny_t5("dense"))
-    step_timing.trace_steps(loop, 2, str(tmp_path))
-    (path,) = glob.glob(str(tmp_path / "plugins" / "profile" / "*" / "*.trace.json.gz"))
-    events = json.load(gzip.open(path))["traceEvents"]
-    names = {e.get("name", "") for e in events if e.get("ph") == "X"}
-    assert any("fusion" in name for name in names)  # XLA's ops, by their HLO names
-    assert int(loop.state.step) == 2 + 1 + 2  # warm-up, one untraced step, two traced

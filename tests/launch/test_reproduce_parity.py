@@ -3,6 +3,10 @@
 import json
 import os
 
+import pytest
+
+from framework import registry, table_runner
+from framework.errors import ConfigError
 from tests.launch import cli
 
 ROWS = ("transformer", "universal_transformer_act", "adatape")
@@ -58,6 +62,11 @@ def test_unknown_table_and_preset_are_one_line_errors(tmp_path):
     result = cli.run("launch.reproduce", "parity", "--preset=huge", f"--workdir={tmp_path}")
     assert result.returncode == 2
     assert "error: unknown preset 'huge' for parity" in result.stderr
-    result = cli.run("launch.reproduce", "parity", "--rows=UT", f"--workdir={tmp_path}")
-    assert result.returncode == 2
-    assert "error: unknown row(s) 'UT'; known: 'Transformer', " in result.stderr
+
+
+def test_rows_are_selected_by_name_or_slug():
+    table = registry.TABLES.get("parity")("tiny")
+    selected = table_runner.select_rows(table, ["AdaTape", "transformer"])
+    assert [row.name for row in selected.rows] == ["Transformer", "AdaTape"]
+    with pytest.raises(ConfigError, match=r"unknown row\(s\) 'UT'; known: 'Transformer', "):
+        table_runner.select_rows(table, ["UT"])
