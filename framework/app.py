@@ -97,7 +97,7 @@ def load_config_file(argument: str) -> ml_collections.ConfigDict:
         raise ConfigError(f"{flag}: no such file {path}")
     if os.path.isdir(path):
         raise ConfigError(f"{flag}: {path} is a directory, not a config file")
-    module = _load_module(path)
+    module = load_module(path)
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
         raise ConfigError(f"{flag}: the file defines no get_config(arg) function")
@@ -115,7 +115,8 @@ def load_config_file(argument: str) -> ml_collections.ConfigDict:
     return config
 
 
-def _load_module(path: str):
+def load_module(path: str):
+    """The config file at `path` as a module (ConfigError naming the line if it raises)."""
     name = "config_file_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
     loader = importlib.machinery.SourceFileLoader(name, path)
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))

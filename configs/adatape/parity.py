@@ -45,3 +45,17 @@ def get_config(arg: str | None = None):
         c.model.num_layers = 1
         c.model.mlp_dim = 64
     return c
+
+
+def get_hyper(hyper):
+    """The halting threshold against the candidates per read (6 points).
+
+    python -m launch.sweep --config=configs/adatape/parity.py --workdir=runs/parity_sweep \
+        --config.num_train_steps=1000 --parallel=2
+    """
+    return hyper.product(
+        [
+            hyper.sweep("config.model.halting_threshold", [1.0, 2.0, 3.0]),
+            hyper.sweep("config.model.num_candidates", [2, 3]),
+        ]
+    )

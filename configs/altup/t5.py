@@ -181,3 +181,22 @@ def get_config(arg: str | None = None):
     if budget:
         c.update_from_flattened_dict(budget)
     return c
+
+
+def get_hyper(hyper):
+    """Dense T5, then AltUp and Recycled-AltUp at K = 2 and 3 (5 points) at the size the
+    argument names.
+
+    python -m launch.sweep --config=configs/altup/t5.py:tiny --workdir=runs/altup_sweep
+    """
+    return hyper.chainit(
+        [
+            hyper.sweep("config.model.altup.variant", ["none"]),
+            hyper.product(
+                [
+                    hyper.sweep("config.model.altup.variant", ["altup", "recycled"]),
+                    hyper.sweep("config.model.altup.k", [2, 3]),
+                ]
+            ),
+        ]
+    )

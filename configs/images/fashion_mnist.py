@@ -111,3 +111,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.num_train_steps, c.lr.warmup_steps = 6, 2
         c.log_every_steps, c.checkpoint_every_steps = 3, 6
     return c
+
+
+def get_hyper(hyper):
+    """The learning rate of the chosen model (`:vit` by default), 4 points.
+
+    python -m launch.sweep --config=configs/images/fashion_mnist.py:vit \
+        --workdir=runs/fmnist_lr_sweep
+    """
+    return hyper.sweep("config.lr.base", [3e-4, 1e-3, 3e-3, 1e-2])
