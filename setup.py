@@ -44,5 +44,6 @@ setuptools.setup(
     extras_require={
         "test": ["pytest>=8"],
         "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
+        "tpu": ["jax[tpu]>=0.10.2,<0.11"],
     },
 )
