@@ -14,6 +14,8 @@ setuptools.setup(
         "flax>=0.12.8,<0.13",
         "optax>=0.2.8,<0.3",
         "orbax-checkpoint>=0.12.8,<0.13",
+        # Workdir files on local disks and gs:// (served by tf.io.gfile), as Orbax reads them.
+        "etils[epath]>=1.15",
         "chex>=0.1.92,<0.2",
         "clu>=0.0.12,<0.1",
         "ml-collections>=1.1.0,<2",

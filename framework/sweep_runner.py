@@ -40,6 +40,7 @@ from etils import epath
 from framework import app, config_schema, hyper
 from framework.errors import ConfigError
 from framework.train import metric_writing
+from framework.train import workdir as workdir_lib
 
 STATUS_FILE = "sweep_status.json"
 MAX_SLUG = 120
@@ -360,10 +361,6 @@ def _write_status(point: SweepPoint, status: str, error: str, seconds: float) ->
     (path / STATUS_FILE).write_text(json.dumps(record) + "\n")
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
 class _Stop(Exception):
     pass
 
@@ -459,7 +456,7 @@ def _start(
     log_name: str,
     python: str,
 ) -> _Running:
-    if _is_remote(point.workdir):
+    if workdir_lib.is_remote(point.workdir):
         log_path = os.path.join(scratch, f"{point.slug}.log")
     else:
         os.makedirs(point.workdir, exist_ok=True)
@@ -480,7 +477,7 @@ def _start(
 def _finish(job: _Running, log_name: str, seconds: float, stopped: bool = False) -> tuple[str, str]:
     with open(job.log_path, errors="replace") as f:
         text = f.read()
-    if _is_remote(job.point.workdir):
+    if workdir_lib.is_remote(job.point.workdir):
         target = epath.Path(job.point.workdir)
         target.mkdir(parents=True, exist_ok=True)
         (target / log_name).write_text(text)

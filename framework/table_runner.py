@@ -3,7 +3,8 @@
 A project registers a function `preset -> Table` in `registry.TABLES`. `run_table` trains
 every (row, seed) in `<workdir>/<row>/seed_<seed>` (finished runs are reused, interrupted
 ones resume from their checkpoints), then writes `<workdir>/results.json` and
-`<workdir>/table.md`.
+`<workdir>/table.md`. The workdir may be remote (`gs://bucket/path`): files are read and
+written through `etils.epath`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Any, Callable
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from framework import config_schema
 from framework.errors import ConfigError
 from framework.train import metric_writing
+from framework.train import workdir as workdir_lib
 
 RESULT_FILE = "result.json"
 
@@ -100,10 +103,9 @@ def _lookup(result: dict[str, Any], key: str) -> float | None:
 
 def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
     path = os.path.join(workdir, row.slug, f"seed_{seed}")
-    result_path = os.path.join(path, RESULT_FILE)
-    if os.path.exists(result_path):
-        with open(result_path) as f:
-            return json.load(f)
+    result_path = epath.Path(path) / RESULT_FILE
+    if result_path.exists():
+        return json.loads(result_path.read_text())
     config = row.config.copy_and_resolve_references()
     with config.unlocked():
         config.seed = seed
@@ -126,8 +128,7 @@ def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - start,
     }
     if jax.process_index() == 0:
-        with open(result_path, "w") as f:
-            json.dump(result, f, indent=2)
+        result_path.write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -174,7 +175,7 @@ def markdown(table: Table, summary: dict[str, Any]) -> str:
 
 def run_table(table: Table, workdir: str) -> dict[str, Any]:
     """Trains what is missing, then writes results.json and table.md in `workdir`."""
-    os.makedirs(workdir, exist_ok=True)
+    workdir_lib.make_workdir(workdir)
     start = time.perf_counter()
     results = {row.name: [run_one(row, seed, workdir) for seed in row.seeds] for row in table.rows}
     summary = summarize(table, results)
@@ -184,10 +185,9 @@ def run_table(table: Table, workdir: str) -> dict[str, Any]:
                 summary[name][key] = {"mean": float(value), "std": 0.0, "values": [value]}
     text = markdown(table, summary)
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump({"title": table.title, "rows": summary, "runs": results}, f, indent=2)
-        with open(os.path.join(workdir, "table.md"), "w") as f:
-            f.write(text)
+        out = {"title": table.title, "rows": summary, "runs": results}
+        (epath.Path(workdir) / "results.json").write_text(json.dumps(out, indent=2))
+        (epath.Path(workdir) / "table.md").write_text(text)
         if table.report is not None:
             table.report(table, summary, workdir)
     metric_writing.log(text)

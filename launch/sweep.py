@@ -67,10 +67,9 @@ def _common_flags(sweep: sweep_runner.Sweep) -> list[str]:
 
 
 def _on_tpu_vm(sweep: sweep_runner.Sweep) -> None:
-    command = ["python", "-m", "launch.sweep", *_common_flags(sweep)]
-    command += ["--launcher=local", "--parallel=1", "--log_name=run.{host}.log"]
-    vm = tpu_vm.vm_from_flags()
-    tpu_lib.execute([tpu_lib.run(vm, command, sweep.workdir)], FLAGS.dry_run)
+    command = tpu_vm.sweep_command(_common_flags(sweep))
+    run = tpu_lib.run(tpu_vm.vm_from_flags(), command, sweep.workdir, FLAGS.remote_dir)
+    tpu_lib.execute([run], FLAGS.dry_run)
 
 
 def _on_slurm(sweep: sweep_runner.Sweep) -> None:
@@ -96,7 +95,7 @@ def _on_slurm(sweep: sweep_runner.Sweep) -> None:
         slurm_lib.sbatch_script(report_job, [report], chdir=os.getcwd()),
         FLAGS.dry_run,
         os.path.join(log_dir, f"{report_job.job_name}.sbatch"),
-        dependency=array_id,
+        dependency=array_id or "ARRAY_JOB_ID",
     )
 
 

@@ -75,6 +75,20 @@ def vm_from_flags() -> tpu_vm.TpuVm:
     )
 
 
+def sweep_command(sweep_args: list[str]) -> list[str]:
+    """What each host runs for a sweep: the points one at a time, over the whole slice,
+    each host logging to its own file in the points' directories."""
+    return [
+        "python",
+        "-m",
+        "launch.sweep",
+        *sweep_args,
+        "--launcher=local",
+        "--parallel=1",
+        "--log_name=run.{host}.log",
+    ]
+
+
 def commands(action: str, rest: list[str]) -> list[list[str]]:
     """The command lines for `action`; `rest` are the arguments after `--`."""
     if action not in ACTIONS:
@@ -89,9 +103,7 @@ def commands(action: str, rest: list[str]) -> list[list[str]]:
                 f"{action} needs what to run: python -m launch.tpu_vm {action} --name=NAME "
                 f"--zone=ZONE -- {what}"
             )
-        command = rest
-        if action == "sweep":
-            command = ["python", "-m", "launch.sweep", *rest, "--launcher=local", "--parallel=1"]
+        command = sweep_command(rest) if action == "sweep" else rest
         workdir = launch_flags.workdir_of(command)
         return [tpu_vm.run(vm, command, workdir, FLAGS.remote_dir)]
     if action == "setup":

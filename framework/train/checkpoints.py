@@ -1,4 +1,8 @@
-"""Orbax checkpoints of the train state: keep N, resume the latest, refuse a mismatch."""
+"""Orbax checkpoints of the train state: keep N, resume the latest, refuse a mismatch.
+
+The workdir may be remote (`gs://bucket/path`): Orbax reaches it through `etils.epath`
+and writes the arrays with TensorStore's own GCS driver.
+"""
 
 from __future__ import annotations
 
@@ -9,31 +13,64 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from framework.errors import ConfigError
 from framework.train import metric_writing
+from framework.train import workdir as workdir_lib
 
-# Orbax writes a checkpoint as `<step>.orbax-checkpoint-tmp-<time>` and renames it when
-# complete; a run killed mid-write (kill -9) leaves the temporary directory behind.
+# On a local file system Orbax writes a checkpoint as `<step>.orbax-checkpoint-tmp-<time>`
+# and renames it when complete; a run killed mid-write (kill -9) leaves the temporary
+# directory behind. On GCS (no renames) it writes `<step>` in place and commits it with a
+# `commit_success.txt` file in it; a killed run leaves a `<step>` without one.
 ORBAX_TMP_MARK = ".orbax-checkpoint-tmp"
+ORBAX_COMMIT_FILE = "commit_success.txt"
 
 
 def checkpoint_directory(workdir: str) -> str:
+    """`<workdir>/checkpoints`, absolute for a local workdir (Orbax requires it)."""
+    if workdir_lib.is_remote(workdir):
+        return str(epath.Path(workdir) / "checkpoints")
     return os.path.abspath(os.path.join(workdir, "checkpoints"))
+
+
+def _incomplete_remote(directory: epath.Path, names: list[str]) -> list[str]:
+    """The `<step>` directories that Orbax did not commit (see `ORBAX_COMMIT_FILE`)."""
+    return [
+        name
+        for name in names
+        if name.isdigit() and not (directory / name / ORBAX_COMMIT_FILE).exists()
+    ]
 
 
 def remove_temporaries(workdir: str) -> list[str]:
     """Deletes incomplete checkpoints left by a killed run (process 0, before the manager)."""
-    directory = checkpoint_directory(workdir)
-    if not os.path.isdir(directory):
-        return []
-    removed = sorted(name for name in os.listdir(directory) if ORBAX_TMP_MARK in name)
-    for name in removed:
-        path = os.path.join(directory, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.remove(path)
+    if workdir_lib.is_remote(workdir):
+        directory = epath.Path(checkpoint_directory(workdir))
+        if not directory.is_dir():
+            return []
+        names = [path.name for path in directory.iterdir()]
+        removed = sorted(
+            [name for name in names if ORBAX_TMP_MARK in name]
+            + _incomplete_remote(directory, names)
+        )
+        for name in removed:
+            path = directory / name
+            if path.is_dir():
+                path.rmtree(missing_ok=True)
+            else:
+                path.unlink(missing_ok=True)
+    else:
+        directory = checkpoint_directory(workdir)
+        if not os.path.isdir(directory):
+            return []
+        removed = sorted(name for name in os.listdir(directory) if ORBAX_TMP_MARK in name)
+        for name in removed:
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
     if removed:
         metric_writing.log(
             f"note: removed {len(removed)} incomplete checkpoint(s) left by an interrupted "

@@ -1,4 +1,8 @@
-"""Metric writing: TensorBoard (clu), `metrics.jsonl`, and progress lines with ETA."""
+"""Metric writing: TensorBoard (clu), `metrics.jsonl`, and progress lines with ETA.
+
+The workdir may be remote (`gs://bucket/path`): `metrics.jsonl` goes through `etils.epath`
+and the TensorBoard events through `tf.summary`, both of which serve `gs://`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Mapping
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -24,10 +29,10 @@ class MetricWriter:
 
     def __init__(self, workdir: str, resumed_step: int = 0):
         self.enabled = jax.process_index() == 0
-        self.path = os.path.join(workdir, METRICS_FILE)
+        self.path = epath.Path(workdir) / METRICS_FILE
         if not self.enabled:
             return
-        os.makedirs(workdir, exist_ok=True)
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
         self._drop_lines_after(resumed_step)
         # Imported here: clu's summary writer loads TensorFlow (seconds), which a run that
         # stops on a config or data error before writing anything should not wait for.
@@ -40,11 +45,12 @@ class MetricWriter:
 
         A resumed run rewrites the steps after its checkpoint, so lines past `step` go (all
         of them for a fresh start, `step` 0), and so does a line torn by a crash mid-write.
+        The file is rewritten whole (a temporary file renamed over it), never truncated.
         """
-        if not os.path.exists(self.path):
+        if not self.path.exists():
             return
         kept, torn = [], 0
-        with open(self.path) as f:
+        with self.path.open("r") as f:
             for line in f:
                 if not line.strip():
                     continue
@@ -58,10 +64,9 @@ class MetricWriter:
                     kept.append(line if line.endswith("\n") else line + "\n")
         if torn:
             log(f"note: dropped {torn} unreadable (torn) line(s) from {self.path}")
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.writelines(kept)
-        os.replace(tmp, self.path)
+        tmp = self.path.with_name(f"{METRICS_FILE}.tmp-{os.getpid()}")
+        tmp.write_text("".join(kept))  # (gfile's files have no `writelines`)
+        tmp.replace(self.path)
 
     def write(
         self,
@@ -78,7 +83,9 @@ class MetricWriter:
             self.tensorboard.write_histograms(
                 step, {f"{split}/{k}": np.asarray(v) for k, v in histograms.items()}
             )
-        with open(self.path, "a") as f:
+        # One line per write, the file closed after it: on GCS an append re-uploads the
+        # object on close, so a line is in the bucket once `write` returns.
+        with self.path.open("a") as f:
             f.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")
 
     def close(self) -> None:

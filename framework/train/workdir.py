@@ -7,7 +7,9 @@ host), so a lock is never left held by a run that is gone; a record left behind 
 such a run is stale, and the next run takes it over with a note. Where the file system
 has no `flock` (e.g. Lustre mounted without it, some FUSE mounts), the lock falls back
 to creating the file exclusively, and a record left by a run on this host whose pid no
-longer runs is stale. Multi-host runs lock once, from process 0 (`on_process_0`).
+longer runs is stale. Multi-host runs lock once, from process 0 (`on_process_0`). A
+remote workdir (`gs://bucket/path`, any path with `://`) is not locked: object stores
+have no file locks, so the run only notes that.
 
 `check_config` compares a resumed run's config with the saved `config.json`: only the
 run-length and cadence fields (`RUN_LENGTH_FIELDS`) may change, unless the user
@@ -28,6 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 from absl import flags
+from etils import epath
 
 from framework.errors import ConfigError
 from framework.train import metric_writing
@@ -58,6 +61,26 @@ if ACCEPT_FLAG not in flags.FLAGS:  # a launch module may define it before this 
         "than the run-length and cadence fields; each change is recorded in "
         f"WORKDIR/{CHANGES_FILE}.",
     )
+
+
+def is_remote(workdir: str) -> bool:
+    """True for a workdir on a remote file system (`gs://bucket/path`), served by epath."""
+    return "://" in workdir
+
+
+def make_workdir(workdir: str) -> None:
+    """Creates `workdir` and its parents if missing (`os.makedirs` for a local one).
+
+    A remote file system's error (e.g. a `tf.errors.OpError` for a missing bucket, denied
+    access, or a scheme TensorFlow has no file system for) is a one-line ConfigError.
+    """
+    try:
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    except Exception as e:  # each remote file system has its own error classes
+        if not is_remote(workdir):
+            raise
+        message = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"cannot create --workdir {workdir}: {message}") from None
 
 
 def accept_config_changes_flag() -> bool:
@@ -124,7 +147,11 @@ def _pid_alive(pid: Any) -> bool:
 
 
 class WorkdirLock:
-    """An exclusive lock on a workdir, for one run at a time; `release` on every exit."""
+    """An exclusive lock on a workdir, for one run at a time; `release` on every exit.
+
+    A remote workdir cannot be locked (an object store has no `flock`, nor an exclusive
+    create this could rely on): `acquire` creates it and logs a note; nothing is held.
+    """
 
     def __init__(self, workdir: str):
         self.workdir = workdir
@@ -137,6 +164,13 @@ class WorkdirLock:
 
     def acquire(self) -> None:
         """Takes the lock, or raises a ConfigError naming the run that holds it."""
+        if is_remote(self.workdir):
+            make_workdir(self.workdir)
+            metric_writing.log(
+                f"note: {self.workdir} is not locked (object stores have no file locks); "
+                "do not start a second run on it"
+            )
+            return
         try:
             os.makedirs(self.workdir, exist_ok=True)
         except OSError as e:
@@ -292,17 +326,22 @@ def _as_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def _write_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _write_atomically(path: epath.PathLike, text: str) -> None:
+    """Writes `path` whole or not at all: a temporary file, then renamed over `path`.
+
+    Through epath, so also on a remote workdir (where the rename is a copy and a delete;
+    a reader still never sees a half-written file).
+    """
+    path = epath.Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     text = config.to_json_best_effort(indent=2, sort_keys=True) + "\n"
-    _write_atomically(os.path.join(workdir, CONFIG_FILE), text)
+    _write_atomically(epath.Path(workdir) / CONFIG_FILE, text)
 
 
 def check_config(
@@ -319,11 +358,10 @@ def check_config(
     by a code change, is not refused); every change that goes ahead is appended to
     `config_changes.jsonl` with the time and step, and `config.json` is rewritten.
     """
-    path = os.path.join(workdir, CONFIG_FILE)
-    if resumed_step and os.path.exists(path):
+    path = epath.Path(workdir) / CONFIG_FILE
+    if resumed_step and path.exists():
         try:
-            with open(path) as f:
-                saved = json.load(f)
+            saved = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             metric_writing.log(f"note: {path} is unreadable ({e}); writing it anew")
             saved = None
@@ -367,5 +405,5 @@ def _record_changes(workdir: str, step: int, changes: dict, accepted: list[str])
         "changes": {k: [_jsonable(old), _jsonable(new)] for k, (old, new) in changes.items()},
         "accepted_with_flag": accepted,
     }
-    with open(os.path.join(workdir, CHANGES_FILE), "a") as f:
+    with (epath.Path(workdir) / CHANGES_FILE).open("a") as f:
         f.write(json.dumps(entry) + "\n")

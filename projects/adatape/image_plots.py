@@ -3,11 +3,13 @@
 `accuracy_vs_speed`: one marker per model, eval images/s against top-1 accuracy with
 error bars over seeds (AdaTape's paper figure). `selection_heatmap`: the fraction of
 test images for which ATR reads each patch of the input-driven bank, on the patch grid
-(the AdaTape blog's figure).
+(the AdaTape blog's figure). Files go through `etils.epath`: the workdir may be remote
+(`gs://bucket/path`), which matplotlib and numpy cannot write to by name.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
@@ -15,6 +17,7 @@ import jax
 import matplotlib
 import ml_collections
 import numpy as np
+from etils import epath
 
 from framework import step_timing
 from framework.data import pipeline
@@ -27,6 +30,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ACCURACY_VS_SPEED = "accuracy_vs_speed.png"
 SELECTION_HEATMAP = "selection_heatmap.png"
+
+
+def _save_figure(fig: Any, path: str) -> None:
+    """Writes `fig` as a PNG to `path` (local or remote), then closes it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    epath.Path(path).write_bytes(buffer.getvalue())
 
 
 def accuracy_vs_speed(title: str, summary: dict[str, Any], workdir: str) -> str:
@@ -46,8 +57,7 @@ def accuracy_vs_speed(title: str, summary: dict[str, Any], workdir: str) -> str:
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path = os.path.join(workdir, ACCURACY_VS_SPEED)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_figure(fig, path)
     return path
 
 
@@ -97,7 +107,8 @@ def selection_heatmap(config: ml_collections.ConfigDict, trained_dir: str, workd
     ax.set_ylabel("patch row")
     fig.tight_layout()
     path = os.path.join(workdir, SELECTION_HEATMAP)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    np.save(os.path.join(workdir, "selection_frequency.npy"), frequency)
+    _save_figure(fig, path)
+    buffer = io.BytesIO()
+    np.save(buffer, frequency)
+    epath.Path(os.path.join(workdir, "selection_frequency.npy")).write_bytes(buffer.getvalue())
     return path

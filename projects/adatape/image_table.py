@@ -25,6 +25,7 @@ import statistics
 from typing import Any
 
 import ml_collections
+from etils import epath
 
 from framework import registry, run_budget, step_timing, table_runner
 from framework.data import image_prepare
@@ -94,14 +95,12 @@ def speed_extra(preset: Preset):
     """The table's `extra`: side-by-side train and eval images/s, then the pictures."""
 
     def extra(table: table_runner.Table, workdir: str) -> dict[str, dict[str, float]]:
-        path = os.path.join(workdir, SPEED_FILE)
-        if os.path.exists(path):
-            with open(path) as f:
-                speeds = json.load(f)
+        path = epath.Path(workdir) / SPEED_FILE  # epath: the workdir may be gs://...
+        if path.exists():
+            speeds = json.loads(path.read_text())
         else:
             speeds = measure_speeds(table, workdir, preset)
-            with open(path, "w") as f:
-                json.dump(speeds, f, indent=2)
+            path.write_text(json.dumps(speeds, indent=2))
         heatmap_row = next(r for r in table.rows if r.name == HEATMAP_ROW)
         image_plots.selection_heatmap(heatmap_row.config, _seed_dir(workdir, heatmap_row), workdir)
         return speeds

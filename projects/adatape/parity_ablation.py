@@ -19,6 +19,8 @@ import json
 import os
 from typing import Any
 
+from etils import epath
+
 from framework import registry, run_budget, table_runner
 from framework.errors import ConfigError
 
@@ -101,10 +103,8 @@ def per_seed_extra(table: table_runner.Table, workdir: str) -> dict[str, dict[st
     for row in table.rows:
         accuracies = []
         for seed in row.seeds:
-            with open(
-                os.path.join(workdir, row.slug, f"seed_{seed}", table_runner.RESULT_FILE)
-            ) as f:
-                accuracies.append(json.load(f)["eval"]["accuracy"])
+            path = os.path.join(workdir, row.slug, f"seed_{seed}", table_runner.RESULT_FILE)
+            accuracies.append(json.loads(epath.Path(path).read_text())["eval"]["accuracy"])
         values = {"solved_seeds": float(sum(a >= SOLVED for a in accuracies))}
         values.update({f"accuracy_seed_{s}": a for s, a in zip(row.seeds, accuracies)})
         rows[row.name] = values

@@ -42,6 +42,7 @@ from typing import Callable
 
 import jax
 import ml_collections
+from etils import epath
 
 from framework import registry, run_budget, step_timing, table_runner
 from framework.data.text import shakespeare
@@ -172,10 +173,9 @@ def step_time_extra(
             "rounds": preset.timing_rounds,
         }
         key = json.loads(json.dumps(key, default=str))  # as it reads back from the file
-        path = os.path.join(workdir, STEP_TIMES_FILE)
-        if os.path.exists(path):
-            with open(path) as f:
-                cached = json.load(f)
+        path = epath.Path(workdir) / STEP_TIMES_FILE  # epath: the workdir may be gs://...
+        if path.exists():
+            cached = json.loads(path.read_text())
             if cached.get("key") == key:
                 metric_writing.log(f"reusing step times from {path}")
                 return cached["rows"]
@@ -193,8 +193,8 @@ def step_time_extra(
             for name, t in times.items()
         }
         if jax.process_index() == 0:
-            with open(path, "w") as f:
-                json.dump({"key": key, "rows": rows, "platform": _platform()}, f, indent=2)
+            cache = {"key": key, "rows": rows, "platform": _platform()}
+            path.write_text(json.dumps(cache, indent=2))
         return rows
 
     return extra

@@ -46,14 +46,20 @@ def test_product_zip_fixed_chainit():
 @pytest.mark.parametrize(
     "build, message",
     [
-        (lambda: hyper.zip([hyper.sweep("config.a", [1, 2]), hyper.sweep("config.b", [1])]),
-         "one length"),
-        (lambda: hyper.product([hyper.sweep("config.a", [1]), hyper.sweep("config.a", [2])]),
-         "config.a is set by more than one"),
+        (
+            lambda: hyper.zip([hyper.sweep("config.a", [1, 2]), hyper.sweep("config.b", [1])]),
+            "one length",
+        ),
+        (
+            lambda: hyper.product([hyper.sweep("config.a", [1]), hyper.sweep("config.a", [2])]),
+            "config.a is set by more than one",
+        ),
         (lambda: hyper.sweep("lr.base", [1]), "must name a config field"),
         (lambda: hyper.sweep("config.a", []), "has no values"),
-        (lambda: hyper.points(hyper.chainit([hyper.sweep("config.a", [1, 2])] * 2)),
-         "sweep points 1 and 3 are the same"),
+        (
+            lambda: hyper.points(hyper.chainit([hyper.sweep("config.a", [1, 2])] * 2)),
+            "sweep points 1 and 3 are the same",
+        ),
     ],
 )
 def test_bad_sweeps_are_one_line_errors(build, message):
@@ -63,9 +69,7 @@ def test_bad_sweeps_are_one_line_errors(build, message):
 
 
 def test_slugs_are_readable_stable_and_unique():
-    point = hyper.product(
-        [hyper.fixed("config.seed", 1), hyper.sweep("config.lr.base", [1e-3])]
-    )[0]
+    point = hyper.product([hyper.fixed("config.seed", 1), hyper.sweep("config.lr.base", [1e-3])])[0]
     assert sweep_runner.slug(point) == "lr.base=0.001"
     two = hyper.Point((("config.model.variant", "a/b"), ("config.model.sizes", (1, 2))))
     assert sweep_runner.slug(two) == "model.variant=a_b,model.sizes=1_2"
@@ -105,13 +109,19 @@ def test_get_hyper_may_take_the_preset_argument():
 @pytest.mark.parametrize(
     "get_hyper, message",
     [
-        (lambda h: h.sweep("config.lr.bse", [1.0]),
-         r"sweep point 1 of 1 \(lr.bse=1.0\): no config field 'config.lr.bse'"),
+        (
+            lambda h: h.sweep("config.lr.bse", [1.0]),
+            r"sweep point 1 of 1 \(lr.bse=1.0\): no config field 'config.lr.bse'",
+        ),
         (lambda h: h.sweep("config.modl.x", [1]), r"no config field 'modl' under config"),
-        (lambda h: h.sweep("config.batch_size", [32, -1]),
-         r"sweep point 2 of 2 \(batch_size=-1\): config.batch_size must be positive"),
-        (lambda h: h.sweep("config.model.bank_init", ["zeros", "ones"]),
-         r"sweep point 2 of 2 \(model.bank_init='ones'\): .*bank_init"),
+        (
+            lambda h: h.sweep("config.batch_size", [32, -1]),
+            r"sweep point 2 of 2 \(batch_size=-1\): config.batch_size must be positive",
+        ),
+        (
+            lambda h: h.sweep("config.model.bank_init", ["zeros", "ones"]),
+            r"sweep point 2 of 2 \(model.bank_init='ones'\): .*bank_init",
+        ),
         (lambda h: h.sweep("config.batch_size", ["big"]), r"sweep point 1 of 1 .*batch_size"),
         (lambda h: h.sweep("config.seed", [None]), r"cannot be given on the command line"),
         (lambda h: 1 / 0, r"ZeroDivisionError"),

@@ -21,8 +21,10 @@ def get_hyper(hyper):
         [
             hyper.sweep("config.lr.base", [1e-3, 3e-3]),
             hyper.product(
-                [hyper.fixed("config.optimizer.grad_clip_norm", 0.0),
-                 hyper.sweep("config.lr.base", [1e30])]
+                [
+                    hyper.fixed("config.optimizer.grad_clip_norm", 0.0),
+                    hyper.sweep("config.lr.base", [1e30]),
+                ]
             ),
         ]
     )
