@@ -525,12 +525,17 @@ def table_rows(sweep: Sweep, results: list[dict[str, Any]]) -> tuple[list[str], 
     header += ["steps/s", "step", "status"]
     rows = []
     for r in results:
-        row = [r["index"], *(r["overrides"].get(k) for k in swept)]
+        row = [r["index"], *(_exact(r["overrides"].get(k)) for k in swept)]
         row += [r["eval"].get(k) for k in eval_keys] + [r["train"].get(train_loss)]
         status = r["status"] + (f": {r['error']}" if r["error"] else "")
         row += [r["steps_per_sec"], r["step"], status]
         rows.append(row)
     return header, rows
+
+
+def _exact(value: Any) -> Any:
+    """A swept value as it was given (1.0 stays 1.0 in the table)."""
+    return None if value is None else format_value(value)
 
 
 def _cell(value: Any) -> str:
@@ -541,12 +546,21 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+def _overrides_text(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+
+
 def markdown(sweep: Sweep, results: list[dict[str, Any]]) -> str:
     header, rows = table_rows(sweep, results)
     counts = collections.Counter(r["status"] for r in results)
     lines = [
         f"# Sweep: {sweep.config_arg}",
         "",
+        *(
+            [f"Every point: {_overrides_text(sweep.common_overrides)}", ""]
+            if sweep.common_overrides
+            else []
+        ),
         f"{len(results)} point(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()),
         "",
         "| " + " | ".join(header) + " |",
@@ -603,20 +617,28 @@ def plot_metric(sweep: Sweep, results: list[dict[str, Any]], metric: str) -> byt
         from matplotlib import pyplot as plt
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         xs = [r["overrides"].get(key) for r in finished]
-        ys = [_lookup(r, metric) for r in finished]
         numeric = all(_is_number(x) for x in xs)
+        labels = [] if numeric else sorted({str(x) for x in xs}, key=[str(x) for x in xs].index)
+        # One line per setting of the other swept values, so interactions show.
+        groups: dict[str, list[tuple[Any, float]]] = {}
+        for r, x in zip(finished, xs):
+            rest = ", ".join(f"{k}={r['overrides'].get(k)}" for k in keys if k != key)
+            groups.setdefault(rest, []).append(
+                (x if numeric else labels.index(str(x)), _lookup(r, metric))
+            )
+        for rest, pairs in groups.items():
+            pairs.sort(key=lambda pair: pair[0])
+            ax.plot(*zip(*pairs), marker="o", label=rest or None)
         if numeric:
-            ax.scatter(xs, ys)
-            positive = [x for x in xs if x > 0]
-            if len(positive) == len(xs) and max(xs) / min(xs) >= 10:
+            if min(xs) > 0 and max(xs) / min(xs) >= 10:
                 ax.set_xscale("log")
         else:
-            labels = sorted({str(x) for x in xs})
-            ax.scatter([labels.index(str(x)) for x in xs], ys)
             ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        if len(groups) > 1:
+            ax.legend(fontsize=7)
         ax.set_xlabel(key)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)

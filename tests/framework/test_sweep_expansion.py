@@ -133,7 +133,13 @@ def test_bad_points_name_the_point(get_hyper, message):
     assert "\n" not in str(e.value)
 
 
-def test_sweep_overrides_must_not_repeat_common_flags():
+def test_common_overrides_reach_every_point_and_must_not_repeat():
+    sweep = _expand(lambda h: h.sweep("config.lr.base", [0.1]), common={"seed": 3})
+    assert sweep_runner.train_command(sweep, sweep.points[0], python="python")[-2:] == [
+        "--config.seed=3",
+        "--config.lr.base=0.1",
+    ]
+    assert "Every point: seed=3" in sweep_runner.markdown(sweep, sweep_runner.collect(sweep))
     with pytest.raises(ConfigError, match="also given as --config.seed"):
         _expand(lambda h: h.sweep("config.seed", [1]), common={"seed": 3})
 
@@ -165,3 +171,20 @@ def test_point_status_from_its_workdir(tmp_path):
     assert incomplete["status"] == "incomplete" and incomplete["step"] == 20
     assert not_started["status"] == "not started"
     assert sweep_runner.main_metric([done, incomplete]) == "eval.accuracy"
+
+
+def test_device_groups_give_each_process_its_own_gpus(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert sweep_runner.device_groups(2) == [
+        {"CUDA_VISIBLE_DEVICES": "0,1"},
+        {"CUDA_VISIBLE_DEVICES": "2,3"},
+    ]
+    assert [g["CUDA_VISIBLE_DEVICES"] for g in sweep_runner.device_groups(3)] == ["0", "1", "2"]
+    with pytest.raises(ConfigError, match="--parallel=5 but this host has 4 GPU"):
+        sweep_runner.device_groups(5)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a CPU host: every process as it is
+    monkeypatch.setattr(sweep_runner, "_has_tpu", lambda: False)
+    assert sweep_runner.device_groups(2) == [{}, {}]
+    monkeypatch.setattr(sweep_runner, "_has_tpu", lambda: True)
+    with pytest.raises(ConfigError, match="TPU host's chips serve one process"):
+        sweep_runner.device_groups(2)

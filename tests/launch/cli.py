@@ -1,8 +1,12 @@
 """Helpers to run the launch commands as a user would, in subprocesses."""
 
+import contextlib
 import os
 import subprocess
 import sys
+
+from absl import flags
+from absl.testing import flagsaver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -28,3 +32,14 @@ def run(module: str, *args: str, devices: int = 1, timeout: float = 300, extra_e
         capture_output=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def parsed_flags(argv: list[str]):
+    """Parses `argv` as absl does for a command and yields its positional arguments, for
+    calling a launch module's `main` in-process; the flags are as they were afterwards."""
+    was_parsed = flags.FLAGS.is_parsed()
+    with flagsaver.flagsaver():
+        yield flags.FLAGS(argv)
+    if not was_parsed:
+        flags.FLAGS.unparse_flags()

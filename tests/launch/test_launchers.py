@@ -3,13 +3,11 @@ strings), the CLI's dry run, and the one-line errors. Nothing is run, on no devi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 
 import pytest
 from absl import flags
-from absl.testing import flagsaver
 
 from framework.errors import ConfigError, RunError
 from framework.launchers import slurm, tpu_vm
@@ -360,19 +358,8 @@ def test_workdir_of():
         launch_flags.workdir_of(["python", "-m", "launch.train"])
 
 
-@contextlib.contextmanager
-def _parsed(argv: list[str]):
-    """Parses `argv` as absl would for a CLI and yields its positional arguments; the
-    flags are as they were afterwards."""
-    was_parsed = FLAGS.is_parsed()
-    with flagsaver.flagsaver():
-        yield FLAGS(argv)
-    if not was_parsed:
-        FLAGS.unparse_flags()
-
-
 def _main_in_process(module, argv: list[str], capsys) -> str:
-    with _parsed(argv) as positional:
+    with cli.parsed_flags(argv) as positional:
         module.main(positional)
     return capsys.readouterr().out
 
@@ -408,7 +395,7 @@ def test_tpu_vm_cli_dry_run_for_a_pod(capsys):
 
 def test_tpu_vm_cli_bad_input():
     def commands(action, rest=(), *flag_args):
-        with _parsed(["tpu_vm", *(flag_args or ("--name=x", "--zone=z"))]):
+        with cli.parsed_flags(["tpu_vm", *(flag_args or ("--name=x", "--zone=z"))]):
             return tpu_vm_cli.commands(action, list(rest))
 
     with pytest.raises(ConfigError, match="unknown action 'start': python -m launch.tpu_vm"):

@@ -103,3 +103,77 @@ def _check_remote_report(workdir: str) -> None:
     report = json.loads((epath.Path(workdir) / "sweep.json").read_text())
     assert [p["status"] for p in report["points"]] == ["done", "not started", "not started"]
     assert report["points"][0]["eval"] == {"accuracy": 0.625}
+
+
+def _sweep_main(argv: list[str], capsys) -> str:
+    from launch import sweep as sweep_cli
+
+    with cli.parsed_flags(["sweep", f"--config={CONFIG}", *argv]):
+        sweep_cli.main()
+    return capsys.readouterr().out
+
+
+def test_slurm_dry_run_is_a_job_array_and_a_report_job(tmp_path, capsys):
+    workdir = str(tmp_path / "s")
+    out = _sweep_main(
+        [f"--workdir={workdir}", "--launcher=slurm", "--nodes=2", "--gpus_per_node=4",
+         "--dry_run"],
+        capsys,
+    )  # fmt: skip
+    cwd = os.getcwd()
+    train = f"srun --kill-on-bad-exit=1 python -m launch.train --config={CONFIG}"
+    assert out == (
+        "#!/bin/bash\n"
+        "#SBATCH --job-name=adaptive-compute\n"
+        "#SBATCH --nodes=2\n"
+        "#SBATCH --ntasks-per-node=1\n"
+        "#SBATCH --gpus-per-node=4\n"
+        f"#SBATCH --output={workdir}/slurm/%x-%A_%a.out\n"
+        "#SBATCH --array=0-2\n"
+        "# One task per node: srun starts the command once on each host, and\n"
+        "# jax.distributed.initialize() finds its peers from SLURM's environment.\n"
+        "set -euo pipefail\n"
+        f"cd {cwd}\n"
+        "source .venv/bin/activate\n"
+        "# Each process drives all GPUs of its node (not only GPU $SLURM_LOCALID).\n"
+        "export JAX_LOCAL_DEVICE_IDS=0,1,2,3\n"
+        'case "$SLURM_ARRAY_TASK_ID" in\n'
+        f"  0) {train} --workdir={workdir}/lr.base=0.001"
+        " --config.lr.base=0.001 ;;\n"
+        f"  1) {train} --workdir={workdir}/lr.base=0.003"
+        " --config.lr.base=0.003 ;;\n"
+        f"  2) {train} --workdir={workdir}/lr.base=1e+30"
+        " --config.optimizer.grad_clip_norm=0.0 --config.lr.base=1e+30 ;;\n"
+        '  *) echo "no command for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;\n'
+        "esac\n"
+        f"sbatch --parsable {workdir}/slurm/adaptive-compute.sbatch\n"
+        "#!/bin/bash\n"
+        "#SBATCH --job-name=adaptive-compute-report\n"
+        "#SBATCH --nodes=1\n"
+        "#SBATCH --ntasks-per-node=1\n"
+        f"#SBATCH --output={workdir}/slurm/%x-%j.out\n"
+        "# One task per node: srun starts the command once on each host, and\n"
+        "# jax.distributed.initialize() finds its peers from SLURM's environment.\n"
+        "set -euo pipefail\n"
+        f"cd {cwd}\n"
+        "source .venv/bin/activate\n"
+        f"srun --kill-on-bad-exit=1 python -m launch.sweep --config={CONFIG}"
+        f" --workdir={workdir} --report_only\n"
+        "sbatch --parsable --dependency=afterany:ARRAY_JOB_ID"
+        f" {workdir}/slurm/adaptive-compute-report.sbatch\n"
+    )
+
+
+def test_tpu_vm_dry_run_runs_the_sweep_on_every_host(capsys):
+    out = _sweep_main(
+        ["--workdir=gs://b/sweep", "--launcher=tpu_vm", "--name=pod", "--zone=z",
+         "--accelerator_type=v4-32", "--dry_run"],
+        capsys,
+    )  # fmt: skip
+    assert out.startswith(
+        "gcloud compute tpus tpu-vm ssh pod --zone=z --worker=all '--command=cd "
+        '"$HOME"/adaptive-compute && mkdir -p "$HOME"/adaptive-compute-logs/gs_b_sweep && '
+        "{ nohup setsid bash -c '\"'\"'trap true TERM; .venv/bin/python -m launch.sweep "
+        f"--config={CONFIG} --workdir=gs://b/sweep --launcher=local --parallel=1 "
+    )
+    assert "--log_name=run.{host}.log" in out and out.count("\n") == 1
