@@ -188,3 +188,18 @@ def test_device_groups_give_each_process_its_own_gpus(monkeypatch):
     monkeypatch.setattr(sweep_runner, "_has_tpu", lambda: True)
     with pytest.raises(ConfigError, match="TPU host's chips serve one process"):
         sweep_runner.device_groups(2)
+
+
+@pytest.mark.parametrize(
+    "spec, count, first",
+    [
+        ("configs/adatape/parity.py", 6, "model.halting_threshold=1.0,model.num_candidates=2"),
+        ("configs/altup/t5.py:tiny", 5, "model.altup.variant=none"),
+        ("configs/images/fashion_mnist.py:vit", 4, "lr.base=0.0003"),
+    ],
+)
+def test_each_projects_example_sweep_expands(spec, count, first):
+    path = os.path.join(ROOT, spec.partition(":")[0])
+    full = path + (":" + spec.partition(":")[2] if ":" in spec else "")
+    sweep = sweep_runner.expand(full, app.load_config_file(full), app.load_module(path), "/w")
+    assert len(sweep.points) == count and sweep.points[0].slug == first
