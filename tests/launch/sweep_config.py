@@ -1,5 +1,5 @@
-"""A tiny sweep for the tests: two learning rates of the parity smoke Transformer, and a
-point whose learning rate makes the loss non-finite (a run that fails)."""
+"""A tiny sweep for the tests: a learning rate of the parity smoke Transformer that
+trains, and one that makes the loss non-finite (a run that fails)."""
 
 from configs.parity import transformer
 
@@ -19,7 +19,7 @@ def get_config(arg=None):
 def get_hyper(hyper):
     return hyper.chainit(
         [
-            hyper.sweep("config.lr.base", [1e-3, 3e-3]),
+            hyper.sweep("config.lr.base", [1e-3]),
             hyper.product(
                 [
                     hyper.fixed("config.optimizer.grad_clip_norm", 0.0),

@@ -7,9 +7,12 @@ import os
 import numpy as np
 
 from framework.data import image_prepare
+from framework.table_runner import slugify
 from projects.adatape import image_table
 from tests.launch import cli
 from tests.launch.test_prepare_images import write_idx
+
+SHOWN = ["ViT", "AdaTape (input-driven bank)", "UViT (per-example ACT)"]
 
 
 def test_images_tiny_table_end_to_end(tmp_path):
@@ -26,15 +29,21 @@ def test_images_tiny_table_end_to_end(tmp_path):
 
     workdir = tmp_path / "table"
     env = {"TFDS_DATA_DIR": str(data_dir)}
+    # Three of the six rows (A-ViT, U2T and the learnable bank train in other tests).
     result = cli.run(
-        "launch.reproduce", "images", "--preset=tiny", f"--workdir={workdir}", extra_env=env
+        "launch.reproduce",
+        "images",
+        "--preset=tiny",
+        f"--rows={','.join(slugify(name) for name in SHOWN)}",
+        f"--workdir={workdir}",
+        extra_env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
     with open(workdir / "results.json") as f:
         results = json.load(f)
     rows = results["rows"]
-    assert list(rows) == list(image_table.ROWS)
+    assert list(rows) == SHOWN
     for name, row in rows.items():
         assert 0.0 <= row["eval.accuracy"]["mean"] <= 1.0
         assert row["train_images_per_sec"]["mean"] > 0
@@ -42,9 +51,8 @@ def test_images_tiny_table_end_to_end(tmp_path):
         assert row["flops_per_example"]["mean"] > 0
     assert 1 <= rows["AdaTape (input-driven bank)"]["eval.tape_length"]["mean"] <= 5
     assert 1 <= rows["UViT (per-example ACT)"]["eval.act_updates"]["mean"] <= 4
-    assert 1 <= rows["A-ViT"]["eval.avit_depth"]["mean"] <= 4
     table = (workdir / "table.md").read_text()
-    assert all(f"| {name} |" in table for name in image_table.ROWS)
+    assert all(f"| {name} |" in table for name in SHOWN)
 
     for picture in ("accuracy_vs_speed.png", "selection_heatmap.png"):
         with open(workdir / picture, "rb") as f:

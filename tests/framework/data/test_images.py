@@ -155,13 +155,19 @@ IMAGENET_CONFIGS = {
 
 
 @pytest.mark.parametrize("name", list(IMAGENET_CONFIGS))
-def test_imagenet_config_trains_and_evaluates_on_mock_imagenet(name, tmp_path, mock_imagenet):
+def test_imagenet_configs_resolve_with_the_real_data_fields(name):
     module, variants = IMAGENET_CONFIGS[name]
-    for variant in variants:  # the released sizes resolve with the real data fields
+    for variant in variants:  # the released sizes
         full = config_schema.resolve(module.get_config(variant))
         assert full.dataset_name == "tfds_images" and full.dataset.tfds_name == "imagenet2012"
         assert "inception_crop(224)" in full.dataset.pp_train
         assert "randaug(2, 15)" in full.dataset.pp_train
+
+
+# UViT trains end to end in the images table's test.
+@pytest.mark.parametrize("name", ["vit", "adatape", "u2t", "avit"])
+def test_imagenet_config_trains_and_evaluates_on_mock_imagenet(name, tmp_path, mock_imagenet):
+    module, variants = IMAGENET_CONFIGS[name]
     c = module.get_config(f"{variants[0]},runlocal")
     c.compute_flops, c.async_checkpointing = False, False
     result = trainer.train_and_evaluate(c, str(tmp_path), mesh=one_device_mesh())
