@@ -8,12 +8,14 @@ import sys
 from absl import flags
 from absl.testing import flagsaver
 
+from tests.conftest import COMPILE_FAST
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def env(devices: int = 1) -> dict[str, str]:
     e = dict(os.environ)
-    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {COMPILE_FAST}"
     e["JAX_PLATFORMS"] = "cpu"
     e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
     return e

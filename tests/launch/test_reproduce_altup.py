@@ -56,8 +56,6 @@ TRAINED = ["T5 dense", "AltUp K=2", "Recycled-AltUp K=2", "Sequence-AltUp stride
 def reproduce(workdir: str, data_dir: str) -> subprocess.CompletedProcess:
     env = cli.env(devices=1)
     env[altup_tables.DATA_DIR_ENV] = data_dir
-    # Compile fast: the tiny preset's time is mostly XLA compiling 10 programs.
-    env["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
     return subprocess.run(
         cli.command(
             "launch.reproduce",
