@@ -9,7 +9,7 @@ applied to the file's config (its `:arg` preset included). The building blocks:
   hyper.zip([s1, s2, ...])                        the i-th points together (equal lengths)
   hyper.chainit([s1, s2, ...])                    one sweep after the other
 
-e.g. `hyper.product([hyper.sweep("config.model.altup.k", [2, 3]),
+e.g. `hyper.product([hyper.sweep("config.model.num_layers", [2, 3]),
 hyper.sweep("config.lr.base", [0.5, 1.0])])` is four points. Values set by `fixed` are
 part of every point's config but not of its name or of the sweep table's columns.
 """
