@@ -35,6 +35,9 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.async_checkpointing = True
     c.compute_flops = True
+    # Fine-tuning: start from the parameters of another run (its workdir, checkpoints
+    # directory or one step's directory; local or gs://), with a fresh optimizer and step.
+    c.init_from = ""
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adamw"  # adamw | sgd | adafactor

@@ -13,6 +13,14 @@
       exist are reused, so running it again does nothing. The code lives in
       `framework.data.text.shakespeare` (tables call `shakespeare.prepare` directly).
 
+  python -m launch.prepare_data polarity [--out_dir=data/polarity] [--seed=0] [--input=F]
+      Fetches the PyPI `gensim` wheel (pinned, not installed) and writes the 200
+      movie-review polarity sentences it ships as DIR/train.tsv (180) and DIR/eval.tsv
+      (20), `label<TAB>sentence` with label 0 negative / 1 positive, a seeded 90/10 split
+      of each class (`--input`: a gensim wheel or the .cor file instead of fetching).
+      Files that exist are reused. The `text_task` dataset's `polarity` task reads them
+      (`--config.dataset.data_dir=DIR`); the code lives in `framework.data.text.polarity`.
+
 The `span_corruption` dataset reads the result with
 `--config.dataset.train_files=DIR/train.txt --config.dataset.eval_files=DIR/eval.txt
 --config.dataset.vocab_path=DIR/spm.model`.
@@ -57,12 +65,15 @@ from absl import app, flags, logging
 
 from framework import app as framework_app
 from framework.data import image_prepare
-from framework.data.text import shakespeare, sources, vocabulary
+from framework.data.text import polarity, shakespeare, sources, vocabulary
 from framework.errors import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
-    "input", "", "vocab: comma-separated globs of text files; image_folder: the image directory"
+    "input",
+    "",
+    "vocab: comma-separated globs of text files; image_folder: the image directory; "
+    "polarity: a gensim wheel or the .cor file (default: fetch the wheel with pip)",
 )
 flags.DEFINE_string("tfds_name", "", "vocab: a tfds text data set instead of --input")
 flags.DEFINE_string("tfds_split", "train", "vocab: the tfds split")
@@ -76,7 +87,7 @@ flags.DEFINE_string("model_type", "unigram", "SentencePiece model type")
 flags.DEFINE_float("character_coverage", 1.0, "SentencePiece character coverage")
 flags.DEFINE_integer("seed", 0, "SentencePiece sampling seed")
 flags.DEFINE_integer("num_threads", 1, "SentencePiece threads (ids vary with the count)")
-flags.DEFINE_string("out_dir", "", "shakespeare: the output directory")
+flags.DEFINE_string("out_dir", "", "shakespeare, polarity: the output directory")
 flags.DEFINE_string("source_dir", "", "fashion_mnist: a folder with the four IDX .gz files")
 flags.DEFINE_string("name", "", "image_folder: the tfds data set name to write")
 flags.DEFINE_string("version", "1.0.0", "image_folder: the data set version")
@@ -129,6 +140,19 @@ def prepare_shakespeare() -> None:
         print(f"{path}\t{os.path.getsize(path)} bytes")
 
 
+def prepare_polarity() -> None:
+    """The `polarity` command: train.tsv / eval.tsv of the movie-review sentences."""
+    out_dir = FLAGS.out_dir or polarity.DEFAULT_DIR
+    paths = polarity.prepare(out_dir, seed=FLAGS.seed, source=FLAGS.input)
+    for path in paths.values():
+        with open(path, encoding="utf-8") as f:
+            labels = [line.split("\t", 1)[0] for line in f]
+        print(
+            f"{path}\t{len(labels)} sentences ({labels.count('0')} negative, "
+            f"{labels.count('1')} positive)"
+        )
+
+
 def prepare_fashion_mnist() -> None:
     """The `fashion_mnist` command."""
     prepared = image_prepare.prepare_fashion_mnist(
@@ -172,6 +196,7 @@ def prepare_synthetic_images() -> None:
 COMMANDS = {
     "vocab": prepare_vocab,
     "shakespeare": prepare_shakespeare,
+    "polarity": prepare_polarity,
     "fashion_mnist": prepare_fashion_mnist,
     "image_folder": prepare_image_folder,
     "imagenet2012": prepare_imagenet2012,

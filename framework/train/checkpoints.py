@@ -145,3 +145,74 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _find_checkpoint(path: str) -> tuple[str, int]:
+    """(checkpoint directory, step) for `path`: a workdir (its latest checkpoint), its
+    `checkpoints` directory (the latest), or one step's directory `.../checkpoints/<step>`."""
+    flag = f"config.init_from={path}"
+    root = epath.Path(path)
+    if not root.exists():
+        raise ConfigError(f"{flag}: no such workdir or checkpoint")
+    if root.name.isdigit() and (root.parent / root.name).is_dir():
+        return str(root.parent), int(root.name)
+    directory = root / "checkpoints" if (root / "checkpoints").is_dir() else root
+    steps = sorted(
+        int(p.name)
+        for p in directory.iterdir()
+        if p.name.isdigit() and p.is_dir() and ORBAX_TMP_MARK not in p.name
+    )
+    if not steps:
+        raise ConfigError(f"{flag}: holds no checkpoint (no <step> directory in {directory})")
+    return str(directory), steps[-1]
+
+
+def _shape_problems(saved: dict, expected: dict, limit: int = 3) -> list[str]:
+    problems = [f"{k!r} is not in the checkpoint" for k in sorted(set(expected) - set(saved))]
+    problems += [f"{k!r} is not in the config's model" for k in sorted(set(saved) - set(expected))]
+    problems += [
+        f"{k!r} has shape {saved[k][0]} there, {shape} in the config"
+        for k, (shape, _) in expected.items()
+        if k in saved and saved[k][0] != shape
+    ]
+    more = len(problems) - limit
+    return problems[:limit] + ([f"and {more} more"] if more > 0 else [])
+
+
+def load_params(path: str, abstract_params: Any) -> tuple[Any, int]:
+    """The parameters of the checkpoint `path` names (see `_find_checkpoint`), laid out
+    as `abstract_params` (ShapeDtypeStructs with shardings), and the step they are from.
+
+    Only the parameters are used (a fine-tuning run starts a fresh optimizer and step
+    count). Parameters whose presence or shape differ are a ConfigError naming them.
+    """
+    directory, step = _find_checkpoint(path)
+    manager = ocp.CheckpointManager(
+        directory,
+        options=ocp.CheckpointManagerOptions(read_only=True),
+        item_handlers=ocp.StandardCheckpointHandler(),
+    )
+    try:
+        metadata = manager.item_metadata(step)
+        tree = getattr(metadata, "tree", metadata)
+        if not isinstance(tree, dict) or "params" not in tree:
+            raise ConfigError(f"config.init_from={path}: step {step} holds no 'params'")
+        problems = _shape_problems(_shapes(tree["params"]), _shapes(abstract_params))
+        if problems:
+            raise ConfigError(
+                f"config.init_from={path} (step {step}) does not fit the config's model: "
+                + "; ".join(problems)
+            )
+        sharding = jax.tree.leaves(abstract_params)[0].sharding
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), tree
+        )
+        restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+    finally:
+        manager.close()
+    params = jax.tree.map(
+        lambda x, a: jax.device_put(x.astype(a.dtype), a.sharding),
+        restored["params"],
+        abstract_params,
+    )
+    return params, step

@@ -468,6 +468,15 @@ def _run(
             metric_writing.log(f"Resumed from {ckpt.directory} at step {start_step}")
         else:
             state = experiment.init_state()
+            if config.init_from:
+                params, from_step = checkpoints.load_params(
+                    config.init_from, abstract_state.params
+                )
+                state = state.replace(params=params)
+                metric_writing.log(
+                    f"Parameters from {config.init_from} (step {from_step}); optimizer and "
+                    "step count start afresh"
+                )
 
         num_params = train_state.param_count(state.params)
         writer = metric_writing.MetricWriter(workdir, resumed_step=start_step)

@@ -8,4 +8,8 @@ Modules, one job each:
 - `sources`: documents from local text files or tfds (`c4/en`), tokenised,
   concatenated and cut into fixed-length chunks.
 - `dataset`: the registered `span_corruption` dataset builder.
+- `tasks`: T5's text-to-text fine-tuning tasks (GLUE, SuperGLUE, SQuAD, TriviaQA,
+  polarity): formats, post-processing, metrics, mixtures.
+- `task_dataset`: the registered `text_task` dataset builder over a task or mixture.
+- `polarity`: preparing the offline movie-review polarity corpus.
 """
