@@ -39,6 +39,15 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     # directory or one step's directory; local or gs://), with a fresh optimizer and step.
     c.init_from = ""
 
+    # Evaluation by decoding (text-to-text tasks): at every evaluation, decode the eval
+    # split, score it with the task's metrics and write the decodes (see decode_eval.py).
+    c.decode = ml_collections.ConfigDict()
+    c.decode.at_eval = False
+    c.decode.method = "greedy"  # greedy | beam
+    c.decode.beam_size = 4
+    c.decode.alpha = 0.6  # beam length penalty: score / ((5 + length) / 6) ** alpha
+    c.decode.max_length = 0  # 0: the dataset's targets_length
+
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adamw"  # adamw | sgd | adafactor
     c.optimizer.b1 = 0.9  # adamw beta1; sgd momentum
@@ -147,5 +156,10 @@ def _check_values(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.seed must be an integer in [0, 2**63), got {c.seed}")
     from framework.train import optimizers, schedules  # here: framework.train imports us
 
+    if c.decode.method not in ("greedy", "beam"):
+        raise ConfigError(f"config.decode.method must be greedy or beam, got {c.decode.method!r}")
+    for key in ("beam_size", "max_length"):
+        if c.decode[key] < (1 if key == "beam_size" else 0):
+            raise ConfigError(f"config.decode.{key} is out of range: {c.decode[key]}")
     optimizers.check_config(c.optimizer)
     schedules.check_config(c.lr, c.num_train_steps)

@@ -40,6 +40,12 @@ class Row:
     name: str
     config: ml_collections.ConfigDict
     seeds: tuple[int, ...] = (0, 1, 2)
+    # Optional: (config with the seed set, seed, table workdir) -> the run's config, for
+    # what depends on the seed beyond config.seed (e.g. fine-tuning from that seed's
+    # pre-trained run, trained first if absent).
+    for_seed: Callable[[ml_collections.ConfigDict, int, str], ml_collections.ConfigDict] | None = (
+        None
+    )
 
     @property
     def slug(self) -> str:
@@ -109,6 +115,8 @@ def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
     config = row.config.copy_and_resolve_references()
     with config.unlocked():
         config.seed = seed
+    if row.for_seed is not None:
+        config = row.for_seed(config, seed, workdir)
     metric_writing.log(f"== {row.name}, seed {seed} -> {path}")
     start = time.perf_counter()
     out = config_schema.trainer(config)(config, path)

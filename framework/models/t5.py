@@ -17,6 +17,17 @@ Packed rows add `encoder_segment_ids` / `decoder_segment_ids` (1, 2, ... per exa
 0 on padding): attention then stays within an example. Relative positions come from
 position differences inside a row, which equal those inside each packed example, so
 `*_positions` are not needed (as in T5X).
+
+Decoding (`framework.models.decoding`): `T5Module.decode_step` runs the decoder on one
+new token per call with a key/value cache in flax's `cache` collection. Each decoder
+self-attention keeps `cached_key` / `cached_value` [B, max_len, H, d_kv] and a
+`cache_index`; each cross-attention keeps its projected encoder memory
+(`memory_key` / `memory_value` [B, Li, H, d_kv], computed once); the decoder keeps the
+`position` of the next token, which picks the causal relative-position bias row. A
+`decode_step` applied with `mutable=["cache"]` and no cache creates the cache (zeros of
+the shapes above, the memory projected) and writes its token at position 0;
+`decoding.init_cache` uses that call and resets all but the memory, so that the decode
+loop starts at position 0. The train/eval path never touches the cache.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import flax.linen as nn
 import flax.struct
@@ -149,23 +160,37 @@ class RMSNorm(nn.Module):
 
 
 class RelativePositionBias(nn.Module):
-    """A learned [num_heads, num_buckets] table giving bias [1, H, Lq, Lk]."""
+    """A learned [num_heads, num_buckets] table giving bias [1, H, Lq, Lk].
+
+    With `query_position` (a traced scalar, for one-token decoding), the bias is the
+    row [1, H, 1, Lk] of that query position over key positions 0..Lk-1: the same
+    buckets, hence the same values, as row `query_position` of the full table.
+    """
 
     dims: T5Dims
     bidirectional: bool
 
     @nn.compact
-    def __call__(self, query_length: int, key_length: int) -> Array:
+    def __call__(
+        self, query_length: int, key_length: int, query_position: Array | None = None
+    ) -> Array:
         table = self.param(
             "rel_embedding",
             nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
             (self.dims.num_heads, self.dims.num_buckets),
             jnp.float32,
         )
+        if query_position is not None:
+            if query_length != 1:
+                raise ValueError(f"query_position needs query_length 1, got {query_length}")
+            query_length = key_length  # the full table, of which one row is taken
         relative = np.arange(key_length)[None, :] - np.arange(query_length)[:, None]
         buckets = relative_position_bucket(
             relative, self.bidirectional, self.dims.num_buckets, self.dims.max_distance
         )
+        if query_position is not None:
+            row = jnp.take(jnp.asarray(buckets), query_position, axis=0)
+            return table[:, row][None, :, None, :]
         return table[:, buckets][None]
 
 
@@ -183,12 +208,15 @@ class LayerContext:
     [B, 1, Lq or 1, Lm] (decoder layers only).
     segment_ids: [B, Lq] packed-example id of each position, or None (unpacked), for
     wrappers that mix positions (they must not mix examples).
+    decode_length: None (a whole sequence), or the cache length of one-token cached
+    decoding (`T5Module.decode_step`): Lq is 1 and self_bias covers the cache's keys.
     """
 
     self_bias: Array
     memory: Array | None = None
     memory_bias: Array | None = None
     segment_ids: Array | None = None
+    decode_length: int | None = flax.struct.field(pytree_node=False, default=None)
 
     def take(self, positions: np.ndarray) -> "LayerContext":
         """The context of a layer that runs only on `positions` of the sequence.
@@ -206,7 +234,7 @@ class LayerContext:
         segment_ids = self.segment_ids
         if segment_ids is not None:
             segment_ids = jnp.take(segment_ids, positions, axis=1)
-        return LayerContext(self_bias, self.memory, memory_bias, segment_ids)
+        return LayerContext(self_bias, self.memory, memory_bias, segment_ids, self.decode_length)
 
 
 def attention_mask(
@@ -219,13 +247,34 @@ def attention_mask(
     return mask & (query_segments[:, None, :, None] == key_segments[:, None, None, :])
 
 
+# What `MultiHeadAttention` caches in one-token decoding: nothing (whole sequences), the
+# growing self-attention keys/values, or the projected encoder memory.
+CacheMode = Literal["none", "self", "memory"]
+
+
 class MultiHeadAttention(nn.Module):
-    """T5 attention: no biases, logits not scaled (the query init carries 1/sqrt(d_kv))."""
+    """T5 attention: no biases, logits not scaled (the query init carries 1/sqrt(d_kv)).
+
+    `cache='self'` (one query token): its key/value are written at `cache_index` of
+    `cached_key` / `cached_value` [B, decode_length, H, d_kv] and the query attends to
+    the whole cache (`bias` masks the positions not yet written). `cache='memory'`:
+    the keys/values of `inputs_kv` are projected on the first call and kept as
+    `memory_key` / `memory_value`. Both live in the `cache` collection.
+    """
 
     dims: T5Dims
 
     @nn.compact
-    def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array, *, train: bool) -> Array:
+    def __call__(
+        self,
+        inputs_q: Array,
+        inputs_kv: Array,
+        bias: Array,
+        *,
+        train: bool,
+        cache: CacheMode = "none",
+        decode_length: int | None = None,
+    ) -> Array:
         d = self.dims
         dtype = d.activation_dtype
         kernel_init = _kernel_init("normal")
@@ -237,8 +286,26 @@ class MultiHeadAttention(nn.Module):
             nn.DenseGeneral, features=(d.num_heads, d.d_kv), use_bias=False, dtype=dtype
         )
         q = project(kernel_init=query_init, name="query")(inputs_q)
-        k = project(kernel_init=kernel_init, name="key")(inputs_kv)
-        v = project(kernel_init=kernel_init, name="value")(inputs_kv)
+        if cache == "memory" and self.has_variable("cache", "memory_key"):
+            k = self.get_variable("cache", "memory_key")
+            v = self.get_variable("cache", "memory_value")
+        else:
+            k = project(kernel_init=kernel_init, name="key")(inputs_kv)
+            v = project(kernel_init=kernel_init, name="value")(inputs_kv)
+            if cache == "memory":  # the first decoding step: keep the projected memory
+                self.put_variable("cache", "memory_key", k)
+                self.put_variable("cache", "memory_value", v)
+        if cache == "self":
+            if inputs_q.shape[1] != 1 or decode_length is None:
+                raise ValueError("cached self-attention takes one token and a decode_length")
+            shape = (k.shape[0], decode_length) + k.shape[2:]
+            cached_key = self.variable("cache", "cached_key", jnp.zeros, shape, k.dtype)
+            cached_value = self.variable("cache", "cached_value", jnp.zeros, shape, v.dtype)
+            index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+            i = index.value
+            k = jax.lax.dynamic_update_slice(cached_key.value, k, (0, i, 0, 0))
+            v = jax.lax.dynamic_update_slice(cached_value.value, v, (0, i, 0, 0))
+            cached_key.value, cached_value.value, index.value = k, v, i + 1
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
         weights = jax.nn.softmax(logits + bias, axis=-1).astype(dtype)
         weights = nn.Dropout(d.dropout_rate)(weights, deterministic=not train)
@@ -285,21 +352,34 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Causal self-attention, cross-attention to the memory, MLP; pre-norm residuals."""
+    """Causal self-attention, cross-attention to the memory, MLP; pre-norm residuals.
+
+    With `context.decode_length` set, both attentions use the decoding cache.
+    """
 
     dims: T5Dims
 
     @nn.compact
     def __call__(self, x: Array, context: LayerContext, *, train: bool) -> Array:
         drop = nn.Dropout(self.dims.dropout_rate, deterministic=not train)
+        decoding = context.decode_length is not None
         y = RMSNorm(name="pre_self_attention_norm")(x)
         y = MultiHeadAttention(self.dims, name="self_attention")(
-            y, y, context.self_bias, train=train
+            y,
+            y,
+            context.self_bias,
+            train=train,
+            cache="self" if decoding else "none",
+            decode_length=context.decode_length,
         )
         x = x + drop(y)
         y = RMSNorm(name="pre_cross_attention_norm")(x)
         y = MultiHeadAttention(self.dims, name="encoder_decoder_attention")(
-            y, context.memory, context.memory_bias, train=train
+            y,
+            context.memory,
+            context.memory_bias,
+            train=train,
+            cache="memory" if decoding else "none",
         )
         x = x + drop(y)
         y = RMSNorm(name="pre_mlp_norm")(x)
@@ -335,6 +415,14 @@ class StackAdapter:
     def output(self, state: Any) -> Array:
         """Decoder state -> [B, L, width] before the final norm and output projection."""
         return state
+
+    def supports_decode_cache(self) -> bool:
+        """Whether the wrapped layers can decode one token at a time with the cache.
+
+        False for adapters that mix positions of the sequence in a layer; decoding then
+        recomputes the whole prefix every step.
+        """
+        return True
 
 
 def _run_layers(
@@ -389,7 +477,11 @@ class EncodedInputs:
 
 
 class Decoder(nn.Module):
-    """Embedded decoder inputs and the encoded inputs -> float32 logits [B, Lt, vocab]."""
+    """Embedded decoder inputs and the encoded inputs -> float32 logits [B, Lt, vocab].
+
+    With `decode_length`, one token [B, 1] at the cached `position` (0, 1, ... over
+    calls): causal self-attention over the cache of `decode_length` positions.
+    """
 
     dims: T5Dims
     adapter: StackAdapter = StackAdapter()
@@ -403,22 +495,39 @@ class Decoder(nn.Module):
         segment_ids: Array | None = None,
         *,
         train: bool,
+        decode_length: int | None = None,
     ) -> Array:
         d = self.dims
         length = target_tokens.shape[1]
         x = nn.Dropout(d.dropout_rate)(embedded, deterministic=not train)
-        position_bias = RelativePositionBias(d, bidirectional=False, name="relpos_bias")(
-            length, length
-        )
-        causal = np.tril(np.ones((length, length), dtype=bool))[None, None]
-        self_mask = causal & attention_mask(target_tokens, segment_ids, segment_ids)
-        memory_mask = attention_mask(encoded.tokens, segment_ids, encoded.segment_ids)
-        context = LayerContext(
-            self_bias=position_bias + mask_to_bias(self_mask),
-            memory=encoded.states,
-            memory_bias=mask_to_bias(memory_mask),
-            segment_ids=segment_ids,
-        )
+        if decode_length is None:
+            position_bias = RelativePositionBias(d, bidirectional=False, name="relpos_bias")(
+                length, length
+            )
+            causal = np.tril(np.ones((length, length), dtype=bool))[None, None]
+            self_mask = causal & attention_mask(target_tokens, segment_ids, segment_ids)
+            memory_mask = attention_mask(encoded.tokens, segment_ids, encoded.segment_ids)
+            context = LayerContext(
+                self_bias=position_bias + mask_to_bias(self_mask),
+                memory=encoded.states,
+                memory_bias=mask_to_bias(memory_mask),
+                segment_ids=segment_ids,
+            )
+        else:
+            position = self.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
+            i = position.value
+            position.value = i + 1
+            position_bias = RelativePositionBias(d, bidirectional=False, name="relpos_bias")(
+                length, decode_length, query_position=i
+            )
+            written = (jnp.arange(decode_length) <= i)[None, None, None, :]
+            memory_mask = attention_mask(encoded.tokens, None, None)
+            context = LayerContext(
+                self_bias=position_bias + mask_to_bias(written),
+                memory=encoded.states,
+                memory_bias=mask_to_bias(memory_mask),
+                decode_length=decode_length,
+            )
         state = _run_layers(DecoderLayer, d, self.adapter, d.num_decoder_layers, x, context, train)
         x = RMSNorm(name="final_norm")(self.adapter.output(state))
         x = nn.Dropout(d.dropout_rate)(x, deterministic=not train)
@@ -478,6 +587,23 @@ class T5Module(nn.Module):
             encoded,
             decoder_segment_ids,
             train=train,
+        )
+
+    def decode_step(
+        self, encoded: EncodedInputs, decoder_input_tokens: Array, *, decode_length: int
+    ) -> Array:
+        """Logits [B, 1, vocab] of the next position from its input token [B, 1].
+
+        Uses and updates the `cache` collection (apply with `mutable=["cache"]`); the
+        first call, without a cache, creates it for `decode_length` positions and runs
+        position 0. Unpacked rows only; evaluation mode (no dropout).
+        """
+        return self.decoder(
+            self.token_embedding(decoder_input_tokens),
+            decoder_input_tokens,
+            encoded,
+            train=False,
+            decode_length=decode_length,
         )
 
     def __call__(

@@ -24,21 +24,28 @@ class MetricWriter:
 
     `metrics.jsonl` holds one JSON object per logged step and split:
     `{"step": 100, "split": "train", "loss": 0.69, ...}`. `resumed_step` is the checkpoint
-    step a resumed run starts from (0: a fresh run), whose later lines are dropped.
+    step a resumed run starts from (0: a fresh run), whose later lines are dropped; None
+    appends to the file as it is (e.g. `launch.evaluate`). TensorBoard events go to
+    `tensorboard_dir` (default: the workdir).
     """
 
-    def __init__(self, workdir: str, resumed_step: int = 0):
+    def __init__(
+        self, workdir: str, resumed_step: int | None = 0, tensorboard_dir: str | None = None
+    ):
         self.enabled = jax.process_index() == 0
         self.path = epath.Path(workdir) / METRICS_FILE
         if not self.enabled:
             return
         epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-        self._drop_lines_after(resumed_step)
+        if resumed_step is not None:
+            self._drop_lines_after(resumed_step)
         # Imported here: clu's summary writer loads TensorFlow (seconds), which a run that
         # stops on a config or data error before writing anything should not wait for.
         from clu import metric_writers
 
-        self.tensorboard = metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
+        self.tensorboard = metric_writers.AsyncWriter(
+            metric_writers.SummaryWriter(tensorboard_dir or workdir)
+        )
 
     def _drop_lines_after(self, step: int) -> None:
         """Makes the file what an uninterrupted run has written up to `step`.

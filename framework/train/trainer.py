@@ -29,7 +29,7 @@ from framework import config_schema, registry
 from framework.data import pipeline
 from framework.errors import ConfigError, RunError
 from framework.models import base
-from framework.train import checkpoints, metric_writing, optimizers, train_state
+from framework.train import checkpoints, decode_eval, metric_writing, optimizers, train_state
 from framework.train import workdir as workdir_lib
 
 
@@ -469,9 +469,7 @@ def _run(
         else:
             state = experiment.init_state()
             if config.init_from:
-                params, from_step = checkpoints.load_params(
-                    config.init_from, abstract_state.params
-                )
+                params, from_step = checkpoints.load_params(config.init_from, abstract_state.params)
                 state = state.replace(params=params)
                 metric_writing.log(
                     f"Parameters from {config.init_from} (step {from_step}); optimizer and "
@@ -494,6 +492,8 @@ def _run(
         if start_step == 0:
             writer.write(0, "info", {"num_params": num_params, "flops_per_example": flops})
 
+        if config.decode.at_eval:
+            decode_eval.check_dataset(dataset)
         train_step = experiment.jit_train_step()
         reset_sums = jax.jit(
             train_state.reset_metric_sums, out_shardings=state_sharding, donate_argnums=(0,)
@@ -548,6 +548,12 @@ def _run(
             if do_eval:
                 t0 = time.perf_counter()
                 last_eval, hists = evaluate(eval_step, state.params, dataset, mesh)
+                if config.decode.at_eval:
+                    last_eval.update(
+                        decode_eval.evaluate(
+                            model, state.params, dataset, config.decode, workdir, step
+                        )
+                    )
                 writer.write(step, "eval", last_eval, hists)
                 shown = " ".join(f"{k}={v:.4g}" for k, v in last_eval.items())
                 metric_writing.log(f"eval at step {step}: {shown}")

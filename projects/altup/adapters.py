@@ -7,6 +7,11 @@
 - Recycled-AltUp: the d-wide embedding copied into K blocks; both stacks sum the
   blocks back to d before the final norm.
 - Sequence-AltUp: d-wide states, each layer computed on every s-th position.
+
+AltUp and Recycled-AltUp decode one token at a time with the key/value cache of the
+wrapped layers (embedding, predict / correct and readout are per position); Sequence-
+AltUp mixes positions, so `supports_decode_cache` is False and decoding recomputes
+the prefix every step.
 """
 
 from __future__ import annotations
@@ -110,9 +115,12 @@ class RecycledAltUpAdapter(BlocksAdapter):
 
 @dataclasses.dataclass(frozen=True)
 class SequenceAltUpAdapter(StackAdapter):
-    """Sequence-AltUp: every layer a `SequenceAltUpLayer` with stride s."""
+    """Sequence-AltUp: every layer a `SequenceAltUpLayer` with stride s (decodes uncached)."""
 
     settings: AltUpSettings
+
+    def supports_decode_cache(self) -> bool:
+        return False
 
     def wrap_layer(self, make_layer: Callable[..., nn.Module], index: int, name: str):
         return SequenceAltUpLayer(

@@ -5,6 +5,12 @@
 Both wrap any module `layer(x, context, train=...) -> x` that maps d-wide states to
 d-wide states with its residuals included, and are initialised so that every block or
 position receives the layer's update.
+
+Decoding: AltUp's predict / compute / correct act on each position alone, so an
+`AltUpLayer` decodes one token at a time and the key/value cache lives in the wrapped
+layer (`layers_i/layer/self_attention/cached_key`, ...). A `SequenceAltUpLayer` mixes
+positions of the sequence (strided computation, anchors), so it has no one-token step:
+Sequence-AltUp decodes without a cache, recomputing the whole prefix every step.
 """
 
 from __future__ import annotations
@@ -70,7 +76,8 @@ class AltUpLayer(nn.Module):
     init the two forms agree and every block gets the layer's update y - x_a. Adds
     K^2 + K parameters (`predict`, `correct`). Returns a tuple of K blocks: kept
     apart rather than stacked, so that no step slices, stacks or (in the backward
-    pass) pads a [K, B, L, d] array.
+    pass) pads a [K, B, L, d] array. Every step is per position, so cached one-token
+    decoding (`context.decode_length`) works unchanged: the wrapped layer caches.
     """
 
     layer: nn.Module
@@ -138,7 +145,9 @@ class SequenceAltUpLayer(nn.Module):
     update). Positions before the first computed one keep own_r * x_t, and so do
     positions whose anchor lies in another packed example (`context.segment_ids`).
     Nothing depends on a later position beyond what the layer itself does, so a causal
-    layer stays causal. Adds 3 (s - 1) parameters.
+    layer stays causal. Adds 3 (s - 1) parameters. Which positions a layer computes
+    depends on the whole sequence, so there is no cached one-token step: decoding
+    recomputes the prefix (`framework.models.decoding`, `use_cache=False`).
     """
 
     layer: nn.Module
@@ -147,6 +156,10 @@ class SequenceAltUpLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, context: LayerContext, *, train: bool) -> Array:
+        if context.decode_length is not None:
+            raise ValueError(
+                "Sequence-AltUp has no cached one-token step; decode with use_cache=False"
+            )
         num_scalars = self.stride - 1
         own = self.param("own", nn.initializers.ones, (num_scalars,), jnp.float32)
         anchor_w = self.param("anchor", nn.initializers.zeros, (num_scalars,), jnp.float32)

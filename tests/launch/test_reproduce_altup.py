@@ -16,6 +16,7 @@ import pytest
 
 from framework.data.text import vocabulary
 from framework.errors import ConfigError
+from framework.table_runner import slugify
 from projects.altup import paper_tables as altup_tables
 from tests.launch import cli
 
@@ -53,15 +54,17 @@ def write_corpus(root: str) -> str:
 TRAINED = ["T5 dense", "AltUp K=2", "Recycled-AltUp K=2", "Sequence-AltUp stride 2"]
 
 
-def reproduce(workdir: str, data_dir: str) -> subprocess.CompletedProcess:
-    env = cli.env(devices=1)
+def reproduce(
+    workdir: str, data_dir: str, table: str = "altup", rows=TRAINED, **extra_env: str
+) -> subprocess.CompletedProcess:
+    env = {**cli.env(devices=1), **extra_env}
     env[altup_tables.DATA_DIR_ENV] = data_dir
     return subprocess.run(
         cli.command(
             "launch.reproduce",
-            "altup",
+            table,
             "--preset=tiny",
-            f"--rows={','.join(TRAINED)}",
+            f"--rows={','.join(rows)}",
             f"--workdir={workdir}",
         ),
         cwd=cli.ROOT,
@@ -83,7 +86,7 @@ def result_mtimes(workdir: str) -> dict[str, float]:
 
 def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
     data_dir = write_corpus(str(tmp_path / "corpus"))
-    workdir = str(tmp_path / "altup")
+    workdir = str(tmp_path / "pretrain")
     first = reproduce(workdir, data_dir)
     assert first.returncode == 0, first.stderr[-4000:]
     assert "== T5 dense, seed 0" in first.stdout
@@ -123,6 +126,42 @@ def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
     assert result_mtimes(workdir) == before
     with open(os.path.join(workdir, "results.json")) as f:
         assert json.load(f)["rows"] == rows
+
+    # The fine-tuning table starts from these runs (its DIR/pretrain) without retraining
+    # them, fine-tunes on a tiny polarity corpus, decodes and scores the held-out part.
+    finetune_dir = os.path.dirname(workdir)
+    polarity_dir = write_polarity(str(tmp_path / "polarity"))
+    finetuned_rows = ["AltUp K=2"]  # one row: each costs a fine-tuning, a decoder and a timing
+    third = reproduce(
+        finetune_dir, data_dir, "altup_finetune", finetuned_rows, POLARITY_DATA_DIR=polarity_dir
+    )
+    assert third.returncode == 0, third.stderr[-4000:]
+    assert result_mtimes(workdir) == before  # the pre-training runs were reused
+    assert third.stdout.count("== ") == 1 and "Parameters from " in third.stdout
+    with open(os.path.join(finetune_dir, "results.json")) as f:
+        finetuned = json.load(f)["rows"]
+    assert list(finetuned) == finetuned_rows
+    for name in finetuned_rows:
+        assert 0.0 <= finetuned[name]["eval.polarity/accuracy"]["mean"] <= 100.0
+        assert finetuned[name]["relative_step_time"]["mean"] > 0
+        run = os.path.join(finetune_dir, slugify(name), "seed_0")
+        with open(os.path.join(run, "config.json")) as f:
+            assert json.load(f)["init_from"] == os.path.join(workdir, slugify(name), "seed_0")
+        with open(os.path.join(run, "decodes", "polarity", "6.jsonl")) as f:
+            decodes = [json.loads(line) for line in f]
+        assert len(decodes) == 4 and {d["targets"] for d in decodes} == {"positive", "negative"}
+    assert "polarity accuracy (%)" in (tmp_path / "table.md").read_text()
+
+
+def write_polarity(root: str) -> str:
+    """train.tsv / eval.tsv of the polarity format (label, tab, sentence)."""
+    os.makedirs(root)
+    words = {0: "dull flat tedious", 1: "bright warm moving"}
+    for name, count in (("train", 12), ("eval", 4)):
+        with open(os.path.join(root, f"{name}.tsv"), "w") as f:
+            for i in range(count):
+                f.write(f"{i % 2}\ta film so {words[i % 2]} .\n")
+    return root
 
 
 def test_altup_table_needs_a_prepared_data_dir(tmp_path, monkeypatch):

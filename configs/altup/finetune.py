@@ -1,0 +1,113 @@
+"""Fine-tuning T5.1.1 (+ AltUp) on a text-to-text task, the AltUp paper's recipe.
+
+The argument is a comma-separated list: `task=NAME` (a task or mixture of
+`framework/data/text/tasks.py`: glue/sst2 ... glue/wnli, glue, super_glue/boolq ...,
+super_glue, squad, trivia_qa, polarity; default glue/sst2), `size=` and `variant=` (or
+the bare tokens) and every other token of `configs/altup/t5.py` (k=, readout=, ...), so
+that the model is the pre-trained one. Start from a pre-training run with
+`--config.init_from=WORKDIR` (parameters only; fresh optimizer and step count).
+
+Recipe (AltUp paper, section 5: fine-tune 50k steps at batch 256 on each benchmark):
+Adafactor, constant learning rate 1e-3 (T5's fine-tuning rate; the paper gives no rate,
+our choice), dropout 0.1 (T5's fine-tuning dropout; our choice), inputs 512 tokens,
+targets 128 (64 for the classification benchmarks; our choice), greedy decoding of the
+eval split at every evaluation (`config.decode`). The CPU sizes (tiny, mini) take
+the pre-training vocabulary `data/shakespeare/spm.model` and a short budget, and default
+to the offline `polarity` task (`python -m launch.prepare_data polarity`):
+  python -m launch.train --config=configs/altup/finetune.py:task=polarity,size=tiny,variant=altup \
+      --config.init_from=runs/altup_full/altup_k_2/seed_0 --workdir=/tmp/ft
+Sizes small and up need T5's vocabulary: `--config.dataset.vocab_path=.../spm.model`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.altup import t5
+
+CLASSIFICATION_BENCHMARKS = ("glue", "super_glue", "polarity")
+CPU_BUDGETS = {
+    "tiny": {
+        "dataset.inputs_length": 64,
+        "dataset.targets_length": 8,
+        "batch_size": 16,
+        "eval_batch_size": 32,
+        "num_train_steps": 300,
+        "log_every_steps": 25,
+        "eval_every_steps": 150,
+        "checkpoint_every_steps": 150,
+    },
+    "mini": {
+        "dataset.inputs_length": 128,
+        "dataset.targets_length": 16,
+        "batch_size": 32,
+        "eval_batch_size": 64,
+        "num_train_steps": 2_000,
+        "log_every_steps": 100,
+        "eval_every_steps": 500,
+        "checkpoint_every_steps": 500,
+    },
+}
+
+
+def parse_arg(arg: str | None) -> tuple[str | None, str]:
+    """`'task=glue/rte,size=tiny,variant=altup,k=2'` -> ('glue/rte', 'tiny,altup,k=2')."""
+    task, model_tokens = None, []
+    for token in filter(None, (t.strip() for t in (arg or "").split(","))):
+        key, _, value = token.partition("=")
+        if key == "task":
+            task = value
+        elif key in ("size", "variant"):
+            model_tokens.append(value)
+        else:
+            model_tokens.append(token)
+    return task, ",".join(model_tokens)
+
+
+def get_config(arg: str | None = None):
+    task, model_arg = parse_arg(arg)
+    cpu = t5.parse_arg(model_arg)["size"] in t5.CPU_SIZES
+    return finetune_from(t5.get_config(model_arg), task or ("polarity" if cpu else "glue/sst2"))
+
+
+def finetune_from(pretrain: ml_collections.ConfigDict, task: str) -> ml_collections.ConfigDict:
+    """The fine-tuning config of a pre-training config (`configs/altup/t5.py`): the same
+    model, so that `init_from` fits, with the task's data and the fine-tuning recipe."""
+    c = pretrain.copy_and_resolve_references()
+    size = c.model.size
+    cpu = size in t5.CPU_SIZES
+    vocab_path = c.dataset.get("vocab_path", "")
+    with c.unlocked():
+        c.dataset_name = "text_task"
+        c.dataset = _dataset_defaults()
+    c.lock()  # the new dataset block too: a misspelt key below is an error
+    c.experiment_name = f"finetune_{task.replace('/', '_')}_{c.experiment_name}"
+    c.dataset.task = task
+    c.dataset.vocab_path = vocab_path
+    c.dataset.inputs_length = 512
+    c.dataset.targets_length = 64 if task.split("/")[0] in CLASSIFICATION_BENCHMARKS else 128
+    if task == "polarity":
+        c.dataset.data_dir = "data/polarity"
+
+    c.model.dropout_rate = 0.1
+    c.optimizer.name = "adafactor"
+    c.lr.factors = "constant"
+    c.lr.base = 1e-3
+    c.lr.warmup_steps = 0
+    c.lr.decay_steps = 0
+    c.batch_size = 256
+    c.eval_batch_size = 256
+    c.num_train_steps = 50_000
+    c.log_every_steps = 100
+    c.eval_every_steps = 5_000
+    c.checkpoint_every_steps = 5_000
+    c.decode.at_eval = True
+    if cpu:
+        c.update_from_flattened_dict(CPU_BUDGETS[size])
+    return c
+
+
+def _dataset_defaults():
+    from framework import config_schema
+
+    return config_schema.dataset_class("text_task").default_config()

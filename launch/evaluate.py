@@ -1,0 +1,72 @@
+"""Evaluate a run's checkpoint: the eval metrics and, for text tasks, decoding and scoring.
+
+  python -m launch.evaluate --config=configs/altup/finetune.py:task=polarity,size=tiny \
+      --workdir=DIR [--checkpoint=STEP]
+
+Restores the parameters of DIR's latest checkpoint (or STEP), runs the trainer's eval
+step over the eval split and, when the dataset is a text task, decodes it with
+`config.decode` (greedy or beam search) and scores it with the task's metrics. The
+metrics are appended to DIR/metrics.jsonl (split `evaluate`) and written to TensorBoard
+(DIR/evaluate); the decodes go to DIR/decodes/<task>/<step>.jsonl.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from absl import flags
+
+from framework import app, errors
+from framework.train import checkpoints, decode_eval, metric_writing, trainer
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("checkpoint", None, "The step to evaluate (default: the latest).")
+
+
+def main() -> None:
+    app.check_workdir(FLAGS.workdir)
+    if app.config() is None:
+        raise errors.ConfigError("--config is required")
+    app.initialize_distributed()
+    experiment = trainer.build_experiment(app.config())
+    ckpt = checkpoints.Checkpointer(FLAGS.workdir, keep=1_000_000, asynchronous=False)
+    try:
+        steps = ckpt.manager.all_steps()
+        if not steps:
+            raise errors.ConfigError(f"{ckpt.directory} holds no checkpoint to evaluate")
+        step = FLAGS.checkpoint if FLAGS.checkpoint is not None else max(steps)
+        if step not in steps:
+            raise errors.ConfigError(
+                f"--checkpoint={step}: {ckpt.directory} holds steps {sorted(steps)}"
+            )
+        ckpt.check_compatible(experiment.abstract_state)
+        params = ckpt.restore(step, experiment.abstract_state).params
+    finally:
+        ckpt.close()
+    metrics, _ = trainer.evaluate(
+        experiment.jit_eval_step(), params, experiment.dataset, experiment.mesh
+    )
+    if hasattr(experiment.dataset, "score"):
+        metrics.update(
+            decode_eval.evaluate(
+                experiment.model,
+                params,
+                experiment.dataset,
+                experiment.config.decode,
+                FLAGS.workdir,
+                step,
+            )
+        )
+    writer = metric_writing.MetricWriter(
+        FLAGS.workdir, resumed_step=None, tensorboard_dir=os.path.join(FLAGS.workdir, "evaluate")
+    )
+    writer.write(step, "evaluate", metrics)
+    writer.close()
+    if jax.process_index() == 0:
+        shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        print(f"step {step}: {shown}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
