@@ -151,7 +151,8 @@ def _find_checkpoint(path: str) -> tuple[str, int]:
     """(checkpoint directory, step) for `path`: a workdir (its latest checkpoint), its
     `checkpoints` directory (the latest), or one step's directory `.../checkpoints/<step>`."""
     flag = f"config.init_from={path}"
-    root = epath.Path(path)
+    # Orbax takes absolute local paths only.
+    root = epath.Path(path if workdir_lib.is_remote(path) else os.path.abspath(path))
     if not root.exists():
         raise ConfigError(f"{flag}: no such workdir or checkpoint")
     if root.name.isdigit() and (root.parent / root.name).is_dir():
