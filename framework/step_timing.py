@@ -115,8 +115,32 @@ def bare_eval_loop(config: ml_collections.ConfigDict, workdir: str | None = None
     return loop
 
 
+@dataclasses.dataclass
+class CallLoop:
+    """Any compiled call without arguments (e.g. one whole decode), timed like a step."""
+
+    call: Callable[[], Any]
+    compile_seconds: float = 0.0
+    first_output: Any = None
+
+    def run(self, steps: int) -> float:
+        """Makes `steps` calls; returns seconds per call."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = self.call()
+        jax.block_until_ready(out)
+        return (time.perf_counter() - start) / steps
+
+
+def call_loop(call: Callable[[], Any]) -> CallLoop:
+    """A `CallLoop` of `call` after a first call (compilation), whose time and output it keeps."""
+    start = time.perf_counter()
+    out = jax.block_until_ready(call())
+    return CallLoop(call, compile_seconds=time.perf_counter() - start, first_output=out)
+
+
 def interleaved_seconds(
-    loops: Mapping[str, BareLoop | EvalLoop], steps: int, rounds: int
+    loops: Mapping[str, BareLoop | EvalLoop | CallLoop], steps: int, rounds: int
 ) -> dict[str, list[float]]:
     """Seconds per step of every loop in each round, the loops taking turns."""
     times: dict[str, list[float]] = {name: [] for name in loops}

@@ -3,6 +3,7 @@
   python -m launch.benchmark --config=configs/parity/transformer.py [--steps=300]
   python -m launch.benchmark --mode=altup [--size=small --batch_size=4 --steps=2]
   python -m launch.benchmark --mode=adatape [--batch_size=8 --image_size=224 --steps=3]
+  python -m launch.benchmark --mode=decode [--size=small --batch_size=8 --decode_length=114]
 
 `--mode=trainer` (default): the framework's trainer against a bare loop of the same
 train step. Both step the config's experiment on its global batch size, alternating
@@ -30,6 +31,15 @@ jitted step on a pipeline batch), measured in the same run. Without ImageNet, po
 at any prepared data set, e.g. the generated JPEGs of
 `python -m launch.prepare_data synthetic_images --name=synthetic_jpegs`.
 
+`--mode=decode`: greedy decoding of `--decode_length` tokens (114 by default, the
+paper's targets) with and without the key/value cache (`framework.models.decoding`),
+at `--size` (T5-Small by default, `configs/altup/t5.py:SIZE,VARIANT,data=random`) for
+`--variant` dense | altup | recycled, batch `--batch_size` (8), `--inputs_length` random
+encoder tokens, random parameters. EOS is disabled so that every decode emits exactly
+`--decode_length` tokens. A decode is one jitted call (encoder once, then one step per
+token); the uncached one reruns the decoder on the whole [B, decode_length] buffer at
+every step. Both are compiled first (excluded), then timed in turns over `--rounds`.
+
 Every mode times experiments built from configs exactly as `launch.train` builds
 them (`framework.step_timing`), interleaved over rounds, and reports medians.
 """
@@ -50,7 +60,10 @@ from framework.errors import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
-    "mode", "trainer", ["trainer", "altup", "adatape", "input"], "What to compare (see above)."
+    "mode",
+    "trainer",
+    ["trainer", "altup", "adatape", "input", "decode"],
+    "What to compare (see above).",
 )
 flags.DEFINE_list("workers", ["1", "2"], "input: grain worker processes to time, in turn.")
 flags.DEFINE_integer("batches", 20, "input: timed batches per worker count.")
@@ -68,12 +81,18 @@ flags.DEFINE_string(
     "altup / adatape: after timing, trace --steps more steps of each "
     "model with jax.profiler into DIR/<model slug> (TensorBoard profile / Perfetto).",
 )
-flags.DEFINE_string("size", "small", "altup: T5 size (tiny | mini | small | base | ...).")
-flags.DEFINE_integer("batch_size", None, "altup / adatape: global batch size (default 4 / 8).")
+flags.DEFINE_string("size", "small", "altup / decode: T5 size (tiny | mini | small | base | ...).")
+flags.DEFINE_integer(
+    "batch_size", None, "altup / adatape / decode: global batch size (default 4 / 8 / 8)."
+)
 flags.DEFINE_integer("image_size", 224, "adatape: image size in pixels.")
-flags.DEFINE_integer("inputs_length", 512, "altup: encoder tokens per example.")
+flags.DEFINE_integer("inputs_length", 512, "altup / decode: encoder tokens per example.")
 flags.DEFINE_integer("targets_length", 114, "altup: decoder tokens per example.")
-flags.DEFINE_integer("vocab_size", 32128, "altup: vocabulary size.")
+flags.DEFINE_integer("vocab_size", 32128, "altup / decode: vocabulary size.")
+flags.DEFINE_integer("decode_length", 114, "decode: tokens decoded per example.")
+flags.DEFINE_enum(
+    "variant", "dense", ["dense", "altup", "recycled"], "decode: the model (K=2 for AltUp)."
+)
 flags.DEFINE_list(
     "rows",
     None,
@@ -237,11 +256,74 @@ def input_mode(steps: int) -> None:
     print(f"pipeline / model rate: {best / consumed:.2f} (>= 1: the input keeps up)")
 
 
+def decode_mode(steps: int) -> None:
+    """Greedy decoding with and without the key/value cache, timed in turns."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from framework.models import decoding
+
+    batch_size = FLAGS.batch_size or 8
+    config = table_runner.load_config(
+        f"configs/altup/t5.py:{FLAGS.size},{FLAGS.variant},data=random"
+    )
+    model = registry.MODELS.get(config.model_name)(config.model, {"vocab_size": FLAGS.vocab_size})
+    shapes = {"encoder_input_tokens": (1, 8), "decoder_input_tokens": (1, 4)}
+    shapes["decoder_target_tokens"] = shapes["decoder_input_tokens"]
+    small = {name: jnp.ones(shape, jnp.int32) for name, shape in shapes.items()}
+    params = jax.jit(model.init)(jax.random.key(0), small)  # shapes do not depend on lengths
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(2, FLAGS.vocab_size, (batch_size, FLAGS.inputs_length))
+    inputs = jax.device_put(inputs.astype(np.int32))
+    length = FLAGS.decode_length
+
+    def greedy(use_cache: bool):
+        return lambda: decoding.jit_greedy_decode(
+            model.module, params, inputs, max_length=length, use_cache=use_cache, eos_id=-1
+        )
+
+    print(
+        f"T5-{FLAGS.size} {FLAGS.variant}: greedy decoding of {length} tokens, batch "
+        f"{batch_size}, {FLAGS.inputs_length} random encoder tokens, vocabulary "
+        f"{FLAGS.vocab_size}; {_platform()}; {FLAGS.rounds} rounds of {steps} decode(s)",
+        flush=True,
+    )
+    encode = jax.jit(decoding.encode, static_argnums=0)
+    loops = {
+        "cached": step_timing.call_loop(greedy(True)),
+        "uncached": step_timing.call_loop(greedy(False)),
+        "encoder alone": step_timing.call_loop(lambda: encode(model.module, params, inputs)),
+    }
+    for name, loop in loops.items():
+        print(f"{name}: compile + first call {loop.compile_seconds:.1f} s", flush=True)
+    same = np.array_equal(loops["cached"].first_output, loops["uncached"].first_output)
+    times = step_timing.interleaved_seconds(loops, steps, FLAGS.rounds)
+    median = {name: statistics.median(seconds) for name, seconds in times.items()}
+    speedup = statistics.median(u / c for u, c in zip(times["uncached"], times["cached"]))
+    print("| decoding | ms per decode | tokens/s | speed-up of the cache |")
+    print("|---|---|---|---|")
+    for name, ratio in (("cached", f"{speedup:.1f}x"), ("uncached", "1.0x")):
+        seconds = median[name]
+        print(f"| {name} | {seconds * 1e3:.0f} | {batch_size * length / seconds:.0f} | {ratio} |")
+    print(f"| encoder alone (in both) | {median['encoder alone'] * 1e3:.0f} | | |")
+    for name, seconds in times.items():
+        rounds = ", ".join(f"{t * 1e3:.0f}" for t in seconds)
+        print(f"{name}: ms per call per round [{rounds}]")
+    encoder = median["encoder alone"]
+    loop_cached, loop_uncached = median["cached"] - encoder, median["uncached"] - encoder
+    print(
+        f"decoder loop without the encoder: cached {loop_cached * 1e3:.0f} ms, uncached "
+        f"{loop_uncached * 1e3:.0f} ms ({loop_uncached / loop_cached:.1f}x); cached and "
+        f"uncached tokens identical: {same}"
+    )
+
+
 MODES = {
     "trainer": (trainer_mode, 300),
     "altup": (altup_mode, 2),
     "adatape": (adatape_mode, 3),
     "input": (input_mode, 3),
+    "decode": (decode_mode, 1),
 }
 
 
