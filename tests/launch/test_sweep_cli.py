@@ -41,8 +41,19 @@ def test_tiny_sweep_runs_reports_and_skips_finished_points(tmp_path):
     failed = points[1]
     assert "non-finite" in failed["error"] and failed["error"].endswith("(exit status 1)")
     assert failed["overrides"] == {"optimizer.grad_clip_norm": 0.0, "lr.base": 1e30}
-    with open(os.path.join(workdir, "lr.base=1e+30", "run.log")) as f:
-        assert "error: loss or gradient became non-finite" in f.read()
+    # The diverging run itself (what `launch.train` does on a NaN): one error line, no
+    # traceback, exit status 1, no checkpoint after the bad step, the lock released.
+    failed_dir = os.path.join(workdir, "lr.base=1e+30")
+    with open(os.path.join(failed_dir, "run.log")) as f:
+        log = f.read()
+    assert "Traceback" not in log
+    errors = [line for line in log.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: loss or gradient became non-finite at step "
+    )
+    assert "No checkpoint was written before it" in errors[0]
+    assert not os.listdir(os.path.join(failed_dir, "checkpoints"))
+    assert not os.path.exists(os.path.join(failed_dir, ".lock"))
 
     with open(os.path.join(workdir, "sweep.csv")) as f:
         rows = list(csv.DictReader(f))
