@@ -144,9 +144,10 @@ def altup_finetune_table(preset_name: str) -> table_runner.Table:
 - With 20 held-out sentences one sentence is 5 points: read differences below 10 points
   as noise.
 """
-    timing = paper_tables.Preset(
-        "tiny", (0,), 0, timing_steps=preset.timing_steps, timing_rounds=preset.timing_rounds
-    )
     return table_runner.Table(
-        title, rows, columns, notes, extra=paper_tables.step_time_extra(timing)
+        title,
+        rows,
+        columns,
+        notes,
+        extra=paper_tables.step_time_extra(preset.timing_steps, preset.timing_rounds),
     )

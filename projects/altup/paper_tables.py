@@ -161,16 +161,17 @@ def row_config(preset: Preset, variant: str, path: str) -> ml_collections.Config
 
 
 def step_time_extra(
-    preset: Preset,
+    steps: int, rounds: int
 ) -> Callable[[table_runner.Table, str], dict[str, dict[str, float]]]:
-    """The table's `extra`: side-by-side step times, cached in DIR/step_times.json."""
+    """The table's `extra`: side-by-side step times (`rounds` rounds of `steps` steps per
+    model), cached in DIR/step_times.json."""
 
     def extra(table: table_runner.Table, workdir: str) -> dict[str, dict[str, float]]:
         configs = {row.name: row.config for row in table.rows}
         key = {
             "configs": {name: config.to_dict() for name, config in configs.items()},
-            "steps": preset.timing_steps,
-            "rounds": preset.timing_rounds,
+            "steps": steps,
+            "rounds": rounds,
         }
         key = json.loads(json.dumps(key, default=str))  # as it reads back from the file
         path = epath.Path(workdir) / STEP_TIMES_FILE  # epath: the workdir may be gs://...
@@ -180,13 +181,10 @@ def step_time_extra(
                 metric_writing.log(f"reusing step times from {path}")
                 return cached["rows"]
         metric_writing.log(
-            f"timing {len(table.rows)} models side by side "
-            f"({preset.timing_rounds} rounds of {preset.timing_steps} steps)"
+            f"timing {len(table.rows)} models side by side ({rounds} rounds of {steps} steps)"
         )
         reference = DENSE if DENSE in configs else next(iter(configs))
-        times = step_timing.interleaved_step_times(
-            configs, preset.timing_steps, preset.timing_rounds, reference=reference
-        )
+        times = step_timing.interleaved_step_times(configs, steps, rounds, reference=reference)
         metric_writing.log(step_timing.format_step_times(times, reference))
         rows = {
             name: {"step_time_ms": t.seconds_per_step * 1e3, "relative_step_time": t.relative}
@@ -244,4 +242,10 @@ def altup_table(preset_name: str) -> table_runner.Table:
         steps=preset.timing_steps,
         platform=_platform(),
     )
-    return table_runner.Table(title, rows, columns, notes, extra=step_time_extra(preset))
+    return table_runner.Table(
+        title,
+        rows,
+        columns,
+        notes,
+        extra=step_time_extra(preset.timing_steps, preset.timing_rounds),
+    )

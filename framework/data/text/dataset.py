@@ -39,7 +39,7 @@ import numpy as np
 
 from framework import config_fields, registry
 from framework.data import pipeline
-from framework.data.text import features, sources, span_corruption
+from framework.data.text import features, sources, span_corruption, vocabulary
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
 
@@ -124,13 +124,7 @@ class SpanCorruption(pipeline.DatasetBuilder):
 
     @functools.cached_property
     def vocab(self) -> Vocabulary:
-        vocab = Vocabulary(self.config.vocab_path, self.config.extra_ids)
-        if vocab.pad_id != 0 or vocab.eos_id < 0:
-            raise ConfigError(
-                f"{self.config.vocab_path}: batches pad with 0, so the vocabulary needs "
-                f"pad id 0 and an EOS id (T5's: pad 0, eos 1), got pad {vocab.pad_id}, "
-                f"eos {vocab.eos_id}; train one with `python -m launch.prepare_data vocab`"
-            )
+        vocab = vocabulary.load_for_batches(self.config.vocab_path, self.config.extra_ids)
         _, spans = span_corruption.noise_counts(self.raw_length, *self._noise)
         if spans > vocab.extra_ids:
             raise ConfigError(f"{spans} noise spans need {spans} sentinels; extra_ids is fewer")

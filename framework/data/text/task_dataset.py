@@ -44,7 +44,7 @@ import numpy as np
 
 from framework import config_fields, registry
 from framework.data import pipeline
-from framework.data.text import features, sources, tasks
+from framework.data.text import features, sources, tasks, vocabulary
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
 from framework.metrics import text_metrics
@@ -145,14 +145,7 @@ class TextTask(pipeline.DatasetBuilder):
 
     @functools.cached_property
     def vocab(self) -> Vocabulary:
-        vocab = Vocabulary(self.config.vocab_path, self.config.extra_ids)
-        if vocab.pad_id != 0 or vocab.eos_id < 0:
-            raise ConfigError(
-                f"{self.config.vocab_path}: batches pad with 0, so the vocabulary needs "
-                f"pad id 0 and an EOS id (T5's: pad 0, eos 1), got pad {vocab.pad_id}, "
-                f"eos {vocab.eos_id}"
-            )
-        return vocab
+        return vocabulary.load_for_batches(self.config.vocab_path, self.config.extra_ids)
 
     def encode(self, texts: Sequence[str], length: int) -> list[np.ndarray]:
         """Token ids of each text cut to `length - 1`, then EOS (T5's append_eos_after_trim)."""

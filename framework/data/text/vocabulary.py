@@ -135,3 +135,17 @@ def train_vocabulary(
     else:
         spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), **kwargs)
     return prefix + ".model"
+
+
+def load_for_batches(path: str, extra_ids: int) -> Vocabulary:
+    """The vocabulary at `path`, checked for what the batches need: pad id 0 and an EOS."""
+    from framework.errors import ConfigError
+
+    vocab = Vocabulary(path, extra_ids)
+    if vocab.pad_id != 0 or vocab.eos_id < 0:
+        raise ConfigError(
+            f"{path}: batches pad with 0, so the vocabulary needs pad id 0 and an EOS id "
+            f"(T5's: pad 0, eos 1), got pad {vocab.pad_id}, eos {vocab.eos_id}; train one "
+            "with `python -m launch.prepare_data vocab`"
+        )
+    return vocab
