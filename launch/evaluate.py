@@ -1,13 +1,19 @@
 """Evaluate a run's checkpoint: the eval metrics and, for text tasks, decoding and scoring.
 
-  python -m launch.evaluate --config=configs/altup/finetune.py:task=polarity,size=tiny \
-      --workdir=DIR [--checkpoint=STEP]
+  python -m launch.evaluate --workdir=DIR [--checkpoint=STEP]
+  python -m launch.evaluate --workdir=DIR --config=configs/altup/finetune.py:task=polarity \
+      --config.decode.method=beam --config.decode.beam_size=4
+
+Without `--config` the run's own `DIR/config.json` is used; with it (to change how the
+run is evaluated, e.g. the decoding), the config must build the same model as the
+checkpoint's (a parameter of another shape is one line naming it).
 
 Restores the parameters of DIR's latest checkpoint (or STEP), runs the trainer's eval
 step over the eval split and, when the dataset is a text task, decodes it with
 `config.decode` (greedy or beam search) and scores it with the task's metrics. The
 metrics are appended to DIR/metrics.jsonl (split `evaluate`) and written to TensorBoard
-(DIR/evaluate); the decodes go to DIR/decodes/<task>/<step>.jsonl.
+(DIR/evaluate); the decodes go to DIR/decodes/<task>/<step>.evaluate.jsonl, beside
+(not over) the training run's <step>.jsonl.
 """
 
 from __future__ import annotations
@@ -19,17 +25,19 @@ from absl import flags
 
 from framework import app, errors
 from framework.train import checkpoints, decode_eval, metric_writing, trainer
+from framework.train import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
+# The decodes of an evaluation go beside the training run's own, not over them.
+SUFFIX = ".evaluate"
 flags.DEFINE_integer("checkpoint", None, "The step to evaluate (default: the latest).")
 
 
 def main() -> None:
     app.check_workdir(FLAGS.workdir)
-    if app.config() is None:
-        raise errors.ConfigError("--config is required")
+    config = app.config() or workdir_lib.saved_config(FLAGS.workdir)
     app.initialize_distributed()
-    experiment = trainer.build_experiment(app.config())
+    experiment = trainer.build_experiment(config)
     ckpt = checkpoints.Checkpointer(FLAGS.workdir, keep=1_000_000, asynchronous=False)
     try:
         steps = ckpt.manager.all_steps()
@@ -40,7 +48,9 @@ def main() -> None:
             raise errors.ConfigError(
                 f"--checkpoint={step}: {ckpt.directory} holds steps {sorted(steps)}"
             )
-        ckpt.check_compatible(experiment.abstract_state)
+        ckpt.check_compatible(
+            experiment.abstract_state, "evaluate it with its own config (omit --config)"
+        )
         params = ckpt.restore(step, experiment.abstract_state).params
     finally:
         ckpt.close()
@@ -56,6 +66,7 @@ def main() -> None:
                 experiment.config.decode,
                 FLAGS.workdir,
                 step,
+                suffix=SUFFIX,
             )
         )
     writer = metric_writing.MetricWriter(

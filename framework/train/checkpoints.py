@@ -105,8 +105,9 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def check_compatible(self, abstract_state: Any) -> None:
-        """One-line error if the latest checkpoint does not fit `abstract_state`."""
+    def check_compatible(self, abstract_state: Any, advice: str = "use a new --workdir") -> None:
+        """One-line error (ending in `advice`) if the latest checkpoint does not fit
+        `abstract_state`."""
         step = self.latest_step()
         if step is None:
             return
@@ -128,7 +129,7 @@ class Checkpointer:
         if problem:
             raise ConfigError(
                 f"{self.directory} holds a checkpoint (step {step}) of an incompatible "
-                f"model: {problem}; use a new --workdir"
+                f"model: {problem}; {advice}"
             )
 
     def restore(self, step: int, abstract_state: Any) -> Any:

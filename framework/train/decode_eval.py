@@ -70,8 +70,11 @@ def decode_texts(
     return texts
 
 
-def write_decodes(workdir: str, step: int, examples: list[dict], texts: list[str]) -> list[str]:
-    """`WORKDIR/decodes/<task>/<step>.jsonl`, one line per example; returns the paths."""
+def write_decodes(
+    workdir: str, step: int, examples: list[dict], texts: list[str], suffix: str = ""
+) -> list[str]:
+    """`WORKDIR/decodes/<task>/<step><suffix>.jsonl`, one line per example; returns the
+    paths."""
     by_task: dict[str, list[str]] = {}
     for example, text in zip(examples, texts):
         line = {"inputs": example["inputs"], "targets": example["targets"], "prediction": text}
@@ -80,7 +83,7 @@ def write_decodes(workdir: str, step: int, examples: list[dict], texts: list[str
     for task, lines in by_task.items():
         directory = epath.Path(workdir) / DECODES_DIR / task.replace("/", "_")
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{step}.jsonl"
+        path = directory / f"{step}{suffix}.jsonl"
         path.write_text("\n".join(lines) + "\n")
         paths.append(str(path))
     return paths
@@ -93,11 +96,12 @@ def evaluate(
     settings: ml_collections.ConfigDict,
     workdir: str,
     step: int,
+    suffix: str = "",
 ) -> dict[str, float]:
-    """Decodes and scores the eval split; writes the decodes (process 0). Returns the
-    task metrics, e.g. {"polarity/accuracy": 85.0}."""
+    """Decodes and scores the eval split; writes the decodes (process 0; `suffix` as in
+    `write_decodes`). Returns the task metrics, e.g. {"polarity/accuracy": 85.0}."""
     check_dataset(dataset)
     texts = decode_texts(model, params, dataset, settings)
     if jax.process_index() == 0:
-        write_decodes(workdir, step, dataset.eval_examples(), texts)
+        write_decodes(workdir, step, dataset.eval_examples(), texts, suffix)
     return {k: float(v) for k, v in dataset.score(texts).items()}

@@ -344,6 +344,21 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     _write_atomically(epath.Path(workdir) / CONFIG_FILE, text)
 
 
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run in `workdir` was started (or last continued) with, from its
+    `config.json`; a ConfigError naming the file when there is none or it is unreadable."""
+    path = epath.Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: no run in {workdir}; give --config")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is unreadable ({e}); give --config") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} holds no config (a {type(saved).__name__}); give --config")
+    return ml_collections.ConfigDict(saved)
+
+
 def check_config(
     config: ml_collections.ConfigDict,
     workdir: str,

@@ -145,6 +145,37 @@ def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
             decodes = [json.loads(line) for line in f]
         assert len(decodes) == 4 and {d["targets"] for d in decodes} == {"positive", "negative"}
     assert "polarity accuracy (%)" in (tmp_path / "table.md").read_text()
+    check_evaluate(os.path.join(finetune_dir, slugify("T5 dense"), "seed_0"))
+
+
+def check_evaluate(run: str) -> None:
+    """`launch.evaluate` on a fine-tuned run, from its own config.json: the same
+    parameters and decoding give exactly the figures of the run's last eval."""
+    with open(os.path.join(run, "decodes", "polarity", "6.jsonl")) as f:
+        decoded_in_training = f.read()
+    evaluated = cli.run("launch.evaluate", f"--workdir={run}")
+    assert evaluated.returncode == 0, evaluated.stderr[-4000:]
+    assert evaluated.stdout.startswith("step 6: ")
+    with open(os.path.join(run, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    in_training = [r for r in records if r.get("split") == "eval"][-1]
+    evaluation = [r for r in records if r.get("split") == "evaluate"]
+    assert len(evaluation) == 1 and evaluation[0]["step"] == 6
+    for key in ("polarity/accuracy", "accuracy", "cross_entropy"):
+        assert evaluation[0][key] == pytest.approx(in_training[key], rel=1e-5), key
+    with open(os.path.join(run, "decodes", "polarity", "6.evaluate.jsonl")) as f:
+        assert f.read() == decoded_in_training
+    assert os.listdir(os.path.join(run, "evaluate"))  # TensorBoard events
+
+    from launch import evaluate  # its flags, for calling main in-process
+
+    with cli.parsed_flags(["evaluate", f"--workdir={run}", "--checkpoint=5"]):
+        with pytest.raises(ConfigError, match=r"--checkpoint=5: .* holds steps \[6\]"):
+            evaluate.main()
+    empty = os.path.join(os.path.dirname(run), "empty")
+    with cli.parsed_flags(["evaluate", f"--workdir={empty}"]):
+        with pytest.raises(ConfigError, match="config.json does not exist: no run in .*--config"):
+            evaluate.main()
 
 
 def write_polarity(root: str) -> str:
