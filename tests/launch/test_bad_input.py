@@ -1,8 +1,8 @@
 """Bad input to `python -m launch.train`: one line on stderr, exit status 2, nothing written.
 
 `CASES` is the table of bad inputs tried as a new user would (config files, overrides,
-values, workdirs, missing data). The default suite runs the cases marked `cli` (one or
-two per class, about 3 s each); `BAD_INPUT_ALL_CASES=1` runs every case through the
+values, workdirs, missing data). The default suite runs the cases marked `cli` (one
+per class, about 3 s each); `BAD_INPUT_ALL_CASES=1` runs every case through the
 real CLI. The other cases are also checked in-process in
 `tests/framework/test_config_errors.py`.
 """
@@ -30,10 +30,11 @@ class Case:
     expect: str  # in stderr's last line, after `error: `
     cli: bool = False  # run in the default suite
     workdir: bool = True  # add --workdir={workdir}
+    devices: int = 1  # fake CPU devices of the command
 
 
-def case(name, *args, expect, cli=False, workdir=True):
-    return Case(name, args, expect, cli, workdir)
+def case(name, *args, expect, cli=False, workdir=True, devices=1):
+    return Case(name, args, expect, cli, workdir, devices)
 
 
 CASES = [
@@ -54,7 +55,6 @@ CASES = [
         "misspelt_key_in_file",
         "--config={files}/misspelt.py",
         expect="misspelt.py:7: no config field 'hiden_size' (did you mean 'hidden_size'?)",
-        cli=True,
     ),
     case("wrong_type_in_file", "--config={files}/wrong_type.py", expect="wrong_type.py:7:"),
     case(
@@ -69,7 +69,13 @@ CASES = [
     case("empty_config", "--config=", expect="--config"),
     case("no_config", expect="--config is required"),
     # Overrides.
-    case("misspelt_override", PARITY, "--config.model.hiden_size=3", expect="hiden_size"),
+    case(
+        "misspelt_override",
+        PARITY,
+        "--config.model.hiden_size=3",
+        expect="--config.model.hiden_size=3: no config field",
+        cli=True,
+    ),
     case("override_wrong_type", PARITY, "--config.lr.base=abc", expect="lr.base"),
     case("override_unknown_section", PARITY, "--config.nosuch.x=1", expect="nosuch"),
     # Values, checked at config time.
@@ -91,7 +97,7 @@ CASES = [
     ),
     case("optimizer_unknown", PARITY, "--config.optimizer.name=adam", expect="optimizer.name"),
     case("lr_factor_unknown", PARITY, "--config.lr.factors=constant*foo", expect="'foo'"),
-    case("loss_unknown", PARITY, "--config.model.loss=hinge", expect="config.model.loss", cli=True),
+    case("loss_unknown", PARITY, "--config.model.loss=hinge", expect="config.model.loss"),
     case("pooling_unknown", PARITY, "--config.model.pooling=max", expect="model.pooling"),
     case("heads_do_not_divide", PARITY, "--config.model.num_heads=5", expect="model.num_heads"),
     case("hidden_size_zero", PARITY, "--config.model.hidden_size=0", expect="model.hidden_size"),
@@ -99,6 +105,14 @@ CASES = [
     case("t5_heads_zero", T5_RANDOM, "--config.model.num_heads=0", expect="model.num_heads"),
     case("t5_dtype_unknown", T5_RANDOM, "--config.model.dtype=float8", expect="model.dtype"),
     case("seed_negative", PARITY, "--config.seed=-1", expect="config.seed"),
+    case(
+        "batch_does_not_divide_over_devices",
+        PARITY,
+        "--config.batch_size=33",
+        expect="config.batch_size=33 does not divide over 2 devices",
+        devices=2,
+        cli=True,
+    ),
     case("vit_patch_does_not_divide", VIT, "--config.model.patch_size=5", expect="patch_size"),
     case("adatape_bank_too_small", ADATAPE, "--config.model.max_tape_tokens=20", expect="bank"),
     case("altup_k_zero", T5_RANDOM, "--config.model.altup.k=0", expect="model.altup.k"),
@@ -279,7 +293,9 @@ def snapshot(root: str) -> dict[str, float]:
 def test_bad_input_is_one_line_exit_2_nothing_written(c, files, tmp_path):
     workdir = str(tmp_path / "run")
     before = snapshot(files)
-    result = cli.run("launch.train", *command_args(c, files, workdir), timeout=120)
+    result = cli.run(
+        "launch.train", *command_args(c, files, workdir), devices=c.devices, timeout=120
+    )
     last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.returncode == 2, result.stderr[-3000:]

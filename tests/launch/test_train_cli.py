@@ -9,7 +9,6 @@ import subprocess
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-import pytest
 
 from configs.parity import transformer as parity_config
 from framework.train import trainer
@@ -38,18 +37,18 @@ def test_sigterm_checkpoints_and_restart_matches_uninterrupted(tmp_path):
         "--config.eval_every_steps=0",
         "--config.checkpoint_every_steps=1000",
     ]
-    straight = cli.run("launch.train", *args, f"--workdir={tmp_path / 'straight'}")
-    assert straight.returncode == 0, straight.stderr[-2000:]
-    # What a run leaves: progress lines, events, metrics, the final checkpoint.
-    assert "steps/s | ETA" in straight.stdout
-    assert "parameters" in straight.stdout and "MFLOPs/example" in straight.stdout
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "straight"))
-    rows = metrics(tmp_path / "straight")
-    train = [r for r in rows if r["split"] == "train"]
-    assert [r["step"] for r in train] == list(range(10, 301, 10))
-    assert [r["step"] for r in rows if r["split"] == "eval"] == [300]
-    assert {"loss", "accuracy", "learning_rate", "grad_norm"} <= set(train[0])
-    assert os.listdir(tmp_path / "straight" / "checkpoints") == ["300"]
+    # The uninterrupted run goes on beside the interrupted one (mostly compilation,
+    # which leaves the second core idle).
+    straight_log = tmp_path / "straight.log"
+    with open(straight_log, "w") as log:  # a file, not a pipe nobody reads meanwhile
+        straight = subprocess.Popen(
+            cli.command("launch.train", *args, f"--workdir={tmp_path / 'straight'}"),
+            cwd=cli.ROOT,
+            env=cli.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     interrupted = tmp_path / "interrupted"
     proc = subprocess.Popen(
@@ -70,6 +69,19 @@ def test_sigterm_checkpoints_and_restart_matches_uninterrupted(tmp_path):
     assert 50 <= stopped < 300
     assert os.listdir(interrupted / "checkpoints") == [str(stopped)]
 
+    assert straight.wait(timeout=120) == 0, straight_log.read_text()[-2000:]
+    straight_out = straight_log.read_text()
+    # What a run leaves: progress lines, events, metrics, the final checkpoint.
+    assert "steps/s | ETA" in straight_out
+    assert "parameters" in straight_out and "MFLOPs/example" in straight_out
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "straight"))
+    rows = metrics(tmp_path / "straight")
+    train = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train] == list(range(10, 301, 10))
+    assert [r["step"] for r in rows if r["split"] == "eval"] == [300]
+    assert {"loss", "accuracy", "learning_rate", "grad_norm"} <= set(train[0])
+    assert os.listdir(tmp_path / "straight" / "checkpoints") == ["300"]
+
     resumed = cli.run("launch.train", *args, f"--workdir={interrupted}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Resumed from" in resumed.stdout
@@ -84,23 +96,6 @@ def test_sigterm_checkpoints_and_restart_matches_uninterrupted(tmp_path):
         if r["split"] != "info"
     ]
     assert drop(metrics(tmp_path / "straight")) == drop(metrics(interrupted))
-
-
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (["--config.model.hiden_size=3"], "error: --config.model.hiden_size=3: no config field"),
-        (["--config.model_name=nope"], "error: unknown model 'nope'; known: "),
-        (["--config.batch_size=33"], "error: config.batch_size=33 does not divide over 2 devices"),
-    ],
-)
-def test_bad_input_is_one_line(tmp_path, args, message):
-    result = cli.run("launch.train", CONFIG, f"--workdir={tmp_path}", *args, devices=2)
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and lines[0].startswith(message), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    assert not os.path.exists(tmp_path / "checkpoints")
 
 
 def _free_port() -> int:
