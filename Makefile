@@ -23,9 +23,12 @@ smoke: venv
 	$(BIN)/python -m launch.train --config=configs/parity/transformer.py:smoke --workdir=runs/parity_smoke
 
 # Unbuffered: a library's exit hook can end the process before pytest's summary line
-# would be flushed from a pipe's buffer.
+# would be flushed from a pipe's buffer. Two pytest-xdist workers: the tests are mostly
+# single-threaded XLA compilation and subprocess start-up, so two cores run two at once
+# (each worker keeps the tests' two fake devices).
+TEST_WORKERS ?= 2
 test: venv
-	PYTHONUNBUFFERED=1 $(BIN)/python -m pytest tests
+	PYTHONUNBUFFERED=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) tests
 
 clean:
 	rm -rf $(VENV) runs

@@ -123,6 +123,8 @@ def altup_finetune_table(preset_name: str) -> table_runner.Table:
         table_runner.Column("relative_step_time", "step time vs dense", "{:.2f}", spread=False),
     ]
     c = rows[0].config
+    num_train, num_eval = (len(polarity.read_split(data_dir, s)) for s in ("train", "eval"))
+    point = 100 / num_eval
     title = (
         f"AltUp fine-tuning, {preset_name} preset: the altup table's `{preset.pretrain}` "
         f"models fine-tuned on polarity ({len(rows[0].seeds)} seed(s), {c.num_train_steps} "
@@ -131,18 +133,19 @@ def altup_finetune_table(preset_name: str) -> table_runner.Table:
     notes = f"""
 - Pre-training: the `altup` table's `{preset.pretrain}` preset (span corruption on the
   Shakespeare text), in `pretrain/` under this table's directory.
-- Fine-tuning: the movie-review polarity sentences of `{data_dir}` (train 180, held out
-  20; `python -m launch.prepare_data polarity`), text-to-text (`polarity sentence: ...` ->
-  `positive` / `negative`), from each seed's pre-trained parameters with a fresh
-  Adafactor, constant learning rate {c.lr.base}, dropout {c.model.dropout_rate}, inputs
-  {c.dataset.inputs_length} / targets {c.dataset.targets_length} tokens.
-- Polarity accuracy: greedy decoding of the 20 held-out sentences, the decoded text
+- Fine-tuning: the movie-review polarity sentences of `{data_dir}` (train {num_train}, held
+  out {num_eval}; `python -m launch.prepare_data polarity`), text-to-text
+  (`polarity sentence: ...` -> `positive` / `negative`), from each seed's pre-trained
+  parameters with a fresh Adafactor, constant learning rate {c.lr.base}, dropout
+  {c.model.dropout_rate}, inputs {c.dataset.inputs_length} / targets
+  {c.dataset.targets_length} tokens.
+- Polarity accuracy: greedy decoding of the {num_eval} held-out sentences, the decoded text
   compared with the label word (a text that is neither label counts as wrong), in percent;
   token accuracy: teacher-forced accuracy of the target tokens.
 - Step time: the fine-tuning train step of every row, interleaved in one process
   ({preset.timing_rounds} rounds of {preset.timing_steps} steps), relative to dense T5.
-- With 20 held-out sentences one sentence is 5 points: read differences below 10 points
-  as noise.
+- With {num_eval} held-out sentences one sentence is {point:.3g} points: read differences
+  below {2 * point:.3g} points as noise.
 """
     return table_runner.Table(
         title,

@@ -144,7 +144,10 @@ def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
         with open(os.path.join(run, "decodes", "polarity", "6.jsonl")) as f:
             decodes = [json.loads(line) for line in f]
         assert len(decodes) == 4 and {d["targets"] for d in decodes} == {"positive", "negative"}
-    assert "polarity accuracy (%)" in (tmp_path / "table.md").read_text()
+    finetune_table = (tmp_path / "table.md").read_text()
+    assert "polarity accuracy (%)" in finetune_table
+    assert "(train 12, held\n  out 4;" in finetune_table
+    assert "one sentence is 25 points" in finetune_table
     check_evaluate(os.path.join(finetune_dir, slugify("T5 dense"), "seed_0"))
 
 
