@@ -158,8 +158,8 @@ def _check_values(c: ml_collections.ConfigDict) -> None:
 
     if c.decode.method not in ("greedy", "beam"):
         raise ConfigError(f"config.decode.method must be greedy or beam, got {c.decode.method!r}")
-    for key in ("beam_size", "max_length"):
-        if c.decode[key] < (1 if key == "beam_size" else 0):
+    for key, least in (("beam_size", 1), ("max_length", 0)):
+        if c.decode[key] < least:
             raise ConfigError(f"config.decode.{key} is out of range: {c.decode[key]}")
     optimizers.check_config(c.optimizer)
     schedules.check_config(c.lr, c.num_train_steps)

@@ -77,6 +77,13 @@ class Table:
     report: Callable[["Table", dict[str, Any], str], None] | None = None
 
 
+def pick_preset(table_name: str, presets: dict[str, Any], name: str) -> Any:
+    """`presets[name]`, or the one-line error naming the table's known presets."""
+    if name not in presets:
+        raise ConfigError(f"unknown preset {name!r} for {table_name}; known: {', '.join(presets)}")
+    return presets[name]
+
+
 def select_rows(table: Table, names: list[str]) -> Table:
     """`table` with only the rows named (by name or slug), in the table's order."""
     known = {row.name for row in table.rows} | {row.slug for row in table.rows}

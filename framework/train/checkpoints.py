@@ -113,23 +113,11 @@ class Checkpointer:
             return
         metadata = self.manager.item_metadata(step)
         tree = getattr(metadata, "tree", metadata)
-        saved, expected = _shapes(tree), _shapes(abstract_state)
-        problem = None
-        missing = sorted(set(expected) - set(saved))
-        extra = sorted(set(saved) - set(expected))
-        if missing:
-            problem = f"the config's {missing[0]!r} is not in it"
-        elif extra:
-            problem = f"its {extra[0]!r} is not in the config's model"
-        else:
-            for key, (shape, _) in expected.items():
-                if saved[key][0] != shape:
-                    problem = f"{key!r} has shape {saved[key][0]} there, {shape} in the config"
-                    break
-        if problem:
+        problems = _shape_problems(_shapes(tree), _shapes(abstract_state), limit=1)
+        if problems:
             raise ConfigError(
                 f"{self.directory} holds a checkpoint (step {step}) of an incompatible "
-                f"model: {problem}; {advice}"
+                f"model: {'; '.join(problems)}; {advice}"
             )
 
     def restore(self, step: int, abstract_state: Any) -> Any:
@@ -170,6 +158,8 @@ def _find_checkpoint(path: str) -> tuple[str, int]:
 
 
 def _shape_problems(saved: dict, expected: dict, limit: int = 3) -> list[str]:
+    """What differs between two `_shapes` trees (a checkpoint's, the config's): the first
+    `limit` parameters missing, extra or of another shape, then how many more."""
     problems = [f"{k!r} is not in the checkpoint" for k in sorted(set(expected) - set(saved))]
     problems += [f"{k!r} is not in the config's model" for k in sorted(set(saved) - set(expected))]
     problems += [

@@ -29,7 +29,6 @@ from etils import epath
 
 from framework import registry, run_budget, step_timing, table_runner
 from framework.data import image_prepare
-from framework.errors import ConfigError
 from framework.train import metric_writing
 from projects.adatape import image_plots
 
@@ -138,9 +137,7 @@ def report(table: table_runner.Table, summary: dict[str, Any], workdir: str) -> 
 
 @registry.TABLES.register("images")
 def images_table(preset_name: str) -> table_runner.Table:
-    if preset_name not in PRESETS:
-        raise ConfigError(f"unknown preset {preset_name!r} for images; known: {', '.join(PRESETS)}")
-    preset = PRESETS[preset_name]
+    preset = table_runner.pick_preset("images", PRESETS, preset_name)
     image_prepare.prepare_fashion_mnist()  # on first use; a no-op once prepared
     rows = [
         table_runner.Row(name, _row_config(preset, model), preset.seeds)

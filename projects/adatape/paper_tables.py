@@ -10,7 +10,6 @@ matched on parameter count (see each config's docstring). Presets:
 from __future__ import annotations
 
 from framework import registry, run_budget, table_runner
-from framework.errors import ConfigError
 
 CONFIGS = {
     "Transformer": "configs/parity/transformer.py",
@@ -36,9 +35,7 @@ Universal Transformer stay near chance (about 50%), AdaTape does clearly better.
 
 @registry.TABLES.register("parity")
 def parity_table(preset: str) -> table_runner.Table:
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r} for parity; known: {', '.join(PRESETS)}")
-    arg, seeds, steps, num_eval = PRESETS[preset]
+    arg, seeds, steps, num_eval = table_runner.pick_preset("parity", PRESETS, preset)
     rows = []
     for name, path in CONFIGS.items():
         config = table_runner.load_config(f"{path}:{arg}" if arg else path)

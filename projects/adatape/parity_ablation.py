@@ -22,7 +22,6 @@ from typing import Any
 from etils import epath
 
 from framework import registry, run_budget, table_runner
-from framework.errors import ConfigError
 
 CONFIG = "configs/adatape/parity.py"
 SOLVED = 0.95  # held-out accuracy that counts as solving parity
@@ -113,11 +112,7 @@ def per_seed_extra(table: table_runner.Table, workdir: str) -> dict[str, dict[st
 
 @registry.TABLES.register("parity_ablation")
 def parity_ablation_table(preset: str) -> table_runner.Table:
-    if preset not in PRESETS:
-        raise ConfigError(
-            f"unknown preset {preset!r} for parity_ablation; known: {', '.join(PRESETS)}"
-        )
-    arg, seeds, steps, num_eval = PRESETS[preset]
+    arg, seeds, steps, num_eval = table_runner.pick_preset("parity_ablation", PRESETS, preset)
     rows = [
         table_runner.Row(change.name, row_config(change, arg, steps, num_eval), seeds)
         for change in CHANGES

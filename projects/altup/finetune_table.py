@@ -98,11 +98,7 @@ def _from_pretrained(pretrain_row: table_runner.Row):
 
 @registry.TABLES.register("altup_finetune")
 def altup_finetune_table(preset_name: str) -> table_runner.Table:
-    if preset_name not in PRESETS:
-        raise ConfigError(
-            f"unknown preset {preset_name!r} for altup_finetune; known: {', '.join(PRESETS)}"
-        )
-    preset = PRESETS[preset_name]
+    preset = table_runner.pick_preset("altup_finetune", PRESETS, preset_name)
     pretraining = paper_tables.altup_table(preset.pretrain)
     by_name = {row.name: row for row in pretraining.rows}
     data_dir = _polarity_dir()

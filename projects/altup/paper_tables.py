@@ -204,9 +204,7 @@ def _platform() -> str:
 
 @registry.TABLES.register("altup")
 def altup_table(preset_name: str) -> table_runner.Table:
-    if preset_name not in PRESETS:
-        raise ConfigError(f"unknown preset {preset_name!r} for altup; known: {', '.join(PRESETS)}")
-    preset = PRESETS[preset_name]
+    preset = table_runner.pick_preset("altup", PRESETS, preset_name)
     path = data_dir()
     rows = [
         table_runner.Row(name, row_config(preset, variant, path), preset.seeds)
