@@ -66,6 +66,7 @@ def main() -> None:
                 experiment.config.decode,
                 FLAGS.workdir,
                 step,
+                experiment.mesh,
                 suffix=SUFFIX,
             )
         )

@@ -37,6 +37,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 Array = jax.Array
 
@@ -436,4 +437,6 @@ def decode_batch(
         )
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not out.is_fully_addressable:  # rows on other processes' devices
+        out = multihost_utils.process_allgather(out, tiled=True)
     return np.asarray(out)

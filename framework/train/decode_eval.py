@@ -14,8 +14,8 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 from etils import epath
+from jax.sharding import Mesh
 
 from framework.data import pipeline
 from framework.errors import ConfigError
@@ -34,23 +34,19 @@ def check_dataset(dataset: pipeline.DatasetBuilder) -> None:
         )
 
 
-def _gather_rows(tokens: np.ndarray) -> np.ndarray:
-    """Every process's rows of an eval batch, in global order (processes hold slices)."""
-    if jax.process_count() == 1:
-        return tokens
-    from jax.experimental import multihost_utils
-
-    gathered = multihost_utils.process_allgather(tokens)
-    return np.asarray(gathered).reshape(-1, tokens.shape[-1])
-
-
 def decode_texts(
     model: base.BaseModel,
     params: Any,
     dataset: Any,
     settings: ml_collections.ConfigDict,
+    mesh: Mesh,
 ) -> list[str]:
-    """The decoded text of every eval example, in `eval_examples()` order."""
+    """The decoded text of every eval example, in `eval_examples()` order.
+
+    Each eval batch is sharded over the mesh's `data` axis as in the eval step (every
+    process feeds its rows; the global batch holds them in process order), so the
+    devices decode their own rows; the tokens come back whole to every process.
+    """
     max_length = settings.max_length or dataset.config.targets_length
     texts: list[str] = []
     total = len(dataset.eval_examples())
@@ -58,13 +54,13 @@ def decode_texts(
         tokens = decoding.decode_batch(
             model,
             params,
-            batch,
+            pipeline.shard_batch(batch, mesh),
             max_length,
             method=settings.method,
             beam_size=settings.beam_size,
             alpha=settings.alpha,
         )
-        for row in _gather_rows(np.asarray(tokens)):
+        for row in tokens:
             if len(texts) < total:  # padding rows of the last batch come last
                 texts.append(dataset.vocab.decode(row))
     return texts
@@ -96,12 +92,13 @@ def evaluate(
     settings: ml_collections.ConfigDict,
     workdir: str,
     step: int,
+    mesh: Mesh,
     suffix: str = "",
 ) -> dict[str, float]:
     """Decodes and scores the eval split; writes the decodes (process 0; `suffix` as in
     `write_decodes`). Returns the task metrics, e.g. {"polarity/accuracy": 85.0}."""
     check_dataset(dataset)
-    texts = decode_texts(model, params, dataset, settings)
+    texts = decode_texts(model, params, dataset, settings, mesh)
     if jax.process_index() == 0:
         write_decodes(workdir, step, dataset.eval_examples(), texts, suffix)
     return {k: float(v) for k, v in dataset.score(texts).items()}

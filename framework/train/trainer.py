@@ -551,7 +551,7 @@ def _run(
                 if config.decode.at_eval:
                     last_eval.update(
                         decode_eval.evaluate(
-                            model, state.params, dataset, config.decode, workdir, step
+                            model, state.params, dataset, config.decode, workdir, step, mesh
                         )
                     )
                 writer.write(step, "eval", last_eval, hists)

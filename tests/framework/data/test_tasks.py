@@ -5,14 +5,19 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import jax
 import numpy as np
 import pytest
 
+from framework import config_schema
 from framework.data import pipeline
 from framework.data.text import polarity, task_dataset, tasks, vocabulary
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
+from framework.models import decoding, t5
+from framework.train import decode_eval, trainer
 from tests.framework.data.conftest import generated_lines
+from tests.framework.models import test_decoding
 
 T = tasks.TASKS
 
@@ -434,3 +439,27 @@ def test_polarity_preparation(tmp_path):
     before = {p: os.path.getmtime(p) for p in files.values()}
     assert polarity.prepare(out, seed=0, source="does-not-matter") == files  # reused
     assert {p: os.path.getmtime(p) for p in files.values()} == before
+
+
+def test_decode_texts_shards_each_eval_batch_over_the_mesh(polarity_dir, monkeypatch):
+    """Decode-at-eval feeds `decode_batch` the eval batch sharded over `data` (each device
+    its rows; on several hosts the rows of all), and gets the same texts as one device."""
+    ds = make(polarity_dir, eval_batch=4)
+    config = test_decoding.tiny_config()
+    config.vocab_size = ds.meta["vocab_size"]
+    model = t5.T5Model(config, {})
+    params = test_decoding.init_params(model)
+    settings = config_schema.trainer_defaults().decode
+    shardings = []
+    decode_batch = decoding.decode_batch
+
+    def spy(model, params, batch, *args, **kwargs):
+        shardings.append(batch["encoder_input_tokens"].sharding)
+        return decode_batch(model, params, batch, *args, **kwargs)
+
+    monkeypatch.setattr(decoding, "decode_batch", spy)
+    both, one = (trainer.make_mesh(jax.devices()[:n]) for n in (2, 1))
+    texts = decode_eval.decode_texts(model, params, ds, settings, both)
+    assert len(texts) == 10
+    assert texts == decode_eval.decode_texts(model, params, ds, settings, one)
+    assert shardings == [pipeline.data_sharding(both)] * 3 + [pipeline.data_sharding(one)] * 3
