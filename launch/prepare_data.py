@@ -144,12 +144,11 @@ def prepare_polarity() -> None:
     """The `polarity` command: train.tsv / eval.tsv of the movie-review sentences."""
     out_dir = FLAGS.out_dir or polarity.DEFAULT_DIR
     paths = polarity.prepare(out_dir, seed=FLAGS.seed, source=FLAGS.input)
-    for path in paths.values():
-        with open(path, encoding="utf-8") as f:
-            labels = [line.split("\t", 1)[0] for line in f]
+    for split, path in paths.items():
+        labels = [e["label"] for e in polarity.read_split(out_dir, split)]
         print(
-            f"{path}\t{len(labels)} sentences ({labels.count('0')} negative, "
-            f"{labels.count('1')} positive)"
+            f"{path}\t{len(labels)} sentences ({labels.count(0)} negative, "
+            f"{labels.count(1)} positive)"
         )
 
 

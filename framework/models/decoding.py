@@ -360,32 +360,6 @@ def beam_search(
     return tokens, scores
 
 
-def sequence_log_probs(
-    module: nn.Module,
-    params: Any,
-    encoder_input_tokens: Array,
-    tokens: Array,
-    eos_id: int = EOS_ID,
-) -> Array:
-    """[B] teacher-forced log p of `tokens` [B, L] up to and including the first EOS.
-
-    The decoder inputs are [START] + tokens shifted right, every position attendable,
-    as in decoding; positions after the first EOS are not scored.
-    """
-    tokens = jnp.asarray(tokens, jnp.int32)
-    inputs = jnp.concatenate(
-        [jnp.full((tokens.shape[0], 1), START_ID, jnp.int32), tokens[:, :-1]], axis=1
-    )
-    logits = module.apply(
-        {"params": params}, encoder_input_tokens, inputs, jnp.ones_like(tokens), train=False
-    )
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
-    picked = jnp.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
-    is_eos = (tokens == eos_id).astype(jnp.int32)
-    scored = (jnp.cumsum(is_eos, axis=1) - is_eos) == 0  # up to the first EOS
-    return jnp.sum(jnp.where(scored, picked, 0.0), axis=1)
-
-
 jit_greedy_decode = jax.jit(
     greedy_decode, static_argnames=("module", "max_length", "use_cache", "eos_id")
 )

@@ -74,7 +74,6 @@ class Task:
     expand_train: Callable[[Example], list[dict[str, Any]]] | None = None
     read_local: Callable[[str, str], list[dict[str, Any]]] | None = None
     local_dir: str = ""
-    prepare_command: str = ""
 
     @property
     def builder_name(self) -> str:
@@ -535,7 +534,6 @@ register(
         eval_split="eval",
         read_local=polarity.read_split,
         local_dir=polarity.DEFAULT_DIR,
-        prepare_command=polarity.PREPARE_COMMAND,
     )
 )
 

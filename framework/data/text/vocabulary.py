@@ -15,6 +15,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import sentencepiece as spm
 
+from framework.errors import ConfigError
+
 T5_SPECIAL_IDS = {"pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1}
 
 
@@ -139,7 +141,6 @@ def train_vocabulary(
 
 def load_for_batches(path: str, extra_ids: int) -> Vocabulary:
     """The vocabulary at `path`, checked for what the batches need: pad id 0 and an EOS."""
-    from framework.errors import ConfigError
 
     vocab = Vocabulary(path, extra_ids)
     if vocab.pad_id != 0 or vocab.eos_id < 0:

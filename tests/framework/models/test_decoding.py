@@ -91,7 +91,7 @@ def run_decoders(
     """Greedy tokens for each of `use_cache`, the teacher-forced pass on them and beams.
 
     beams: beam search of size 1 (alpha=0) and 3 (`alpha`) with their scores and their
-    log-probabilities, by the teacher-forced pass and by `decoding.sequence_log_probs`.
+    log-probabilities by the teacher-forced pass.
     """
     batch = encoder_batch()
     tokens, mask = batch["encoder_input_tokens"], batch["mask"]
@@ -116,9 +116,6 @@ def run_decoders(
                 mask=mask,
             )
         _, out["beam3_log_p"] = teacher_forced(module, params, tokens, out["beam3"])
-        out["beam3_sequence_log_p"] = decoding.sequence_log_probs(
-            module, params, tokens, out["beam3"]
-        )
     return out
 
 
@@ -190,7 +187,6 @@ def test_beam_search_beats_greedy_log_prob(dense):
     assert np.all(beam_log_p >= greedy_log_p - 1e-5), (beam_log_p, greedy_log_p)
     # alpha=0: the beam's score is its teacher-forced log-probability.
     np.testing.assert_allclose(out["beam3_score"][REAL], beam_log_p, rtol=1e-5)
-    np.testing.assert_allclose(out["beam3_sequence_log_p"], out["beam3_log_p"], rtol=1e-5)
     np.testing.assert_array_equal(out["beam3"][~REAL], 0)
     np.testing.assert_array_equal(out["beam3_score"][~REAL], 0.0)
 
