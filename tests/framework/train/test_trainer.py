@@ -137,6 +137,19 @@ def test_incompatible_checkpoint_is_refused_and_kept(tmp_path):
     with pytest.raises(ConfigError, match="incompatible model: .*shape"):
         trainer.train_and_evaluate(tiny_config(**{"model.hidden_size": 16}), str(tmp_path))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+    # launch.evaluate with another model's --config: the same check, its own advice.
+    from launch import evaluate
+    from tests.launch import cli
+
+    wider = tmp_path / "wider.py"
+    wider.write_text(
+        "from configs.parity import transformer\n\n\ndef get_config():\n"
+        "    c = transformer.get_config('smoke')\n    c.model.hidden_size = 16\n    return c\n"
+    )
+    argv = ["evaluate", f"--config={wider}", f"--workdir={tmp_path}"]
+    with cli.parsed_flags(argv), pytest.raises(ConfigError, match=r"shape .*omit --config\)$"):
+        evaluate.main()
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == before
     assert read_metrics(tmp_path) == metrics_before
 
 
