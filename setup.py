@@ -37,7 +37,7 @@ setuptools.setup(
         "matplotlib>=3.9",
     ],
     # Projects register their models, datasets and tables when imported; the core finds
-    # them through these entry points (framework/registry.py), never by name.
+    # them through these entry points (framework/config/registry.py), never by name.
     entry_points={
         "adaptive_compute.projects": [
             "adatape = projects.adatape",

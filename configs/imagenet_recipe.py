@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from framework import config_schema
+from framework.config import schema
 
 TRAIN_EXAMPLES = 1_281_167
 NUM_CLASSES = 1000
@@ -60,9 +60,9 @@ def parse_arg(arg: str | None, variants: tuple[str, ...], default: str) -> tuple
 
 
 def base_config(model_name: str, mode: str) -> ml_collections.ConfigDict:
-    """`config_schema.base_config` on the recipe's data set, with the recipe applied."""
+    """`schema.base_config` on the recipe's data set, with the recipe applied."""
     dataset_name = "random_images" if mode in ("smoke", "random") else "tfds_images"
-    c = config_schema.base_config(model_name=model_name, dataset_name=dataset_name)
+    c = schema.base_config(model_name=model_name, dataset_name=dataset_name)
     apply(c, mode)
     return c
 

@@ -32,7 +32,7 @@ at any prepared data set, e.g. the generated JPEGs of
 `python -m launch.prepare_data synthetic_images --name=synthetic_jpegs`.
 
 `--mode=decode`: greedy decoding of `--decode_length` tokens (114 by default, the
-paper's targets) with and without the key/value cache (`framework.models.decoding`),
+paper's targets) with and without the key/value cache (`framework.models.t5.decoding`),
 at `--size` (T5-Small by default, `configs/altup/t5.py:SIZE,VARIANT,data=random`) for
 `--variant` dense | altup | recycled, batch `--batch_size` (8), `--inputs_length` random
 encoder tokens, random parameters. EOS is disabled so that every decode emits exactly
@@ -41,7 +41,7 @@ token); the uncached one reruns the decoder on the whole [B, decode_length] buff
 every step. Both are compiled first (excluded), then timed in turns over `--rounds`.
 
 Every mode times experiments built from configs exactly as `launch.train` builds
-them (`framework.step_timing`), interleaved over rounds, and reports medians.
+them (`framework.experiments.step_timing`), interleaved over rounds, and reports medians.
 """
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ import jax
 import ml_collections
 from absl import flags
 
-from framework import app, config_schema, registry, step_timing, table_runner
+from framework import app
+from framework.config import loader, registry, schema
 from framework.data import pipeline
 from framework.errors import ConfigError
+from framework.experiments import step_timing, tables
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
@@ -162,10 +164,10 @@ def altup_mode(steps: int) -> None:
     from projects.altup import paper_tables
 
     batch_size = FLAGS.batch_size or 4
-    by_slug = {table_runner.slugify(name): name for name in paper_tables.ROWS}
+    by_slug = {tables.slugify(name): name for name in paper_tables.ROWS}
     wanted = set(FLAGS.rows or by_slug)
     unknown = sorted(wanted - set(by_slug))
-    if unknown or table_runner.slugify(paper_tables.DENSE) not in wanted:
+    if unknown or tables.slugify(paper_tables.DENSE) not in wanted:
         raise ConfigError(
             f"--rows must name t5_dense and other rows of the AltUp table; unknown: "
             f"{', '.join(unknown) or 'none'}; known: {', '.join(by_slug)}"
@@ -173,7 +175,7 @@ def altup_mode(steps: int) -> None:
     configs = {}
     for name in (name for slug, name in by_slug.items() if slug in wanted):
         variant = paper_tables.ROWS[name]
-        config = table_runner.load_config(
+        config = loader.load_config(
             f"{paper_tables.CONFIG}:{FLAGS.size},{variant},data=random"
         )
         config.dataset.inputs_length = FLAGS.inputs_length
@@ -194,7 +196,7 @@ def adatape_mode(steps: int) -> None:
     batch_size = FLAGS.batch_size or 8
     configs = {}
     for name, spec in ADATAPE_MODELS.items():
-        config = table_runner.load_config(spec)
+        config = loader.load_config(spec)
         config.dataset.image_size = FLAGS.image_size
         configs[name] = _with_batch_size(config, batch_size)
     print(
@@ -209,7 +211,7 @@ def pipeline_images_per_sec(
     config: ml_collections.ConfigDict, num_workers: int, batches: int
 ) -> tuple[float, float]:
     """(images/s over `batches` training batches after the first, seconds to the first)."""
-    config = config_schema.resolve(config)
+    config = schema.resolve(config)
     with config.unlocked():
         config.dataset.num_workers = num_workers
         config.dataset.num_threads = FLAGS.threads_per_worker
@@ -261,10 +263,10 @@ def decode_mode(steps: int) -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from framework.models import decoding
+    from framework.models.t5 import decoding
 
     batch_size = FLAGS.batch_size or 8
-    config = table_runner.load_config(
+    config = loader.load_config(
         f"configs/altup/t5.py:{FLAGS.size},{FLAGS.variant},data=random"
     )
     model = registry.MODELS.get(config.model_name)(config.model, {"vocab_size": FLAGS.vocab_size})

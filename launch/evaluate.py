@@ -34,7 +34,7 @@ flags.DEFINE_integer("checkpoint", None, "The step to evaluate (default: the lat
 
 
 def main() -> None:
-    app.check_workdir(FLAGS.workdir)
+    workdir_lib.check_workdir(FLAGS.workdir)
     config = app.config() or workdir_lib.saved_config(FLAGS.workdir)
     app.initialize_distributed()
     experiment = trainer.build_experiment(config)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from absl import flags
 
-from framework import app, errors, registry, table_runner
-from framework.train import workdir  # noqa: F401  (defines --accept_config_changes)
+from framework import app, errors
+from framework.config import registry
+from framework.experiments import tables
+from framework.train import workdir as workdir_lib  # also defines --accept_config_changes
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "quick", "Table preset, e.g. quick | full | tiny.")
@@ -29,12 +31,12 @@ def main(argv: list[str]) -> None:
             f"name one table: python -m launch.reproduce TABLE; known: "
             f"{', '.join(registry.TABLES.names())}"
         )
-    app.check_workdir(FLAGS.workdir)
+    workdir_lib.check_workdir(FLAGS.workdir)
     app.initialize_distributed()
     table = registry.TABLES.get(argv[1])(FLAGS.preset)
     if FLAGS.rows:
-        table = table_runner.select_rows(table, FLAGS.rows)
-    table_runner.run_table(table, FLAGS.workdir)
+        table = tables.select_rows(table, FLAGS.rows)
+    tables.run_table(table, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,13 @@ import shlex
 from absl import flags
 from ml_collections import config_flags
 
-from framework import app, errors, sweep_runner
+from framework import app, errors
+from framework.config import loader
+from framework.experiments import report, sweeps
+from framework.launchers import local
 from framework.launchers import slurm as slurm_lib
 from framework.launchers import tpu_vm as tpu_lib
+from framework.train import workdir as workdir_lib
 from launch import (  # noqa: F401  (their flags configure the launchers)
     launch_flags,  # noqa: F401  (--dry_run)
     slurm,
@@ -46,41 +50,41 @@ flags.DEFINE_string(
 )
 
 
-def _sweep() -> sweep_runner.Sweep:
+def _sweep() -> sweeps.Sweep:
     if app.config() is None:
         raise errors.ConfigError("--config is required, e.g. --config=configs/adatape/parity.py")
     config_arg = config_flags.get_config_filename(FLAGS["config"])
     overrides = dict(config_flags.get_override_values(FLAGS["config"]))
-    module = app.load_module(config_arg.partition(":")[0])
-    return sweep_runner.expand(config_arg, app.config(), module, FLAGS.workdir, overrides)
+    module = loader.load_module(config_arg.partition(":")[0])
+    return sweeps.expand(config_arg, app.config(), module, FLAGS.workdir, overrides)
 
 
-def _common_flags(sweep: sweep_runner.Sweep) -> list[str]:
+def _common_flags(sweep: sweeps.Sweep) -> list[str]:
     return [
         f"--config={sweep.config_arg}",
         *(
-            f"--config.{k}={sweep_runner.format_value(v)}"
+            f"--config.{k}={sweeps.format_value(v)}"
             for k, v in sweep.common_overrides.items()
         ),
         f"--workdir={sweep.workdir}",
     ]
 
 
-def _on_tpu_vm(sweep: sweep_runner.Sweep) -> None:
+def _on_tpu_vm(sweep: sweeps.Sweep) -> None:
     command = tpu_vm.sweep_command(_common_flags(sweep))
     run = tpu_lib.run(tpu_vm.vm_from_flags(), command, sweep.workdir, FLAGS.remote_dir)
     tpu_lib.execute([run], FLAGS.dry_run)
 
 
-def _on_slurm(sweep: sweep_runner.Sweep) -> None:
-    results = {r["point"]: r for r in sweep_runner.collect(sweep)}
-    todo = [p for p in sweep.points if results[p.slug]["status"] != sweep_runner.DONE]
+def _on_slurm(sweep: sweeps.Sweep) -> None:
+    results = {r["point"]: r for r in sweeps.collect(sweep)}
+    todo = [p for p in sweep.points if results[p.slug]["status"] != sweeps.DONE]
     if not todo:
         print(f"every point of the sweep is finished; see {sweep.workdir}/sweep.md")
         return
     log_dir = os.path.join(sweep.workdir, "slurm")
     job = slurm.job_from_flags(log_dir)
-    commands = [shlex.join(sweep_runner.train_command(sweep, p, python="python")) for p in todo]
+    commands = [shlex.join(sweeps.train_command(sweep, p, python="python")) for p in todo]
     script = slurm_lib.sbatch_script(job, commands, chdir=os.getcwd())
     array_id = slurm_lib.submit(
         script, FLAGS.dry_run, os.path.join(log_dir, f"{job.job_name}.sbatch")
@@ -100,34 +104,34 @@ def _on_slurm(sweep: sweep_runner.Sweep) -> None:
 
 
 def main() -> None:
-    app.check_workdir(FLAGS.workdir)
+    workdir_lib.check_workdir(FLAGS.workdir)
     sweep = _sweep()
     if FLAGS.launcher == "tpu_vm":
         return _on_tpu_vm(sweep)
     if FLAGS.launcher == "slurm":
         return _on_slurm(sweep)
     if FLAGS.dry_run:
-        results = {r["point"]: r for r in sweep_runner.collect(sweep)}
+        results = {r["point"]: r for r in sweeps.collect(sweep)}
         for point in sweep.points:
-            if results[point.slug]["status"] == sweep_runner.DONE:
+            if results[point.slug]["status"] == sweeps.DONE:
                 print(f"# point {point.index}: finished, skipped on a run")
-            print(shlex.join(sweep_runner.train_command(sweep, point)))
+            print(shlex.join(sweeps.train_command(sweep, point)))
         return
     if not FLAGS.report_only:
         try:
-            sweep_runner.run_local(sweep, FLAGS.parallel, FLAGS.log_name)
+            local.run_local(sweep, FLAGS.parallel, FLAGS.log_name)
         except KeyboardInterrupt:
             _report(sweep)
             raise errors.RunError("sweep stopped; rerun the same command to resume it")
     _report(sweep)
 
 
-def _report(sweep: sweep_runner.Sweep) -> None:
-    results = sweep_runner.collect(sweep)
-    paths = sweep_runner.write_report(sweep, results, FLAGS.metric)
-    print(sweep_runner.markdown(sweep, results), flush=True)
+def _report(sweep: sweeps.Sweep) -> None:
+    results = sweeps.collect(sweep)
+    paths = report.write_report(sweep, results, FLAGS.metric)
+    print(report.markdown(sweep, results), flush=True)
     print("written: " + ", ".join(paths.values()), flush=True)
-    failed = [r for r in results if r["status"] == sweep_runner.FAILED]
+    failed = [r for r in results if r["status"] == sweeps.FAILED]
     if failed:
         first = failed[0]
         raise errors.RunError(

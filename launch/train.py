@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from absl import flags
 
-from framework import app, config_schema, errors
-from framework.train import workdir  # noqa: F401  (defines --accept_config_changes)
+from framework import app, errors
+from framework.config import schema
+from framework.train import workdir as workdir_lib  # also defines --accept_config_changes
 
 FLAGS = flags.FLAGS
 
 
 def main() -> None:
-    app.check_workdir(FLAGS.workdir)
+    workdir_lib.check_workdir(FLAGS.workdir)
     if app.config() is None:
         raise errors.ConfigError("--config is required")
     app.initialize_distributed()
     config = app.config()
-    config_schema.trainer(config)(config, FLAGS.workdir)
+    schema.trainer(config)(config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

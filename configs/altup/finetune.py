@@ -108,6 +108,6 @@ def finetune_from(pretrain: ml_collections.ConfigDict, task: str) -> ml_collecti
 
 
 def _dataset_defaults():
-    from framework import config_schema
+    from framework.config import schema
 
-    return config_schema.dataset_class("text_task").default_config()
+    return schema.dataset_class("text_task").default_config()

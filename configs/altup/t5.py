@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 
-from framework import config_schema
+from framework.config import schema
 from framework.models import t5
 
 SIZES = ("tiny", "mini", "small", "base", "large", "xl")
@@ -127,7 +127,7 @@ def get_config(arg: str | None = None):
     spec = parse_arg(arg)
     random_data = spec["data"] == "random"
     dataset_name = "random_seq2seq" if random_data else "span_corruption"
-    c = config_schema.base_config(model_name="t5_altup", dataset_name=dataset_name)
+    c = schema.base_config(model_name="t5_altup", dataset_name=dataset_name)
     c.experiment_name = experiment_name(spec)
     c.trainer_name = "default"
 

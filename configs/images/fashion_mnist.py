@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from framework import config_schema
+from framework.config import schema
 
 MODELS = ("vit", "adatape_input", "adatape_learn", "uvit", "u2t", "avit")
 _MODEL_NAMES = {
@@ -72,7 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     model, _, mode = (arg or "vit").partition(",")
     if model not in MODELS or mode not in ("", "tiny"):
         raise ValueError(f"unknown preset {arg!r}; known: {', '.join(MODELS)} [,tiny]")
-    c = config_schema.base_config(_MODEL_NAMES[model], "tfds_images")
+    c = schema.base_config(_MODEL_NAMES[model], "tfds_images")
     c.experiment_name = f"fashion_mnist_{model}"
     c.dataset.tfds_name = "fashion_mnist"
     c.dataset.train_split = "train"

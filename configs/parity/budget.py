@@ -8,7 +8,7 @@ Each model config sets only its model fields (and its smoke-size model).
 
 import ml_collections
 
-from framework import config_schema
+from framework.config import schema
 
 PRESETS = ("smoke",)
 
@@ -17,7 +17,7 @@ def base(model_name: str, experiment_name: str, arg: str | None) -> ml_collectio
     """A parity config for `model_name` with the shared data and budget."""
     if arg and arg not in PRESETS:
         raise ValueError(f"unknown preset {arg!r}; known: {', '.join(PRESETS)}")
-    c = config_schema.base_config(model_name=model_name, dataset_name="parity")
+    c = schema.base_config(model_name=model_name, dataset_name="parity")
     c.experiment_name = experiment_name
     c.dataset.variant = "release"
     c.dataset.length = 32

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from framework import registry
+from framework.config import registry
 from framework.data import pipeline, pp
 from framework.data.pp import batch_ops
 from framework.errors import ConfigError

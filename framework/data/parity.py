@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping
 import ml_collections
 import numpy as np
 
-from framework import config_fields, registry
+from framework.config import fields, registry
 from framework.data import pipeline
 from framework.errors import ConfigError
 
@@ -103,10 +103,10 @@ class Parity(pipeline.DatasetBuilder):
 
     @classmethod
     def check_config(cls, config: ml_collections.ConfigDict) -> None:
-        config_fields.check_one_of("config.dataset.variant", config.variant, VARIANTS)
-        config_fields.check_one_of("config.dataset.encoding", config.encoding, ENCODINGS)
-        config_fields.check_positive("config.dataset.length", config.length)
-        config_fields.check_positive("config.dataset.num_eval_examples", config.num_eval_examples)
+        fields.check_one_of("config.dataset.variant", config.variant, VARIANTS)
+        fields.check_one_of("config.dataset.encoding", config.encoding, ENCODINGS)
+        fields.check_positive("config.dataset.length", config.length)
+        fields.check_positive("config.dataset.num_eval_examples", config.num_eval_examples)
         for key in ("min_nonzero", "max_nonzero", "eval_min_nonzero", "eval_max_nonzero"):
             if config[key] < 0:
                 raise ConfigError(f"config.dataset.{key} must be >= 0, got {config[key]}")

@@ -88,7 +88,7 @@ class DatasetBuilder:
     def check_config(cls, config: ml_collections.ConfigDict) -> None:
         """Raises ConfigError naming the `config.dataset.` key of a bad value.
 
-        Called by `config_schema.resolve` (config time, before anything is read) and on
+        Called by `schema.resolve` (config time, before anything is read) and on
         construction. Whether the data is there is checked on construction or first read.
         """
 

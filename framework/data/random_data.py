@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping
 import ml_collections
 import numpy as np
 
-from framework import registry
+from framework.config import registry
 from framework.data import pipeline
 from framework.errors import ConfigError
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from framework import config_fields
+from framework.config import fields
 
 Array = jax.Array
 Batch = Mapping[str, Array]
@@ -99,7 +99,7 @@ class BaseModel:
     def check_config(cls, config: ml_collections.ConfigDict) -> None:
         """Raises ConfigError naming the `config.model.` key of a bad value.
 
-        Called by `config_schema.resolve` (config time, before anything is built) and
+        Called by `schema.resolve` (config time, before anything is built) and
         on construction. Subclasses check the fields they declare and call super(); they
         may return what the check resolved (sizes, settings) for their `build_module`.
         """
@@ -164,8 +164,8 @@ class ClassificationModel(BaseModel):
     @classmethod
     def check_config(cls, config: ml_collections.ConfigDict) -> None:
         super().check_config(config)
-        config_fields.check_one_of("config.model.loss", config.get("loss", "softmax"), cls.LOSSES)
-        config_fields.check_rate("config.model.label_smoothing", config.get("label_smoothing", 0.0))
+        fields.check_one_of("config.model.loss", config.get("loss", "softmax"), cls.LOSSES)
+        fields.check_rate("config.model.label_smoothing", config.get("label_smoothing", 0.0))
 
     @property
     def num_classes(self) -> int:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from framework import config_fields
+from framework.config import fields
 from framework.errors import ConfigError
 from framework.models import layers
 
@@ -119,7 +119,7 @@ def check_classifier_fields(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the `config.model.` key of a bad skeleton field."""
     check_pooling(config.pooling)
     for key in ("dropout_rate", "attention_dropout_rate"):
-        config_fields.check_rate(f"config.model.{key}", config[key])
+        fields.check_rate(f"config.model.{key}", config[key])
     if not math.isfinite(config.head_bias_init):
         raise ConfigError(
             f"config.model.head_bias_init must be finite, got {config.head_bias_init}"

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from framework import config_fields, registry
+from framework.config import fields, registry
 from framework.errors import ConfigError
 from framework.models import base, classifier, layers
 
@@ -71,14 +71,14 @@ def check_sequence_fields(config: ml_collections.ConfigDict) -> None:
     field: widths positive, `num_heads` dividing `hidden_size`, skeleton fields."""
     for key in ("hidden_size", "num_layers", "num_heads", "mlp_dim"):
         if key in config:
-            config_fields.check_positive(f"config.model.{key}", config[key])
+            fields.check_positive(f"config.model.{key}", config[key])
     if config.hidden_size % config.num_heads:
         raise ConfigError(
             f"config.model.num_heads={config.num_heads} does not divide "
             f"config.model.hidden_size={config.hidden_size}"
         )
     if config.get("vocab_size") is not None:
-        config_fields.check_positive("config.model.vocab_size", config.vocab_size)
+        fields.check_positive("config.model.vocab_size", config.vocab_size)
     classifier.check_classifier_fields(config)
 
 

@@ -19,7 +19,8 @@ from jax.sharding import Mesh
 
 from framework.data import pipeline
 from framework.errors import ConfigError
-from framework.models import base, decoding
+from framework.models import base
+from framework.models.t5 import decoding
 
 DECODES_DIR = "decodes"
 

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from framework import config_schema, registry
+from framework.config import registry, schema
 from framework.data import pipeline
 from framework.errors import ConfigError, RunError
 from framework.models import base
@@ -375,7 +375,7 @@ class Experiment:
 
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
     """Resolves `config` and builds its dataset, model, optimizer and state layout."""
-    config = config_schema.resolve(config)
+    config = schema.resolve(config)
     mesh = make_mesh() if mesh is None else mesh
     check_batch_sizes(config, mesh)
     split = pipeline.HostSplit.current(config.batch_size, config.eval_batch_size)

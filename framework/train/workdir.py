@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import socket
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -422,3 +423,50 @@ def _record_changes(workdir: str, step: int, changes: dict, accepted: list[str])
     }
     with (epath.Path(workdir) / CHANGES_FILE).open("a") as f:
         f.write(json.dumps(entry) + "\n")
+
+def check_workdir(workdir: str | None) -> None:
+    """Raises ConfigError unless `workdir` is a writable directory or can be made one.
+
+    Writes nothing that stays: a missing workdir is not created here (the run creates
+    it), only its nearest existing parent is probed with a temporary file. A remote path
+    (`gs://bucket/path`) is only checked for a scheme and a bucket that `etils.epath`
+    can serve, without touching the network: access errors come from the first write.
+    """
+    if not workdir:
+        raise ConfigError("--workdir is required")
+    flag = f"--workdir={workdir}"
+    if "://" in workdir:
+        _check_remote_workdir(workdir, flag)
+        return
+    path = os.path.abspath(workdir)
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "a file" if os.path.exists(existing) else "a broken link"
+        if existing == path:
+            raise ConfigError(f"{flag}: is {what}, not a directory")
+        raise ConfigError(f"{flag}: {existing} is {what}, so no directory can be made under it")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".workdir_probe_", dir=existing)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        where = "" if existing == path else f" ({existing}, the nearest existing directory)"
+        raise ConfigError(f"{flag}: cannot write there{where}: {e.strerror}") from None
+
+
+def _check_remote_workdir(workdir: str, flag: str) -> None:
+    """ConfigError for a URL whose scheme epath has no file system for, or with no bucket."""
+    from etils import epath
+
+    scheme, _, rest = workdir.partition("://")
+    try:
+        epath.Path(workdir)  # looks the scheme up in epath's registry; no I/O
+    except (KeyError, NotImplementedError, ValueError):
+        raise ConfigError(
+            f"{flag}: {scheme}:// is not a file system etils.epath serves; use a local "
+            "directory or gs://bucket/path"
+        ) from None
+    if not rest.strip("/"):
+        raise ConfigError(f"{flag}: no bucket given; use {scheme}://bucket/path")

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from framework import config_fields
+from framework.config import fields
 from framework.models import base, classifier, layers
 from projects.adatape import atr, tape_bank, tape_layers
 from projects.adatape.settings import AdaTapeSettings
@@ -123,7 +123,7 @@ class AdaTapeClassifier(base.ClassificationModel):
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
-        config_fields.declare(config, AdaTapeSettings, **cls.tape_defaults)
+        fields.declare(config, AdaTapeSettings, **cls.tape_defaults)
         return config
 
     @staticmethod
@@ -131,6 +131,6 @@ class AdaTapeClassifier(base.ClassificationModel):
         config: ml_collections.ConfigDict, *, hidden_size: int, num_heads: int, num_layers: int
     ) -> AdaTapeSettings:
         """The checked settings from `config.model`, resolved for a model of these sizes."""
-        return config_fields.build(AdaTapeSettings, config).resolved(
+        return fields.build(AdaTapeSettings, config).resolved(
             hidden_size=hidden_size, num_heads=num_heads, num_layers=num_layers
         )

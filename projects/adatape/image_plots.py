@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from framework import step_timing
 from framework.data import pipeline
+from framework.experiments import step_timing
 from framework.models import base
 from framework.train import trainer
 from projects.adatape import atr

@@ -27,8 +27,9 @@ from typing import Any
 import ml_collections
 from etils import epath
 
-from framework import registry, run_budget, step_timing, table_runner
+from framework.config import loader, registry
 from framework.data import image_prepare
+from framework.experiments import run_budget, step_timing, tables
 from framework.train import metric_writing
 from projects.adatape import image_plots
 
@@ -76,7 +77,7 @@ comparable cost.
 
 
 def _row_config(preset: Preset, model: str) -> ml_collections.ConfigDict:
-    config = table_runner.load_config(
+    config = loader.load_config(
         f"{CONFIG}:{model},tiny" if preset.tiny else f"{CONFIG}:{model}"
     )
     if preset.steps:
@@ -86,14 +87,14 @@ def _row_config(preset: Preset, model: str) -> ml_collections.ConfigDict:
     return config
 
 
-def _seed_dir(workdir: str, row: table_runner.Row) -> str:
+def _seed_dir(workdir: str, row: tables.Row) -> str:
     return os.path.join(workdir, row.slug, f"seed_{row.seeds[0]}")
 
 
 def speed_extra(preset: Preset):
     """The table's `extra`: side-by-side train and eval images/s, then the pictures."""
 
-    def extra(table: table_runner.Table, workdir: str) -> dict[str, dict[str, float]]:
+    def extra(table: tables.Table, workdir: str) -> dict[str, dict[str, float]]:
         path = epath.Path(workdir) / SPEED_FILE  # epath: the workdir may be gs://...
         if path.exists():
             speeds = json.loads(path.read_text())
@@ -108,7 +109,7 @@ def speed_extra(preset: Preset):
 
 
 def measure_speeds(
-    table: table_runner.Table, workdir: str, preset: Preset
+    table: tables.Table, workdir: str, preset: Preset
 ) -> dict[str, dict[str, float]]:
     """Train and eval images/s of every row's trained seed-0 model, interleaved."""
     train_loops, eval_loops = {}, {}
@@ -130,34 +131,34 @@ def measure_speeds(
     return out
 
 
-def report(table: table_runner.Table, summary: dict[str, Any], workdir: str) -> None:
+def report(table: tables.Table, summary: dict[str, Any], workdir: str) -> None:
     """Writes the accuracy-against-speed picture from the table's summary."""
     image_plots.accuracy_vs_speed(table.title, summary, workdir)
 
 
 @registry.TABLES.register("images")
-def images_table(preset_name: str) -> table_runner.Table:
-    preset = table_runner.pick_preset("images", PRESETS, preset_name)
+def images_table(preset_name: str) -> tables.Table:
+    preset = tables.pick_preset("images", PRESETS, preset_name)
     image_prepare.prepare_fashion_mnist()  # on first use; a no-op once prepared
     rows = [
-        table_runner.Row(name, _row_config(preset, model), preset.seeds)
+        tables.Row(name, _row_config(preset, model), preset.seeds)
         for name, model in ROWS.items()
     ]
     columns = [
-        table_runner.Column("eval.accuracy", "top-1 accuracy"),
-        table_runner.Column("train_images_per_sec", "train images/s", "{:,.0f}", spread=False),
-        table_runner.Column("eval_images_per_sec", "eval images/s", "{:,.0f}", spread=False),
-        table_runner.Column(
+        tables.Column("eval.accuracy", "top-1 accuracy"),
+        tables.Column("train_images_per_sec", "train images/s", "{:,.0f}", spread=False),
+        tables.Column("eval_images_per_sec", "eval images/s", "{:,.0f}", spread=False),
+        tables.Column(
             "flops_per_example", "forward MFLOPs", "{:,.2f}", spread=False, scale=1e-6
         ),
-        table_runner.Column("num_params", "parameters", "{:,.0f}", spread=False),
-        table_runner.Column("eval.tape_length", "tape length", "{:.2f}"),
-        table_runner.Column("eval.act_updates", "ACT steps", "{:.2f}"),
-        table_runner.Column("eval.avit_depth", "A-ViT depth", "{:.2f}"),
+        tables.Column("num_params", "parameters", "{:,.0f}", spread=False),
+        tables.Column("eval.tape_length", "tape length", "{:.2f}"),
+        tables.Column("eval.act_updates", "ACT steps", "{:.2f}"),
+        tables.Column("eval.avit_depth", "A-ViT depth", "{:.2f}"),
     ]
     first = rows[0].config
     title = (
         f"Fashion-MNIST, {preset_name} preset ({len(preset.seeds)} seed(s), "
         f"{first.num_train_steps} steps of batch {first.batch_size})"
     )
-    return table_runner.Table(title, rows, columns, NOTES, extra=speed_extra(preset), report=report)
+    return tables.Table(title, rows, columns, NOTES, extra=speed_extra(preset), report=report)

@@ -9,7 +9,8 @@ matched on parameter count (see each config's docstring). Presets:
 
 from __future__ import annotations
 
-from framework import registry, run_budget, table_runner
+from framework.config import loader, registry
+from framework.experiments import run_budget, tables
 
 CONFIGS = {
     "Transformer": "configs/parity/transformer.py",
@@ -34,27 +35,27 @@ Universal Transformer stay near chance (about 50%), AdaTape does clearly better.
 
 
 @registry.TABLES.register("parity")
-def parity_table(preset: str) -> table_runner.Table:
-    arg, seeds, steps, num_eval = table_runner.pick_preset("parity", PRESETS, preset)
+def parity_table(preset: str) -> tables.Table:
+    arg, seeds, steps, num_eval = tables.pick_preset("parity", PRESETS, preset)
     rows = []
     for name, path in CONFIGS.items():
-        config = table_runner.load_config(f"{path}:{arg}" if arg else path)
+        config = loader.load_config(f"{path}:{arg}" if arg else path)
         with config.unlocked():
             config.dataset.num_eval_examples = num_eval
             config.compute_flops = True
         if steps:
             config = run_budget.RunBudget(steps).apply(config)
-        rows.append(table_runner.Row(name, config, seeds))
+        rows.append(tables.Row(name, config, seeds))
     columns = [
-        table_runner.Column("eval.accuracy", "accuracy"),
-        table_runner.Column("eval.tape_length", "tape length", "{:.2f}"),
-        table_runner.Column("eval.act_updates", "ACT steps", "{:.2f}"),
-        table_runner.Column("num_params", "parameters", "{:,.0f}", spread=False),
-        table_runner.Column("flops_per_example", "forward FLOPs/example", "{:,.0f}", spread=False),
-        table_runner.Column("train_examples_per_sec", "train examples/s", "{:,.0f}"),
+        tables.Column("eval.accuracy", "accuracy"),
+        tables.Column("eval.tape_length", "tape length", "{:.2f}"),
+        tables.Column("eval.act_updates", "ACT steps", "{:.2f}"),
+        tables.Column("num_params", "parameters", "{:,.0f}", spread=False),
+        tables.Column("flops_per_example", "forward FLOPs/example", "{:,.0f}", spread=False),
+        tables.Column("train_examples_per_sec", "train examples/s", "{:,.0f}"),
     ]
     title = (
         f"Parity, {preset} preset ({len(seeds)} seed(s), {rows[0].config.num_train_steps} "
         f"steps of batch {rows[0].config.batch_size})"
     )
-    return table_runner.Table(title, rows, columns, NOTES)
+    return tables.Table(title, rows, columns, NOTES)

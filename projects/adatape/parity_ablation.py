@@ -21,7 +21,8 @@ from typing import Any
 
 from etils import epath
 
-from framework import registry, run_budget, table_runner
+from framework.config import loader, registry
+from framework.experiments import run_budget, tables
 
 CONFIG = "configs/adatape/parity.py"
 SOLVED = 0.95  # held-out accuracy that counts as solving parity
@@ -88,7 +89,7 @@ PRESETS = {
 
 def row_config(change: Change, arg: str, steps: int, num_eval: int):
     """The parity config with `change` applied, at `steps` x its budget factor."""
-    config = table_runner.load_config(f"{CONFIG}:{arg}" if arg else CONFIG)
+    config = loader.load_config(f"{CONFIG}:{arg}" if arg else CONFIG)
     with config.unlocked():
         config.dataset.num_eval_examples = num_eval
         config.update_from_flattened_dict(BASELINE)
@@ -96,13 +97,13 @@ def row_config(change: Change, arg: str, steps: int, num_eval: int):
     return run_budget.RunBudget(steps * change.steps_factor).apply(config)
 
 
-def per_seed_extra(table: table_runner.Table, workdir: str) -> dict[str, dict[str, float]]:
+def per_seed_extra(table: tables.Table, workdir: str) -> dict[str, dict[str, float]]:
     """Seeds at >= 95% and each seed's accuracy, from the rows' result files."""
     rows = {}
     for row in table.rows:
         accuracies = []
         for seed in row.seeds:
-            path = os.path.join(workdir, row.slug, f"seed_{seed}", table_runner.RESULT_FILE)
+            path = os.path.join(workdir, row.slug, f"seed_{seed}", tables.RESULT_FILE)
             accuracies.append(json.loads(epath.Path(path).read_text())["eval"]["accuracy"])
         values = {"solved_seeds": float(sum(a >= SOLVED for a in accuracies))}
         values.update({f"accuracy_seed_{s}": a for s, a in zip(row.seeds, accuracies)})
@@ -111,24 +112,24 @@ def per_seed_extra(table: table_runner.Table, workdir: str) -> dict[str, dict[st
 
 
 @registry.TABLES.register("parity_ablation")
-def parity_ablation_table(preset: str) -> table_runner.Table:
-    arg, seeds, steps, num_eval = table_runner.pick_preset("parity_ablation", PRESETS, preset)
+def parity_ablation_table(preset: str) -> tables.Table:
+    arg, seeds, steps, num_eval = tables.pick_preset("parity_ablation", PRESETS, preset)
     rows = [
-        table_runner.Row(change.name, row_config(change, arg, steps, num_eval), seeds)
+        tables.Row(change.name, row_config(change, arg, steps, num_eval), seeds)
         for change in CHANGES
     ]
     columns = [
-        table_runner.Column("eval.accuracy", "accuracy"),
-        table_runner.Column("solved_seeds", f"seeds >= {SOLVED:.0%}", "{:.0f}", spread=False),
-        *(table_runner.Column(f"accuracy_seed_{s}", f"seed {s}", spread=False) for s in seeds),
-        table_runner.Column("eval.tape_length", "tape length", "{:.2f}"),
+        tables.Column("eval.accuracy", "accuracy"),
+        tables.Column("solved_seeds", f"seeds >= {SOLVED:.0%}", "{:.0f}", spread=False),
+        *(tables.Column(f"accuracy_seed_{s}", f"seed {s}", spread=False) for s in seeds),
+        tables.Column("eval.tape_length", "tape length", "{:.2f}"),
     ]
     title = (
         f"Parity ablation, {preset} preset: AdaTape with one change per row "
         f"({len(seeds)} seed(s), {steps} steps of batch {rows[0].config.batch_size} "
         "unless the row says otherwise)"
     )
-    return table_runner.Table(title, rows, columns, NOTES, extra=per_seed_extra)
+    return tables.Table(title, rows, columns, NOTES, extra=per_seed_extra)
 
 
 NOTES = """

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from framework import registry
+from framework.config import registry
 from framework.models import classifier, transformer
 from projects.adatape import tape_bank
 from projects.adatape.encoder import AdaTapeClassifier, TapeEncoding, adatape_encoder

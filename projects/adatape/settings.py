@@ -1,7 +1,7 @@
 """AdaTape's settings: every tape field of `config.model`, declared once and checked.
 
-`config_fields.declare(config, AdaTapeSettings, ...)` adds the fields to a model's
-config; `config_fields.build(AdaTapeSettings, config).resolved(...)` gives the checked
+`fields.declare(config, AdaTapeSettings, ...)` adds the fields to a model's
+config; `fields.build(AdaTapeSettings, config).resolved(...)` gives the checked
 settings that the tape bank, the encoder and ATR receive whole.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from framework import config_fields
+from framework.config import fields
 from framework.errors import ConfigError
 from projects.adatape import atr, tape_bank
 
@@ -40,7 +40,7 @@ class AdaTapeSettings:
     ponder_weight: float = 0.01  # the ponder loss is ponder_weight * R
 
     def __post_init__(self) -> None:
-        check_one_of, check_positive = config_fields.check_one_of, config_fields.check_positive
+        check_one_of, check_positive = fields.check_one_of, fields.check_positive
         check_one_of("model.bank_type", self.bank_type, tape_bank.BANK_TYPES)
         check_one_of("model.bank_position", self.bank_position, tape_bank.BANK_POSITIONS)
         check_one_of("model.bank_init", self.bank_init, tape_bank.BANK_INITS)

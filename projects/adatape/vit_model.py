@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from framework import registry
+from framework.config import registry
 from framework.errors import ConfigError
 from framework.models import classifier, vit
 from projects.adatape import tape_bank

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from framework import config_fields
+from framework.config import fields
 from framework.models.t5 import StackAdapter
 from projects.altup.layers import ACTIVE_MODES, COMPUTE_INPUTS, AltUpLayer, SequenceAltUpLayer
 
@@ -53,12 +53,12 @@ class AltUpSettings:
     readout: str = "concat"  # altup: decoder output of K*d (concat) or d (sum); recycled sums
 
     def __post_init__(self) -> None:
-        config_fields.check_one_of("model.altup.variant", self.variant, VARIANTS)
-        config_fields.check_one_of("model.altup.active", self.active, ACTIVE_MODES)
-        config_fields.check_one_of("model.altup.compute_input", self.compute_input, COMPUTE_INPUTS)
-        config_fields.check_one_of("model.altup.readout", self.readout, READOUTS)
-        config_fields.check_positive("model.altup.k", self.k)
-        config_fields.check_positive("model.altup.sequence_stride", self.sequence_stride)
+        fields.check_one_of("model.altup.variant", self.variant, VARIANTS)
+        fields.check_one_of("model.altup.active", self.active, ACTIVE_MODES)
+        fields.check_one_of("model.altup.compute_input", self.compute_input, COMPUTE_INPUTS)
+        fields.check_one_of("model.altup.readout", self.readout, READOUTS)
+        fields.check_positive("model.altup.k", self.k)
+        fields.check_positive("model.altup.sequence_stride", self.sequence_stride)
 
     def adapter(self) -> StackAdapter:
         """The T5 stack adapter of `variant`."""

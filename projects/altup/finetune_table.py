@@ -20,9 +20,10 @@ import os
 
 import ml_collections
 
-from framework import registry, run_budget, table_runner
+from framework.config import registry
 from framework.data.text import polarity
 from framework.errors import ConfigError
+from framework.experiments import run_budget, tables
 from projects.altup import paper_tables
 
 TASK = "polarity"
@@ -83,12 +84,12 @@ def finetune_config(preset: Preset, pretrain: ml_collections.ConfigDict, data_di
     return run_budget.RunBudget(preset.steps, evals=1, checkpoints=1).apply(c)
 
 
-def _from_pretrained(pretrain_row: table_runner.Row):
+def _from_pretrained(pretrain_row: tables.Row):
     """The row's `for_seed`: that seed's pre-trained run (trained first if absent)."""
 
     def for_seed(config: ml_collections.ConfigDict, seed: int, workdir: str):
         pretrain_dir = os.path.join(workdir, "pretrain")
-        table_runner.run_one(pretrain_row, seed, pretrain_dir)
+        tables.run_one(pretrain_row, seed, pretrain_dir)
         with config.unlocked():
             config.init_from = os.path.join(pretrain_dir, pretrain_row.slug, f"seed_{seed}")
         return config
@@ -97,13 +98,13 @@ def _from_pretrained(pretrain_row: table_runner.Row):
 
 
 @registry.TABLES.register("altup_finetune")
-def altup_finetune_table(preset_name: str) -> table_runner.Table:
-    preset = table_runner.pick_preset("altup_finetune", PRESETS, preset_name)
+def altup_finetune_table(preset_name: str) -> tables.Table:
+    preset = tables.pick_preset("altup_finetune", PRESETS, preset_name)
     pretraining = paper_tables.altup_table(preset.pretrain)
     by_name = {row.name: row for row in pretraining.rows}
     data_dir = _polarity_dir()
     rows = [
-        table_runner.Row(
+        tables.Row(
             name,
             finetune_config(preset, by_name[name].config, data_dir),
             by_name[name].seeds,
@@ -112,11 +113,11 @@ def altup_finetune_table(preset_name: str) -> table_runner.Table:
         for name in ROWS
     ]
     columns = [
-        table_runner.Column(f"eval.{TASK}/accuracy", "polarity accuracy (%)", "{:.1f}"),
-        table_runner.Column("eval.accuracy", "token accuracy", "{:.3f}"),
-        table_runner.Column("num_params", "parameters", "{:,.0f}", spread=False),
-        table_runner.Column("step_time_ms", "fine-tune step (ms)", "{:.1f}", spread=False),
-        table_runner.Column("relative_step_time", "step time vs dense", "{:.2f}", spread=False),
+        tables.Column(f"eval.{TASK}/accuracy", "polarity accuracy (%)", "{:.1f}"),
+        tables.Column("eval.accuracy", "token accuracy", "{:.3f}"),
+        tables.Column("num_params", "parameters", "{:,.0f}", spread=False),
+        tables.Column("step_time_ms", "fine-tune step (ms)", "{:.1f}", spread=False),
+        tables.Column("relative_step_time", "step time vs dense", "{:.2f}", spread=False),
     ]
     c = rows[0].config
     num_train, num_eval = (len(polarity.read_split(data_dir, s)) for s in ("train", "eval"))
@@ -143,7 +144,7 @@ def altup_finetune_table(preset_name: str) -> table_runner.Table:
 - With {num_eval} held-out sentences one sentence is {point:.3g} points: read differences
   below {2 * point:.3g} points as noise.
 """
-    return table_runner.Table(
+    return tables.Table(
         title,
         rows,
         columns,

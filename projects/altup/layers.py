@@ -147,7 +147,7 @@ class SequenceAltUpLayer(nn.Module):
     Nothing depends on a later position beyond what the layer itself does, so a causal
     layer stays causal. Adds 3 (s - 1) parameters. Which positions a layer computes
     depends on the whole sequence, so there is no cached one-token step: decoding
-    recomputes the prefix (`framework.models.decoding`, `use_cache=False`).
+    recomputes the prefix (`framework.models.t5.decoding`, `use_cache=False`).
     """
 
     layer: nn.Module

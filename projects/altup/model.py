@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from framework import config_fields, registry
+from framework.config import fields, registry
 from framework.models.t5 import StackAdapter, T5Model
 from projects.altup.adapters import AltUpSettings
 
@@ -20,13 +20,13 @@ class T5AltUpModel(T5Model):
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         config.altup = ml_collections.ConfigDict()
-        config_fields.declare(config.altup, AltUpSettings)
+        fields.declare(config.altup, AltUpSettings)
         return config
 
     @classmethod
     def check_config(cls, config: ml_collections.ConfigDict) -> None:
         super().check_config(config)
-        config_fields.build(AltUpSettings, config.altup)  # checks itself
+        fields.build(AltUpSettings, config.altup)  # checks itself
 
     def adapter(self) -> StackAdapter:
-        return config_fields.build(AltUpSettings, self.config.altup).adapter()
+        return fields.build(AltUpSettings, self.config.altup).adapter()

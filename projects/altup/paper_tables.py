@@ -6,7 +6,7 @@ Every row pre-trains with span corruption on the Shakespeare text at the same st
 batch, Adafactor and rsqrt schedule (`configs/altup/t5.py`), and is evaluated on the
 held-out plays. After training, the `extra` step times the trainer's train step of
 every row's config side by side, interleaved in one process
-(`framework.step_timing.interleaved_step_times`), relative to the dense baseline; the
+(`framework.experiments.step_timing.interleaved_step_times`), relative to the dense baseline; the
 timings are cached in DIR/step_times.json so that a rerun reuses them like the runs.
 `python -m launch.benchmark --mode=altup` times the same rows at T5-Small size.
 
@@ -44,9 +44,10 @@ import jax
 import ml_collections
 from etils import epath
 
-from framework import registry, run_budget, step_timing, table_runner
+from framework.config import loader, registry
 from framework.data.text import shakespeare
 from framework.errors import ConfigError
+from framework.experiments import run_budget, step_timing, tables
 from framework.models import t5
 from framework.train import metric_writing
 
@@ -144,7 +145,7 @@ def data_dir() -> str:
 
 def row_config(preset: Preset, variant: str, path: str) -> ml_collections.ConfigDict:
     """`configs/altup/t5.py:SIZE,VARIANT,data=PATH` with the preset's budget."""
-    config = table_runner.load_config(f"{CONFIG}:{preset.size},{variant},data={path}")
+    config = loader.load_config(f"{CONFIG}:{preset.size},{variant},data={path}")
     with config.unlocked():
         for key, value in preset.model.items():
             config.model[key] = value
@@ -162,11 +163,11 @@ def row_config(preset: Preset, variant: str, path: str) -> ml_collections.Config
 
 def step_time_extra(
     steps: int, rounds: int
-) -> Callable[[table_runner.Table, str], dict[str, dict[str, float]]]:
+) -> Callable[[tables.Table, str], dict[str, dict[str, float]]]:
     """The table's `extra`: side-by-side step times (`rounds` rounds of `steps` steps per
     model), cached in DIR/step_times.json."""
 
-    def extra(table: table_runner.Table, workdir: str) -> dict[str, dict[str, float]]:
+    def extra(table: tables.Table, workdir: str) -> dict[str, dict[str, float]]:
         configs = {row.name: row.config for row in table.rows}
         key = {
             "configs": {name: config.to_dict() for name, config in configs.items()},
@@ -203,20 +204,20 @@ def _platform() -> str:
 
 
 @registry.TABLES.register("altup")
-def altup_table(preset_name: str) -> table_runner.Table:
-    preset = table_runner.pick_preset("altup", PRESETS, preset_name)
+def altup_table(preset_name: str) -> tables.Table:
+    preset = tables.pick_preset("altup", PRESETS, preset_name)
     path = data_dir()
     rows = [
-        table_runner.Row(name, row_config(preset, variant, path), preset.seeds)
+        tables.Row(name, row_config(preset, variant, path), preset.seeds)
         for name, variant in ROWS.items()
     ]
     columns = [
-        table_runner.Column("eval.cross_entropy", "held-out loss"),
-        table_runner.Column("eval.accuracy", "token accuracy", "{:.4f}"),
-        table_runner.Column("num_params", "parameters", "{:,.0f}", spread=False),
-        table_runner.Column("flops_per_example", "forward FLOPs/example", "{:,.0f}", spread=False),
-        table_runner.Column("step_time_ms", "step (ms)", "{:.1f}", spread=False),
-        table_runner.Column("relative_step_time", "step time vs dense", "{:.2f}", spread=False),
+        tables.Column("eval.cross_entropy", "held-out loss"),
+        tables.Column("eval.accuracy", "token accuracy", "{:.4f}"),
+        tables.Column("num_params", "parameters", "{:,.0f}", spread=False),
+        tables.Column("flops_per_example", "forward FLOPs/example", "{:,.0f}", spread=False),
+        tables.Column("step_time_ms", "step (ms)", "{:.1f}", spread=False),
+        tables.Column("relative_step_time", "step time vs dense", "{:.2f}", spread=False),
     ]
     c = rows[0].config
     title = (
@@ -240,7 +241,7 @@ def altup_table(preset_name: str) -> table_runner.Table:
         steps=preset.timing_steps,
         platform=_platform(),
     )
-    return table_runner.Table(
+    return tables.Table(
         title,
         rows,
         columns,

@@ -19,7 +19,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from framework import config_fields
+from framework.config import fields
 from framework.errors import ConfigError
 from framework.models import layers
 
@@ -42,8 +42,8 @@ class ACTSettings:
 
     def __post_init__(self) -> None:
         if self.max_steps is not None:
-            config_fields.check_positive("model.max_steps", self.max_steps)
-        config_fields.check_one_of("model.halting", self.halting, HALTING_KINDS)
+            fields.check_positive("model.max_steps", self.max_steps)
+        fields.check_one_of("model.halting", self.halting, HALTING_KINDS)
         if not 0 < self.act_epsilon < 1:
             raise ConfigError(f"model.act_epsilon must lie in (0, 1), got {self.act_epsilon}")
 

@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from framework import config_fields, registry
+from framework.config import fields, registry
 from framework.errors import ConfigError
 from framework.models import base, classifier, layers, vit
 
@@ -77,13 +77,13 @@ class AViTSettings:
     prior_std: float = 1.0  # std of the Gaussian prior over block indices
 
     def __post_init__(self) -> None:
-        config_fields.check_positive("model.halting_gamma", self.halting_gamma)
+        fields.check_positive("model.halting_gamma", self.halting_gamma)
         if not 0 < self.act_epsilon < 1:
             raise ConfigError(f"model.act_epsilon must lie in (0, 1), got {self.act_epsilon}")
         for key in ("ponder_weight", "distr_prior_weight"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"model.{key} must be >= 0, got {getattr(self, key)}")
-        config_fields.check_positive("model.prior_std", self.prior_std)
+        fields.check_positive("model.prior_std", self.prior_std)
 
     @property
     def threshold(self) -> float:
@@ -244,7 +244,7 @@ class AViT(base.ClassificationModel):
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         vit.add_vit_fields(config, "nano/4")
-        config_fields.declare(config, AViTSettings)
+        fields.declare(config, AViTSettings)
         return config
 
     @classmethod
@@ -252,7 +252,7 @@ class AViT(base.ClassificationModel):
         """Checks the fields (ConfigError naming the key); returns the size and settings."""
         super().check_config(config)
         size = vit.check_vit_fields(config)
-        return size, config_fields.build(AViTSettings, config).resolved(size.num_layers)
+        return size, fields.build(AViTSettings, config).resolved(size.num_layers)
 
     def build_module(self) -> nn.Module:
         c = self.config

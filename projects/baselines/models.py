@@ -13,7 +13,7 @@ import functools
 import flax.linen as nn
 import ml_collections
 
-from framework import config_fields, registry
+from framework.config import fields, registry
 from framework.models import base, classifier, transformer, vit
 from projects.baselines import universal
 from projects.baselines.act import ACTSettings
@@ -39,7 +39,7 @@ class UTParity(base.ClassificationModel):
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         transformer.add_sequence_fields(config, num_layers=False)
-        config_fields.declare(config, ACTSettings, max_steps=8)
+        fields.declare(config, ACTSettings, max_steps=8)
         return config
 
     @classmethod
@@ -47,7 +47,7 @@ class UTParity(base.ClassificationModel):
         """Checks the fields (ConfigError naming the key); returns the ACT settings."""
         super().check_config(config)
         transformer.check_sequence_fields(config)
-        return config_fields.build(ACTSettings, config).resolved()
+        return fields.build(ACTSettings, config).resolved()
 
     def build_module(self) -> nn.Module:
         c = self.config
@@ -71,7 +71,7 @@ class UViT(base.ClassificationModel):
     def default_config(cls) -> ml_collections.ConfigDict:
         config = super().default_config()
         vit.add_vit_fields(config, "nano/4")
-        config_fields.declare(config, ACTSettings)  # max_steps None: the variant's depth
+        fields.declare(config, ACTSettings)  # max_steps None: the variant's depth
         return config
 
     @classmethod
@@ -79,7 +79,7 @@ class UViT(base.ClassificationModel):
         """Checks the fields (ConfigError naming the key); returns the size and settings."""
         super().check_config(config)
         size = vit.check_vit_fields(config)
-        return size, config_fields.build(ACTSettings, config).resolved(size.num_layers)
+        return size, fields.build(ACTSettings, config).resolved(size.num_layers)
 
     def build_module(self) -> nn.Module:
         c = self.config

@@ -1,5 +1,5 @@
 """Bad input found at config time, in-process: the config file loader, the workdir check,
-and the value checks of `config_schema.resolve` (trainer, optimizer, schedule, model and
+and the value checks of `schema.resolve` (trainer, optimizer, schedule, model and
 dataset classes), each a one-line ConfigError naming the file and line or the key.
 
 The same classes run through the real CLI in `tests/launch/test_bad_input.py`.
@@ -13,12 +13,13 @@ import pytest
 
 from configs.altup import t5 as t5_config
 from configs.parity import transformer as parity_config
-from framework import app, config_schema
+from framework.config import loader, schema
 from framework.data import pipeline
 from framework.data.parity import Parity
 from framework.data.text import sources
 from framework.errors import ConfigError
 from framework.models import transformer
+from framework.train import workdir as workdir_lib
 from tests.launch.test_bad_input import CONFIG_FILES
 
 
@@ -32,7 +33,7 @@ def config_dir(tmp_path_factory):
 
 def load_error(argument: str) -> str:
     with pytest.raises(ConfigError) as e:
-        app.load_config_file(argument)
+        loader.load_config_file(argument)
     message = str(e.value)
     assert "\n" not in message
     return message
@@ -42,7 +43,7 @@ def load_error(argument: str) -> str:
 
 
 def test_good_config_file_loads_locked_with_its_preset():
-    config = app.load_config_file("configs/parity/transformer.py:smoke")
+    config = loader.load_config_file("configs/parity/transformer.py:smoke")
     assert config.num_train_steps == 60 and config.model.hidden_size == 32
     with pytest.raises(AttributeError):
         config.model.hiden_size = 3
@@ -99,15 +100,15 @@ def test_workdir_check_writes_nothing(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     with pytest.raises(ConfigError, match=r"^--workdir=.*a_file: is a file, not a directory$"):
-        app.check_workdir(str(a_file))
+        workdir_lib.check_workdir(str(a_file))
     with pytest.raises(ConfigError, match="a_file is a file, so no directory can be made"):
-        app.check_workdir(str(a_file / "run" / "deeper"))
+        workdir_lib.check_workdir(str(a_file / "run" / "deeper"))
     with pytest.raises(ConfigError, match=r"^--workdir=/proc/x/run: cannot write there"):
-        app.check_workdir("/proc/x/run")
+        workdir_lib.check_workdir("/proc/x/run")
     with pytest.raises(ConfigError, match="^--workdir is required$"):
-        app.check_workdir("")
-    app.check_workdir(str(tmp_path / "new" / "run"))  # can be made: fine, and not made
-    app.check_workdir(str(tmp_path))
+        workdir_lib.check_workdir("")
+    workdir_lib.check_workdir(str(tmp_path / "new" / "run"))  # can be made: fine, and not made
+    workdir_lib.check_workdir(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["a_file"]
 
 
@@ -122,7 +123,7 @@ def resolve_error(config, **overrides) -> str:
             node = node[parent]
         node[name] = value
     with pytest.raises(ConfigError) as e:
-        config_schema.resolve(config)
+        schema.resolve(config)
     return str(e.value)
 
 
@@ -207,8 +208,8 @@ def test_models_and_datasets_check_on_construction_too():
 
 
 def test_good_configs_still_resolve():
-    config_schema.resolve(parity_config.get_config("smoke"))
-    config_schema.resolve(t5_config.get_config("tiny,recycled,data=random"))
+    schema.resolve(parity_config.get_config("smoke"))
+    schema.resolve(t5_config.get_config("tiny,recycled,data=random"))
 
 
 # ---------------------------------------------------------------- missing data

@@ -1,4 +1,4 @@
-"""framework.config_fields: declaring a settings dataclass's fields and building it back."""
+"""framework.config.fields: declaring a settings dataclass's fields and building it back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Optional
 import ml_collections
 import pytest
 
-from framework import config_fields
+from framework.config import fields
 from framework.errors import ConfigError
 
 
@@ -26,13 +26,13 @@ class Toy:
     derived: int = dataclasses.field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        config_fields.check_one_of("model.name", self.name, ("a", "b"))
-        config_fields.check_positive("model.count", self.count)
+        fields.check_one_of("model.name", self.name, ("a", "b"))
+        fields.check_positive("model.count", self.count)
 
 
 def declared(**overrides: Any) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config_fields.declare(config, Toy, **overrides)
+    fields.declare(config, Toy, **overrides)
     return config
 
 
@@ -72,7 +72,7 @@ def test_overrides_replace_defaults_and_are_checked():
 def test_declare_refuses_a_key_the_config_already_has():
     config = ml_collections.ConfigDict({"count": 1})
     with pytest.raises(ValueError, match="count"):
-        config_fields.declare(config, Toy)
+        fields.declare(config, Toy)
 
 
 def test_unknown_types_and_missing_defaults_are_refused():
@@ -95,40 +95,40 @@ def test_unknown_types_and_missing_defaults_are_refused():
     ]:
         config = ml_collections.ConfigDict()
         with pytest.raises(TypeError, match=message):
-            config_fields.declare(config, cls)
+            fields.declare(config, cls)
         assert not config.keys()  # nothing half-declared
     with pytest.raises(TypeError, match="not a dataclass"):
-        config_fields.declare(ml_collections.ConfigDict(), dict)
+        fields.declare(ml_collections.ConfigDict(), dict)
 
 
 def test_round_trip_and_other_keys():
     config = declared()
-    assert config_fields.build(Toy, config) == Toy()
+    assert fields.build(Toy, config) == Toy()
     config.other = "not a field"  # a model config holds other fields too
     config.name, config.rate, config.width = "b", 2, 16
-    built = config_fields.build(Toy, config)
+    built = fields.build(Toy, config)
     assert built == Toy(name="b", rate=2.0, width=16)
     assert isinstance(built.rate, float)
-    assert config_fields.build(Toy, config, count=9).count == 9
+    assert fields.build(Toy, config, count=9).count == 9
     # Fields the config lacks keep their defaults.
-    assert config_fields.build(Toy, ml_collections.ConfigDict({"count": 4})) == Toy(count=4)
+    assert fields.build(Toy, ml_collections.ConfigDict({"count": 4})) == Toy(count=4)
     with pytest.raises(TypeError, match="other"):
-        config_fields.build(Toy, config, other=1)
+        fields.build(Toy, config, other=1)
 
 
 def test_build_checks_values():
     config = declared()
     config.name = "c"
     with pytest.raises(ConfigError, match=r"model.name must be one of \('a', 'b'\), got 'c'"):
-        config_fields.build(Toy, config)
+        fields.build(Toy, config)
 
 
 def test_a_locked_override_flow_works():
     """As in a config file: declared defaults, locked, overridden by key."""
     config = ml_collections.ConfigDict({"model": ml_collections.ConfigDict()})
-    config_fields.declare(config.model, Toy, count=2)
+    fields.declare(config.model, Toy, count=2)
     config.lock()
     config.update_from_flattened_dict({"model.width": 32, "model.name": "b"})
     with pytest.raises(AttributeError):
         config.model.widht = 1
-    assert config_fields.build(Toy, config.model) == Toy(name="b", count=2, width=32)
+    assert fields.build(Toy, config.model) == Toy(name="b", count=2, width=32)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from framework import registry
+from framework.config import registry
 from framework.errors import ConfigError
 
 FRAMEWORK = pathlib.Path(__file__).resolve().parents[2] / "framework"

@@ -6,7 +6,7 @@ import pytest
 
 from configs.parity import transformer
 from framework.errors import ConfigError
-from framework.run_budget import RunBudget
+from framework.experiments.run_budget import RunBudget
 
 
 def test_fitted_budget_rescales_schedule_and_cadence():

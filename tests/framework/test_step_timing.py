@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 
-from framework import step_timing, table_runner
+from framework.config import loader
+from framework.experiments import step_timing
 from framework.train import trainer
 
 VOCAB = 64
@@ -16,7 +17,7 @@ VOCAB = 64
 
 def tiny_t5(variant: str):
     """`configs/altup/t5.py` at T5-tiny size, one layer, on short random token rows."""
-    config = table_runner.load_config(f"configs/altup/t5.py:tiny,{variant},data=random")
+    config = loader.load_config(f"configs/altup/t5.py:tiny,{variant},data=random")
     config.model.num_layers = 1
     config.dataset.inputs_length = 16
     config.dataset.targets_length = 8

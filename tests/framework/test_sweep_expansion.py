@@ -1,4 +1,4 @@
-"""Sweep definitions (framework.hyper) and their expansion into checked, named points."""
+"""Sweep definitions (framework.experiments.hyper) and their expansion into checked, named points."""
 
 import json
 import os
@@ -6,8 +6,10 @@ import types
 
 import pytest
 
-from framework import app, hyper, sweep_runner
+from framework.config import loader
 from framework.errors import ConfigError
+from framework.experiments import hyper, report, sweeps
+from framework.launchers import local
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PARITY = os.path.join(ROOT, "configs/adatape/parity.py")
@@ -70,31 +72,31 @@ def test_bad_sweeps_are_one_line_errors(build, message):
 
 def test_slugs_are_readable_stable_and_unique():
     point = hyper.product([hyper.fixed("config.seed", 1), hyper.sweep("config.lr.base", [1e-3])])[0]
-    assert sweep_runner.slug(point) == "lr.base=0.001"
+    assert sweeps.slug(point) == "lr.base=0.001"
     two = hyper.Point((("config.model.variant", "a/b"), ("config.model.sizes", (1, 2))))
-    assert sweep_runner.slug(two) == "model.variant=a_b,model.sizes=1_2"
+    assert sweeps.slug(two) == "model.variant=a_b,model.sizes=1_2"
     long = hyper.Point((("config.experiment_name", "x" * 300),))
-    name = sweep_runner.slug(long)
-    assert len(name) == sweep_runner.MAX_SLUG and name == sweep_runner.slug(long)
+    name = sweeps.slug(long)
+    assert len(name) == sweeps.MAX_SLUG and name == sweeps.slug(long)
     other = hyper.Point((("config.experiment_name", "x" * 299 + "y"),))
-    assert sweep_runner.slug(other) != name
+    assert sweeps.slug(other) != name
 
 
 def _expand(get_hyper, arg="smoke", common=None):
     spec = f"{PARITY}:{arg}" if arg else PARITY
     module = types.SimpleNamespace(get_hyper=get_hyper)
-    return sweep_runner.expand(spec, app.load_config_file(spec), module, "/w", common)
+    return sweeps.expand(spec, loader.load_config_file(spec), module, "/w", common)
 
 
 def test_expansion_applies_the_preset_and_names_directories():
-    sweep = _expand(app.load_module(PARITY).get_hyper)
+    sweep = _expand(loader.load_module(PARITY).get_hyper)
     assert len(sweep.points) == 6
     first = sweep.points[0]
     assert first.slug == "model.halting_threshold=1.0,model.num_candidates=2"
     assert first.workdir == f"/w/{first.slug}"
     assert first.num_train_steps == 60  # the :smoke preset's budget, not the default 5000
     assert sweep.swept_keys == ["config.model.halting_threshold", "config.model.num_candidates"]
-    command = sweep_runner.train_command(sweep, first, python="python")
+    command = sweeps.train_command(sweep, first, python="python")
     assert command == [
         "python", "-m", "launch.train", f"--config={PARITY}:smoke", f"--workdir={first.workdir}",
         "--config.model.halting_threshold=1.0", "--config.model.num_candidates=2",
@@ -135,19 +137,19 @@ def test_bad_points_name_the_point(get_hyper, message):
 
 def test_common_overrides_reach_every_point_and_must_not_repeat():
     sweep = _expand(lambda h: h.sweep("config.lr.base", [0.1]), common={"seed": 3})
-    assert sweep_runner.train_command(sweep, sweep.points[0], python="python")[-2:] == [
+    assert sweeps.train_command(sweep, sweep.points[0], python="python")[-2:] == [
         "--config.seed=3",
         "--config.lr.base=0.1",
     ]
-    assert "Every point: seed=3" in sweep_runner.markdown(sweep, sweep_runner.collect(sweep))
+    assert "Every point: seed=3" in report.markdown(sweep, sweeps.collect(sweep))
     with pytest.raises(ConfigError, match="also given as --config.seed"):
         _expand(lambda h: h.sweep("config.seed", [1]), common={"seed": 3})
 
 
 def test_point_status_from_its_workdir(tmp_path):
-    sweep = sweep_runner.expand(
+    sweep = sweeps.expand(
         f"{PARITY}:smoke",
-        app.load_config_file(f"{PARITY}:smoke"),
+        loader.load_config_file(f"{PARITY}:smoke"),
         types.SimpleNamespace(get_hyper=lambda h: h.sweep("config.seed", [1, 2, 3])),
         str(tmp_path),
     )
@@ -164,30 +166,30 @@ def test_point_status_from_its_workdir(tmp_path):
         f.writelines(json.dumps(r) + "\n" for r in rows)
     with open(os.path.join(two.workdir, "metrics.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows[:2])
-    done, incomplete, not_started = sweep_runner.collect(sweep)
+    done, incomplete, not_started = sweeps.collect(sweep)
     assert done["status"] == "done" and done["eval"] == {"accuracy": 0.75}
     assert done["steps_per_sec"] == 5.0  # median after the first (compiling) interval
     assert done["train"] == {"loss": 0.7} and done["step"] == 60
     assert incomplete["status"] == "incomplete" and incomplete["step"] == 20
     assert not_started["status"] == "not started"
-    assert sweep_runner.main_metric([done, incomplete]) == "eval.accuracy"
+    assert report.main_metric([done, incomplete]) == "eval.accuracy"
 
 
 def test_device_groups_give_each_process_its_own_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
-    assert sweep_runner.device_groups(2) == [
+    assert local.device_groups(2) == [
         {"CUDA_VISIBLE_DEVICES": "0,1"},
         {"CUDA_VISIBLE_DEVICES": "2,3"},
     ]
-    assert [g["CUDA_VISIBLE_DEVICES"] for g in sweep_runner.device_groups(3)] == ["0", "1", "2"]
+    assert [g["CUDA_VISIBLE_DEVICES"] for g in local.device_groups(3)] == ["0", "1", "2"]
     with pytest.raises(ConfigError, match="--parallel=5 but this host has 4 GPU"):
-        sweep_runner.device_groups(5)
+        local.device_groups(5)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a CPU host: every process as it is
-    monkeypatch.setattr(sweep_runner, "_has_tpu", lambda: False)
-    assert sweep_runner.device_groups(2) == [{}, {}]
-    monkeypatch.setattr(sweep_runner, "_has_tpu", lambda: True)
+    monkeypatch.setattr(local, "_has_tpu", lambda: False)
+    assert local.device_groups(2) == [{}, {}]
+    monkeypatch.setattr(local, "_has_tpu", lambda: True)
     with pytest.raises(ConfigError, match="TPU host's chips serve one process"):
-        sweep_runner.device_groups(2)
+        local.device_groups(2)
 
 
 @pytest.mark.parametrize(
@@ -201,5 +203,5 @@ def test_device_groups_give_each_process_its_own_gpus(monkeypatch):
 def test_each_projects_example_sweep_expands(spec, count, first):
     path = os.path.join(ROOT, spec.partition(":")[0])
     full = path + (":" + spec.partition(":")[2] if ":" in spec else "")
-    sweep = sweep_runner.expand(full, app.load_config_file(full), app.load_module(path), "/w")
+    sweep = sweeps.expand(full, loader.load_config_file(full), loader.load_module(path), "/w")
     assert len(sweep.points) == count and sweep.points[0].slug == first

@@ -173,67 +173,67 @@ CASES = [
 
 CONFIG_FILES = {
     "syntax.py": """\
-from framework import config_schema
+from framework.config import schema
 
 
 def get_config(arg=None:
-    return config_schema.base_config("transformer_classifier", "parity")
+    return schema.base_config("transformer_classifier", "parity")
 """,
     "raises.py": """\
-from framework import config_schema
+from framework.config import schema
 
 
 def get_config(arg=None):
-    c = config_schema.base_config("transformer_classifier", "parity")
+    c = schema.base_config("transformer_classifier", "parity")
     c.batch_size = 32
     c.num_train_steps = 10
     c.lr.base = foo
     return c
 """,
     "imports.py": """\
-from framework import config_schema
+from framework.config import schema
 
 import no_such_module  # noqa
 
 
 def get_config(arg=None):
-    return config_schema.base_config("transformer_classifier", "parity")
+    return schema.base_config("transformer_classifier", "parity")
 """,
     "no_get_config.py": """\
-from framework import config_schema
+from framework.config import schema
 
-CONFIG = config_schema.base_config("transformer_classifier", "parity")
+CONFIG = schema.base_config("transformer_classifier", "parity")
 """,
     "returns_none.py": """\
 def get_config(arg=None):
     pass
 """,
     "misspelt.py": """\
-from framework import config_schema
+from framework.config import schema
 
 
 def get_config(arg=None):
-    c = config_schema.base_config("transformer_classifier", "parity")
+    c = schema.base_config("transformer_classifier", "parity")
     c.batch_size = 32
     c.model.hiden_size = 16
     return c
 """,
     "wrong_type.py": """\
-from framework import config_schema
+from framework.config import schema
 
 
 def get_config(arg=None):
-    c = config_schema.base_config("transformer_classifier", "parity")
+    c = schema.base_config("transformer_classifier", "parity")
     c.num_train_steps = 10
     c.batch_size = "big"
     return c
 """,
     "unknown_model.py": """\
-from framework import config_schema
+from framework.config import schema
 
 
 def get_config(arg=None):
-    return config_schema.base_config("nope", "parity")
+    return schema.base_config("nope", "parity")
 """,
 }
 

@@ -16,7 +16,7 @@ import pytest
 
 from framework.data.text import vocabulary
 from framework.errors import ConfigError
-from framework.table_runner import slugify
+from framework.experiments.tables import slugify
 from projects.altup import paper_tables as altup_tables
 from tests.launch import cli
 

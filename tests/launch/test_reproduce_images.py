@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from framework.data import image_prepare
-from framework.table_runner import slugify
+from framework.experiments.tables import slugify
 from projects.adatape import image_table
 from tests.launch import cli
 from tests.launch.test_prepare_images import write_idx

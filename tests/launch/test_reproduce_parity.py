@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from framework import registry, table_runner
+from framework.config import registry
 from framework.errors import ConfigError
+from framework.experiments import tables
 from tests.launch import cli
 
 ROWS = ("transformer", "universal_transformer_act", "adatape")
@@ -66,7 +67,7 @@ def test_unknown_table_and_preset_are_one_line_errors(tmp_path):
 
 def test_rows_are_selected_by_name_or_slug():
     table = registry.TABLES.get("parity")("tiny")
-    selected = table_runner.select_rows(table, ["AdaTape", "transformer"])
+    selected = tables.select_rows(table, ["AdaTape", "transformer"])
     assert [row.name for row in selected.rows] == ["Transformer", "AdaTape"]
     with pytest.raises(ConfigError, match=r"unknown row\(s\) 'UT'; known: 'Transformer', "):
-        table_runner.select_rows(table, ["UT"])
+        tables.select_rows(table, ["UT"])

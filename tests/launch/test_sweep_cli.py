@@ -6,16 +6,18 @@ import os
 
 from etils import epath
 
-from framework import app, sweep_runner
+from framework.config import loader
+from framework.experiments import report, sweeps
+from framework.launchers import local
 from tests import remote_fs
 from tests.launch import cli
 
 CONFIG = "tests/launch/sweep_config.py"
 
 
-def _sweep(workdir: str) -> sweep_runner.Sweep:
-    return sweep_runner.expand(
-        CONFIG, app.load_config_file(CONFIG), app.load_module(CONFIG), workdir
+def _sweep(workdir: str) -> sweeps.Sweep:
+    return sweeps.expand(
+        CONFIG, loader.load_config_file(CONFIG), loader.load_module(CONFIG), workdir
     )
 
 
@@ -73,12 +75,12 @@ def test_tiny_sweep_runs_reports_and_skips_finished_points(tmp_path):
     def no_process(*args, **kwargs):
         raise AssertionError("a finished point was started again")
 
-    original = sweep_runner.subprocess.Popen
-    sweep_runner.subprocess.Popen = no_process
+    original = local.subprocess.Popen
+    local.subprocess.Popen = no_process
     try:
-        sweep_runner.run_local(sweep, parallel=2, log=lines.append)
+        local.run_local(sweep, parallel=2, log=lines.append)
     finally:
-        sweep_runner.subprocess.Popen = original
+        local.subprocess.Popen = original
     assert lines[0].startswith("sweep: 1 point(s), 1 finished before, 0 to run")
 
     # --dry_run prints each point's exact command, marking the finished ones.
@@ -109,11 +111,11 @@ def _check_remote_report(workdir: str) -> None:
         + json.dumps({"step": 4, "split": "eval", "accuracy": 0.625})
         + "\n"
     )
-    paths = sweep_runner.write_report(sweep, sweep_runner.collect(sweep))
+    paths = report.write_report(sweep, sweeps.collect(sweep))
     assert set(paths) == {"sweep.md", "sweep.csv", "sweep.json", "sweep.png"}
-    report = json.loads((epath.Path(workdir) / "sweep.json").read_text())
-    assert [p["status"] for p in report["points"]] == ["done", "not started"]
-    assert report["points"][0]["eval"] == {"accuracy": 0.625}
+    written = json.loads((epath.Path(workdir) / "sweep.json").read_text())
+    assert [p["status"] for p in written["points"]] == ["done", "not started"]
+    assert written["points"][0]["eval"] == {"accuracy": 0.625}
 
 
 def _sweep_main(argv: list[str], capsys) -> str:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from framework import config_schema
+from framework.config import schema
 from framework.data.pipeline import HostSplit
 from framework.models import base
 from framework.train import trainer
@@ -16,16 +16,16 @@ from framework.train import trainer
 
 def build(model_name: str, dataset_name: str, batch_size: int = 4, dataset=None, **model):
     """(model, batch) for a registered model with dataset and model field overrides."""
-    config = config_schema.base_config(model_name=model_name, dataset_name=dataset_name)
+    config = schema.base_config(model_name=model_name, dataset_name=dataset_name)
     for key, value in (dataset or {}).items():
         config.dataset[key] = value
     for key, value in model.items():
         config.model[key] = value
-    data = config_schema.dataset_class(dataset_name)(
+    data = schema.dataset_class(dataset_name)(
         config.dataset, HostSplit(batch_size, batch_size), seed=0
     )
     batch = {k: jnp.asarray(v) for k, v in data.example_batch().items()}
-    return config_schema.model_class(model_name)(config.model, data.meta), batch
+    return schema.model_class(model_name)(config.model, data.meta), batch
 
 
 def randomize_head(params: Any, rng: int = 0) -> Any:

@@ -37,7 +37,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import ml_collections
 import numpy as np
 
-from framework import config_fields, registry
+from framework.config import fields, registry
 from framework.data import pipeline
 from framework.data.text import features, sources, span_corruption, vocabulary
 from framework.data.text.vocabulary import Vocabulary
@@ -78,16 +78,16 @@ class SpanCorruption(pipeline.DatasetBuilder):
 
     @classmethod
     def check_config(cls, c: ml_collections.ConfigDict) -> None:
-        config_fields.check_one_of("config.dataset.source", c.source, SOURCES)
-        config_fields.check_one_of("config.dataset.documents", c.documents, sources.DOCUMENTS)
+        fields.check_one_of("config.dataset.source", c.source, SOURCES)
+        fields.check_one_of("config.dataset.documents", c.documents, sources.DOCUMENTS)
         if not 0.0 < c.noise_density < 1.0:
             raise ConfigError(
                 f"config.dataset.noise_density must lie in (0, 1), got {c.noise_density}"
             )
         for key in ("mean_noise_span_length", "inputs_length", "targets_length"):
-            config_fields.check_positive(f"config.dataset.{key}", c[key])
+            fields.check_positive(f"config.dataset.{key}", c[key])
         if c.source == "tfds":
-            config_fields.check_positive(
+            fields.check_positive(
                 "config.dataset.shuffle_buffer_size", c.shuffle_buffer_size
             )
         for key in ("num_eval_examples", "raw_length", "extra_ids"):

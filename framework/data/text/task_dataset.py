@@ -42,7 +42,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import ml_collections
 import numpy as np
 
-from framework import config_fields, registry
+from framework.config import fields, registry
 from framework.data import pipeline
 from framework.data.text import features, sources, tasks, vocabulary
 from framework.data.text.vocabulary import Vocabulary
@@ -118,7 +118,7 @@ class TextTask(pipeline.DatasetBuilder):
     def check_config(cls, c: ml_collections.ConfigDict) -> None:
         tasks.get_mixture(c.task)
         for key in ("inputs_length", "targets_length", "mixing_rate_cap"):
-            config_fields.check_positive(f"config.dataset.{key}", c[key])
+            fields.check_positive(f"config.dataset.{key}", c[key])
         for key in ("extra_ids", "num_eval_examples", "examples_per_row"):
             if c[key] < 0:
                 raise ConfigError(f"config.dataset.{key} must be >= 0, got {c[key]}")

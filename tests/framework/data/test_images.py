@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from configs.adatape import imagenet as adatape_imagenet
 from configs.baselines import avit, u2t, uvit, vit
-from framework import config_schema
+from framework.config import schema
 from framework.data import images, pipeline, pp
 from framework.errors import ConfigError, DataError
 from framework.train import trainer
@@ -158,7 +158,7 @@ IMAGENET_CONFIGS = {
 def test_imagenet_configs_resolve_with_the_real_data_fields(name):
     module, variants = IMAGENET_CONFIGS[name]
     for variant in variants:  # the released sizes
-        full = config_schema.resolve(module.get_config(variant))
+        full = schema.resolve(module.get_config(variant))
         assert full.dataset_name == "tfds_images" and full.dataset.tfds_name == "imagenet2012"
         assert "inception_crop(224)" in full.dataset.pp_train
         assert "randaug(2, 15)" in full.dataset.pp_train

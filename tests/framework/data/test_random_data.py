@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework import config_schema
+from framework.config import schema
 from framework.data import pipeline, random_data
 from framework.errors import ConfigError
 
@@ -82,5 +82,5 @@ def test_bad_fields_name_the_key(field, value, message):
 
 
 def test_registered_by_name():
-    defaults = config_schema.dataset_class("random_seq2seq").default_config()
+    defaults = schema.dataset_class("random_seq2seq").default_config()
     assert defaults.vocab_size == 32128 and defaults.inputs_length == 512

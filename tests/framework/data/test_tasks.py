@@ -9,12 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from framework import config_schema
+from framework.config import schema
 from framework.data import pipeline
 from framework.data.text import polarity, task_dataset, tasks, vocabulary
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
-from framework.models import decoding, t5
+from framework.models import t5
+from framework.models.t5 import decoding
 from framework.train import decode_eval, trainer
 from tests.framework.data.conftest import generated_lines
 from tests.framework.models import test_decoding
@@ -449,7 +450,7 @@ def test_decode_texts_shards_each_eval_batch_over_the_mesh(polarity_dir, monkeyp
     config.vocab_size = ds.meta["vocab_size"]
     model = t5.T5Model(config, {})
     params = test_decoding.init_params(model)
-    settings = config_schema.trainer_defaults().decode
+    settings = schema.trainer_defaults().decode
     shardings = []
     decode_batch = decoding.decode_batch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework import config_schema, registry
+from framework.config import registry, schema
 from framework.data import pipeline
 from framework.data.text import span_corruption
 from framework.data.text.dataset import SpanCorruption
@@ -48,7 +48,7 @@ def assert_same(a, b):
 
 def test_registered_with_defaults():
     assert registry.DATASETS.get("span_corruption") is SpanCorruption
-    defaults = config_schema.dataset_class("span_corruption").default_config()
+    defaults = schema.dataset_class("span_corruption").default_config()
     for key in (
         "source tfds_name data_dir train_files eval_files vocab_path inputs_length "
         "targets_length noise_density mean_noise_span_length num_eval_examples pack"

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework.models import decoding, t5
+from framework.models import t5
+from framework.models.t5 import decoding
 
 VOCAB, D, FF, HEADS, KV, N_ENC, N_DEC = 40, 16, 32, 2, 8, 1, 2
 MAX_LEN = 6

@@ -11,8 +11,9 @@ import os
 import pytest
 from etils import epath
 
-from framework import app, config_schema, table_runner
+from framework.config import loader, schema
 from framework.errors import ConfigError
+from framework.experiments import tables
 from framework.train import checkpoints
 from framework.train import workdir as workdir_lib
 from projects.adatape import image_plots
@@ -26,7 +27,7 @@ def workdir():
 
 
 def smoke_config(**overrides):
-    config = table_runner.load_config("configs/parity/transformer.py:smoke")
+    config = loader.load_config("configs/parity/transformer.py:smoke")
     config.num_train_steps = 4
     config.log_every_steps = 2
     config.eval_every_steps = 0  # the last step evaluates anyway
@@ -45,7 +46,7 @@ def read_jsonl(path: epath.Path) -> list[dict]:
 def test_training_run_writes_everything_in_the_remote_workdir_and_resumes(workdir, capsys):
     root = epath.Path(workdir)
     config = smoke_config()
-    first = config_schema.trainer(config)(config, workdir, stop_after_step=2)
+    first = schema.trainer(config)(config, workdir, stop_after_step=2)
     assert first.preempted and first.step == 2
     assert f"note: {workdir} is not locked (object stores have no file locks)" in (
         capsys.readouterr().out
@@ -56,7 +57,7 @@ def test_training_run_writes_everything_in_the_remote_workdir_and_resumes(workdi
     # directories and metadata through epath), with a cadence change: config.json is
     # rewritten and config_changes.jsonl appended to, both remote.
     config = smoke_config(log_every_steps=1)
-    second = config_schema.trainer(config)(config, workdir)
+    second = schema.trainer(config)(config, workdir)
     assert second.step == 4 and not second.preempted and second.eval
     assert "Resumed from" in capsys.readouterr().out
     assert json.loads((root / "config.json").read_text())["log_every_steps"] == 1
@@ -71,14 +72,14 @@ def test_training_run_writes_everything_in_the_remote_workdir_and_resumes(workdi
     assert (ckpt / "4" / "default" / "manifest.ocdbt").exists()  # written by TensorStore
 
     # A third call finds the run complete: it restores step 4 and trains nothing.
-    third = config_schema.trainer(config)(config, workdir)
+    third = schema.trainer(config)(config, workdir)
     assert third.step == 4 and not third.train
     assert len(read_jsonl(root / "metrics.jsonl")) == len(rows)
 
 
 def test_table_writes_its_results_in_the_remote_workdir_and_reuses_them(workdir, capsys):
-    row = table_runner.Row("Tiny", smoke_config(num_train_steps=2), seeds=(0,))
-    columns = [table_runner.Column("eval.accuracy", "accuracy")]
+    row = tables.Row("Tiny", smoke_config(num_train_steps=2), seeds=(0,))
+    columns = [tables.Column("eval.accuracy", "accuracy")]
 
     def report(table, summary, directory):
         image_plots.accuracy_vs_speed(table.title, summary, directory)
@@ -86,17 +87,17 @@ def test_table_writes_its_results_in_the_remote_workdir_and_reuses_them(workdir,
     def extra(table, directory):  # as the images table adds its measured speeds
         return {"Tiny": {"eval_images_per_sec": 100.0}}
 
-    table = table_runner.Table("Remote", [row], columns, extra=extra, report=report)
-    first = table_runner.run_table(table, workdir)
+    table = tables.Table("Remote", [row], columns, extra=extra, report=report)
+    first = tables.run_table(table, workdir)
     assert "== Tiny, seed 0" in capsys.readouterr().out
     root = epath.Path(workdir)
-    result = json.loads((root / "tiny" / "seed_0" / table_runner.RESULT_FILE).read_text())
+    result = json.loads((root / "tiny" / "seed_0" / tables.RESULT_FILE).read_text())
     assert result["steps"] == 2
     assert json.loads((root / "results.json").read_text())["rows"]["Tiny"]["seeds"] == [0]
     assert (root / "table.md").read_text().startswith("# Remote\n")
     assert (root / image_plots.ACCURACY_VS_SPEED).read_bytes().startswith(b"\x89PNG")
 
-    second = table_runner.run_table(table, workdir)  # reuses result.json: no training
+    second = tables.run_table(table, workdir)  # reuses result.json: no training
     assert "== Tiny" not in capsys.readouterr().out
     assert second == first
     assert not os.path.exists("ram:")
@@ -119,8 +120,8 @@ def test_incomplete_remote_checkpoints_are_removed(workdir):
 
 
 def test_check_workdir_accepts_known_schemes_and_refuses_others():
-    app.check_workdir("gs://bucket/runs/x")  # no network: nothing is looked up
+    workdir_lib.check_workdir("gs://bucket/runs/x")  # no network: nothing is looked up
     with pytest.raises(ConfigError, match=r"foo:// is not a file system etils.epath serves"):
-        app.check_workdir("foo://bucket/x")
+        workdir_lib.check_workdir("foo://bucket/x")
     with pytest.raises(ConfigError, match="no bucket given"):
-        app.check_workdir("gs://")
+        workdir_lib.check_workdir("gs://")

@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework import config_schema
+from framework.config import schema
 from framework.errors import ConfigError
 from framework.train import optimizers, schedules
 
 
 def lr_config(**kw):
-    c = config_schema.trainer_defaults().lr
+    c = schema.trainer_defaults().lr
     c.update(kw)
     return c
 
@@ -63,7 +63,7 @@ def test_unknown_factor_is_config_error():
 
 
 def _config(**optimizer):
-    c = config_schema.trainer_defaults()
+    c = schema.trainer_defaults()
     c.num_train_steps = 10
     c.lr.factors = "constant"
     c.lr.base = 0.1

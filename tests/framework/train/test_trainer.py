@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs.parity import transformer as parity_config
-from framework import config_schema, registry
+from framework.config import registry, schema
 from framework.data import parity, pipeline
 from framework.errors import ConfigError
 from framework.train import trainer
@@ -48,7 +48,7 @@ def restore_params(workdir, step):
 def test_eval_metrics_count_every_example_once(tmp_path):
     # 50 eval examples in batches of 16: the last batch has 2 real rows and 14 padding.
     c = tiny_config(**{"dataset.num_eval_examples": 50, "eval_batch_size": 16})
-    c = config_schema.resolve(c)
+    c = schema.resolve(c)
     mesh = trainer.make_mesh()
     split = pipeline.HostSplit(c.batch_size, c.eval_batch_size)
     data = parity.Parity(c.dataset, split, c.seed)
@@ -106,7 +106,7 @@ def test_unknown_config_key():
     with c.unlocked():
         c.model.hiden_size = 3
     with pytest.raises(ConfigError, match=r"unknown config key config\.model\.'hiden_size'"):
-        config_schema.resolve(c)
+        schema.resolve(c)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ def test_unknown_names_list_known_ones(field, value, message):
     c = tiny_config()
     c[field] = value
     with pytest.raises(ConfigError, match=message):
-        config_schema.resolve(c)
+        schema.resolve(c)
 
 
 def test_batch_size_must_divide_over_devices(tmp_path):

@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from framework import run_budget, table_runner
+from framework.config import loader
 from framework.errors import ConfigError
+from framework.experiments import run_budget, tables
 from projects.adatape import parity_ablation
 
 
@@ -47,7 +48,7 @@ def test_every_row_is_the_baseline_with_exactly_its_change():
     for key, value in parity_ablation.BASELINE.items():
         assert baseline[key] == value
     # The last row is the parity config's own default at the same budget.
-    default = table_runner.load_config(parity_ablation.CONFIG)
+    default = loader.load_config(parity_ablation.CONFIG)
     default.dataset.num_eval_examples = 2048
     default = run_budget.RunBudget(1000).apply(default)
     assert flat(table.rows[-1].config) == flat(default)
@@ -65,7 +66,7 @@ def test_per_seed_columns_count_the_solved_seeds(tmp_path):
             path = tmp_path / row.slug / f"seed_{seed}"
             os.makedirs(path)
             result = {"eval": {"accuracy": accuracy}}
-            (path / table_runner.RESULT_FILE).write_text(json.dumps(result))
+            (path / tables.RESULT_FILE).write_text(json.dumps(result))
     extra = parity_ablation.per_seed_extra(table, str(tmp_path))
     assert extra[table.rows[0].name] == {
         "solved_seeds": 2.0, "accuracy_seed_0": 0.5, "accuracy_seed_1": 0.97,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import pytest
 
-from framework import config_fields
+from framework.config import fields
 from framework.errors import ConfigError
 from projects.adatape import atr, tape_bank
 from projects.adatape.parity_model import AdaTapeParity
@@ -33,10 +33,10 @@ def test_model_config_holds_the_settings_fields_and_defaults(model_cls, override
     # Every field is a config key with the dataclass default (or the model's own value).
     expected = dataclasses.asdict(AdaTapeSettings(**overrides))
     assert {name: config[name] for name in FIELDS} == expected
-    assert config_fields.build(AdaTapeSettings, config) == AdaTapeSettings(**overrides)
+    assert fields.build(AdaTapeSettings, config) == AdaTapeSettings(**overrides)
     # The declared fields are exactly the dataclass fields.
     declared = ml_collections.ConfigDict()
-    config_fields.declare(declared, AdaTapeSettings)
+    fields.declare(declared, AdaTapeSettings)
     assert sorted(declared.keys()) == sorted(FIELDS)
     assert config.get_type("key_dim") is int  # a typed placeholder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from configs.altup import t5 as altup_config
-from framework import config_schema
+from framework.config import schema
 from framework.train import trainer  # noqa: F401  (registers the default trainer)
 
 
@@ -37,7 +37,7 @@ def test_parse_arg_tokens():
     ],
 )
 def test_configs_resolve(arg, variant, k, stride):
-    c = config_schema.resolve(altup_config.get_config(arg))
+    c = schema.resolve(altup_config.get_config(arg))
     assert c.model_name == "t5_altup" and c.dataset_name == "span_corruption"
     assert (c.model.altup.variant, c.model.altup.k, c.model.altup.sequence_stride) == (
         variant, k, stride,

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework.models import decoding
+from framework.models.t5 import decoding
 from projects.altup.model import T5AltUpModel
 from tests.framework.models.test_decoding import (
     MAX_LEN,

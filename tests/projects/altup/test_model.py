@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework import config_fields
+from framework.config import fields
 from framework.errors import ConfigError
 from framework.models import t5
 from projects.altup import adapters
@@ -241,7 +241,7 @@ def test_bad_altup_config_is_a_one_line_error(field, value, message):
     config = T5AltUpModel.default_config().altup
     config[field] = value
     with pytest.raises(ConfigError, match=message):
-        config_fields.build(adapters.AltUpSettings, config)
+        fields.build(adapters.AltUpSettings, config)
     with pytest.raises(ConfigError, match=message):
         make_model(**{"variant": "altup", field: value})
 
@@ -250,7 +250,7 @@ def test_altup_config_is_declared_by_the_settings():
     config = T5AltUpModel.default_config().altup
     defaults = adapters.AltUpSettings()
     assert config.to_dict() == dataclasses.asdict(defaults)
-    assert config_fields.build(adapters.AltUpSettings, config) == defaults
+    assert fields.build(adapters.AltUpSettings, config) == defaults
     assert set(adapters.VARIANTS) == {"none", "altup", "recycled", "sequence"}
     for variant, adapter_cls in adapters.VARIANTS.items():
         adapter = adapters.AltUpSettings(variant=variant).adapter()

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework import config_fields
+from framework.config import fields
 from framework.errors import ConfigError
 from framework.models import layers
 from projects.baselines import act
@@ -174,11 +174,11 @@ def test_settings_resolve_max_steps_and_are_the_only_declaration():
     assert act.ACTSettings(max_steps=3).resolved(num_layers=12).max_steps == 3
     with pytest.raises(ConfigError, match="model.max_steps must be set"):
         act.ACTSettings().resolved()
-    fields = {f.name: f.default for f in dataclasses.fields(act.ACTSettings)}
+    defaults = {f.name: f.default for f in dataclasses.fields(act.ACTSettings)}
     for model_cls, max_steps in ((UTParity, 8), (UViT, None)):
         config = model_cls.default_config()
-        assert {name: config[name] for name in fields} == dict(fields, max_steps=max_steps)
-        assert config_fields.build(act.ACTSettings, config) == act.ACTSettings(max_steps=max_steps)
+        assert {name: config[name] for name in defaults} == dict(defaults, max_steps=max_steps)
+        assert fields.build(act.ACTSettings, config) == act.ACTSettings(max_steps=max_steps)
     assert UViT.default_config().get_type("max_steps") is int
 
 

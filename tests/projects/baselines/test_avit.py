@@ -13,7 +13,7 @@ import pytest
 
 from configs.baselines import avit as avit_config
 from configs.baselines import u2t as u2t_config
-from framework import config_fields, config_schema
+from framework.config import fields, schema
 from framework.errors import ConfigError
 from framework.models import base, layers, vit
 from projects.baselines import avit
@@ -169,7 +169,7 @@ def test_model_losses_and_metrics_match_numpy():
     assert logits.shape == (4, 3)
     h = np.stack(state["intermediates"]["encoder"]["act"]["halting"])
     assert h.shape == (DEPTH, 4, 5)  # 2x2 patches and the class token
-    settings = config_fields.build(avit.AViTSettings, model.config)
+    settings = fields.build(avit.AViTSettings, model.config)
     n, _, rho, w = _reference(h, settings.threshold)
     assert len(np.unique(n)) >= 2
     aux = base.collect_aux(state)
@@ -224,11 +224,11 @@ def test_settings_defaults_prior_mean_and_declaration():
     assert avit.AViTSettings(prior_mean=2.5).resolved(4).prior_mean == 2.5
     with pytest.raises(ConfigError, match=r"model.prior_mean must lie in \[0, 3\]"):
         avit.AViTSettings(prior_mean=4.0).resolved(4)
-    fields = {f.name: f.default for f in dataclasses.fields(avit.AViTSettings)}
+    defaults = {f.name: f.default for f in dataclasses.fields(avit.AViTSettings)}
     config = avit.AViT.default_config()
-    assert {name: config[name] for name in fields} == fields
+    assert {name: config[name] for name in defaults} == defaults
     assert config.get_type("prior_mean") is float
-    assert config_fields.build(avit.AViTSettings, config) == avit.AViTSettings()
+    assert fields.build(avit.AViTSettings, config) == avit.AViTSettings()
     with pytest.raises(ConfigError, match="model.prior_mean must lie in"):
         mt.build("avit", "random_images", dataset=dict(image_size=8), prior_mean=5.0)
 
@@ -241,9 +241,9 @@ def test_avit_configs_resolve(arg, beta, depth):
     """The released sizes on generated data (`data=random`: the full model and recipe)."""
     if arg != "smoke":
         arg += ",data=random"
-    c = config_schema.resolve(avit_config.get_config(arg))
+    c = schema.resolve(avit_config.get_config(arg))
     assert c.model_name == "avit" and c.model.halting_beta == beta
-    settings = config_fields.build(avit.AViTSettings, c.model)
+    settings = fields.build(avit.AViTSettings, c.model)
     assert vit.resolve_size(c.model).num_layers == depth
     assert settings.resolved(depth).prior_mean == (8.0 if depth == 12 else 3.0)
     assert (settings.halting_gamma, settings.ponder_weight, settings.distr_prior_weight) == (
@@ -255,10 +255,10 @@ def test_avit_configs_resolve(arg, beta, depth):
 
 
 def test_u2t_config_is_uvit_with_per_token_halting():
-    c = config_schema.resolve(u2t_config.get_config("S/16,data=random"))
+    c = schema.resolve(u2t_config.get_config("S/16,data=random"))
     assert (c.model_name, c.model.halting, c.model.variant, c.model.max_steps) == (
         "uvit", "token", "S/16", 12,
     )  # fmt: skip
-    assert config_schema.resolve(u2t_config.get_config("smoke")).model.halting == "token"
+    assert schema.resolve(u2t_config.get_config("smoke")).model.halting == "token"
     with pytest.raises(ValueError, match="unknown preset"):
         u2t_config.get_config("B/16")

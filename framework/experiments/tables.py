@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from framework import config_schema
+from framework.config import schema
 from framework.errors import ConfigError
 from framework.train import metric_writing
 from framework.train import workdir as workdir_lib
@@ -126,7 +126,7 @@ def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
         config = row.for_seed(config, seed, workdir)
     metric_writing.log(f"== {row.name}, seed {seed} -> {path}")
     start = time.perf_counter()
-    out = config_schema.trainer(config)(config, path)
+    out = schema.trainer(config)(config, path)
     if out.preempted:
         raise SystemExit(f"{row.name} seed {seed} stopped early; rerun to resume")
     result = {

@@ -78,3 +78,7 @@ MODELS: Registry[Any] = Registry("model")
 DATASETS: Registry[Any] = Registry("dataset")
 TRAINERS: Registry[Any] = Registry("trainer")
 TABLES: Registry[Any] = Registry("table")
+# config.evals entries select evaluators by `type` (framework/train/evaluators).
+EVALUATORS: Registry[Any] = Registry("evaluator")
+# `launch.benchmark --mode=NAME`: projects register their own comparisons.
+BENCHMARKS: Registry[Any] = Registry("benchmark mode")

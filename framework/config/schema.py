@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from framework import registry
+from framework.config import registry
 from framework.errors import ConfigError
 
 

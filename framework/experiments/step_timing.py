@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping
 import jax
 import ml_collections
 
-from framework import run_budget, table_runner
 from framework.data import pipeline
+from framework.experiments import run_budget, tables
 from framework.train import checkpoints, train_state, trainer
 
 
@@ -202,7 +202,7 @@ def interleaved_step_times(
     times = interleaved_seconds(loops, steps, rounds)
     if profile_dir:
         for name, loop in loops.items():
-            trace_steps(loop, steps, os.path.join(profile_dir, table_runner.slugify(name)))
+            trace_steps(loop, steps, os.path.join(profile_dir, tables.slugify(name)))
     return {
         name: StepTime(
             name=name,

@@ -1,0 +1,230 @@
+"""Running a sweep's points as local processes, N at a time, each with its own devices.
+
+`run_local` starts each unfinished point as the `launch.train` process a user could run
+by hand (`sweeps.train_command`), on a GPU host with disjoint GPUs per process
+(`device_groups`), records failures in the point's `sweep_status.json`, and passes
+SIGINT / SIGTERM on to the running points (they checkpoint; a rerun resumes them).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable
+
+from etils import epath
+
+from framework.errors import ConfigError
+from framework.experiments import sweeps
+from framework.experiments.sweeps import DONE, FAILED, STOPPED, Sweep, SweepPoint
+from framework.train import metric_writing
+from framework.train import workdir as workdir_lib
+
+
+def _gpu_ids() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def _has_tpu() -> bool:
+    return bool(glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"))
+
+
+def device_groups(parallel: int) -> list[dict[str, str]]:
+    """The environment of each of `parallel` slots: on a GPU host, disjoint GPUs."""
+    if parallel < 1:
+        raise ConfigError(f"--parallel must be at least 1, got {parallel}")
+    gpus = _gpu_ids()
+    if gpus:
+        if parallel > len(gpus):
+            raise ConfigError(
+                f"--parallel={parallel} but this host has {len(gpus)} GPU(s), and each "
+                "point needs its own; use --parallel of at most that"
+            )
+        per = len(gpus) // parallel
+        return [
+            {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per : (i + 1) * per])}
+            for i in range(parallel)
+        ]
+    if parallel > 1 and _has_tpu():
+        raise ConfigError(
+            f"--parallel={parallel}: a TPU host's chips serve one process at a time; "
+            "use --parallel=1"
+        )
+    return [{} for _ in range(parallel)]
+
+
+def _error_line(log_text: str) -> str:
+    """The line that says why a run failed: its `error: ...` line, else its last line."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ")
+    return lines[-1] if lines else "(no output)"
+
+
+@dataclasses.dataclass
+class _Running:
+    point: SweepPoint
+    process: subprocess.Popen
+    slot: int
+    log_path: str  # where the output goes while it runs (local)
+    started: float
+
+
+def _write_status(point: SweepPoint, status: str, error: str, seconds: float) -> None:
+    path = epath.Path(point.workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    record = {"status": status, "error": error, "seconds": round(seconds, 1)}
+    (path / sweeps.STATUS_FILE).write_text(json.dumps(record) + "\n")
+
+
+class _Stop(Exception):
+    pass
+
+
+def run_local(
+    sweep: Sweep,
+    parallel: int = 1,
+    log_name: str = "run.log",
+    python: str = sys.executable,
+    poll_seconds: float = 0.5,
+    log: Callable[[str], None] = metric_writing.log,
+) -> None:
+    """Runs every unfinished point, `parallel` at a time; a failure does not stop the rest.
+
+    Each point's output goes to `<point>/<log_name>` (`{host}` in it becomes the host
+    name; a remote workdir gets the file when the point ends). SIGINT / SIGTERM stop the
+    sweep: the running points get SIGTERM (the trainer checkpoints and exits) and are
+    marked stopped; a rerun resumes them.
+    """
+    slots = device_groups(parallel)
+    results = {r["point"]: r for r in sweeps.collect(sweep)}
+    todo = [p for p in sweep.points if results[p.slug]["status"] != DONE]
+    done_before = len(sweep.points) - len(todo)
+    log(
+        f"sweep: {len(sweep.points)} point(s), {done_before} finished before, {len(todo)} to "
+        f"run, {parallel} at a time -> {sweep.workdir}"
+    )
+    pending = collections.deque(todo)
+    running: list[_Running] = []
+    free = list(range(parallel))
+    durations: list[float] = []
+    counts = collections.Counter()
+    log_name = log_name.replace("{host}", os.uname().nodename)
+    scratch = tempfile.mkdtemp(prefix="sweep_logs_")
+
+    def stop_handler(signum, frame):
+        raise _Stop()
+
+    previous = {s: signal.signal(s, stop_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while pending or running:
+            while pending and free:
+                running.append(
+                    _start(sweep, pending.popleft(), free.pop(0), slots, scratch, log_name, python)
+                )
+                log(
+                    f"[{running[-1].point.index}/{len(sweep.points)}] started "
+                    f"{running[-1].point.slug}"
+                )
+            time.sleep(poll_seconds)
+            for job in [j for j in running if j.process.poll() is not None]:
+                running.remove(job)
+                free.append(job.slot)
+                seconds = time.perf_counter() - job.started
+                durations.append(seconds)
+                status, error = _finish(job, log_name, seconds)
+                counts[status] += 1
+                remaining = len(pending) + len(running)
+                eta = ""
+                if remaining:
+                    mean = sum(durations) / len(durations)
+                    eta = f", ETA {metric_writing.format_duration(mean * remaining / parallel)}"
+                what = f": {error}" if error else ""
+                log(
+                    f"[{job.point.index}/{len(sweep.points)}] {status} {job.point.slug} in "
+                    f"{metric_writing.format_duration(seconds)}{what} ({remaining} left{eta})"
+                )
+    except _Stop:
+        log(f"sweep: stopping {len(running)} running point(s) (SIGTERM; they checkpoint)")
+        for job in running:
+            job.process.send_signal(signal.SIGTERM)
+        for job in running:
+            try:
+                job.process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+                job.process.wait()
+            _finish(job, log_name, time.perf_counter() - job.started, stopped=True)
+        raise KeyboardInterrupt from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        shutil.rmtree(scratch, ignore_errors=True)
+    log(f"sweep: ran {len(todo)} point(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+def _start(
+    sweep: Sweep,
+    point: SweepPoint,
+    slot: int,
+    slots: list[dict[str, str]],
+    scratch: str,
+    log_name: str,
+    python: str,
+) -> _Running:
+    if workdir_lib.is_remote(point.workdir):
+        log_path = os.path.join(scratch, f"{point.slug}.log")
+    else:
+        os.makedirs(point.workdir, exist_ok=True)
+        log_path = os.path.join(point.workdir, log_name)
+    env = {**os.environ, **slots[slot], "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as out:
+        process = subprocess.Popen(
+            sweeps.train_command(sweep, point, python),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # a Ctrl-C reaches the sweep, which passes on SIGTERM
+        )
+    return _Running(point, process, slot, log_path, time.perf_counter())
+
+
+def _finish(job: _Running, log_name: str, seconds: float, stopped: bool = False) -> tuple[str, str]:
+    with open(job.log_path, errors="replace") as f:
+        text = f.read()
+    if workdir_lib.is_remote(job.point.workdir):
+        target = epath.Path(job.point.workdir)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / log_name).write_text(text)
+    result = sweeps.point_result(job.point)
+    if result["status"] == DONE:
+        status, error = DONE, ""
+    elif stopped:
+        status, error = STOPPED, "stopped with the sweep; a rerun resumes it"
+    else:
+        code = job.process.returncode
+        status, error = FAILED, _error_line(text) + f" (exit status {code})"
+    _write_status(job.point, status, error, seconds)
+    return status, error
