@@ -1,4 +1,4 @@
-"""Sweep definitions (framework.experiments.hyper) and their expansion into checked, named points."""
+"""Sweep definitions (experiments.hyper) and their expansion into checked, named points."""
 
 import json
 import os
