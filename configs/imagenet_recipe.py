@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from framework.config import schema
+from framework.config import args, schema
 
 TRAIN_EXAMPLES = 1_281_167
 NUM_CLASSES = 1000
@@ -43,20 +43,24 @@ def pp_eval(image_size: int) -> str:
     )
 
 
-MODES = {"": "full", "runlocal": "runlocal", "data=random": "random"}
-
-
 def parse_arg(arg: str | None, variants: tuple[str, ...], default: str) -> tuple[str, str]:
     """`VARIANT[,runlocal|,data=random]` or `smoke` -> (variant or 'smoke', mode), the
-    mode being full | runlocal | random | smoke."""
-    arg = arg or default
-    variant, _, mode = arg.partition(",")
-    if variant == "smoke" and not mode:
+    mode being full | runlocal | random | smoke (the shared `:arg` grammar)."""
+    spec = args.parse_arg(
+        arg,
+        choices={"variant": (*variants, "smoke"), "data": ("random",)},
+        variant=default,
+        runlocal=False,
+        data="",
+    )
+    if spec.runlocal and spec.data:
+        raise ValueError(f"config arg {arg!r}: runlocal and data=random exclude each other")
+    if spec.variant == "smoke":
+        if spec.runlocal or spec.data:
+            raise ValueError(f"config arg {arg!r}: smoke takes no runlocal or data=")
         return "smoke", "smoke"
-    if variant not in variants or mode not in MODES:
-        known = [*variants, f"{variants[0]},runlocal", f"{variants[0]},data=random", "smoke"]
-        raise ValueError(f"unknown preset {arg!r}; known: {', '.join(known)}")
-    return variant, MODES[mode]
+    mode = "runlocal" if spec.runlocal else "random" if spec.data else "full"
+    return spec.variant, mode
 
 
 def base_config(model_name: str, mode: str) -> ml_collections.ConfigDict:

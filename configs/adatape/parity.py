@@ -25,7 +25,8 @@ from configs.parity import budget
 
 
 def get_config(arg: str | None = None):
-    c = budget.base("adatape_parity", "parity_adatape", arg)
+    spec = budget.parse_arg(arg)
+    c = budget.base("adatape_parity", "parity_adatape", spec)
     c.model.hidden_size = 64
     c.model.num_layers = 2
     c.model.num_heads = 4
@@ -40,7 +41,7 @@ def get_config(arg: str | None = None):
     c.model.ponder_weight = 0.01
     c.model.bank_init = "zeros"
     c.model.query_noise_std = 0.5  # per read (model.query_noise='per_read'), training only
-    if arg == "smoke":
+    if spec.smoke:
         c.model.hidden_size = 32
         c.model.num_layers = 1
         c.model.mlp_dim = 64

@@ -50,24 +50,10 @@ CPU_BUDGETS = {
 }
 
 
-def parse_arg(arg: str | None) -> tuple[str | None, str]:
-    """`'task=glue/rte,size=tiny,variant=altup,k=2'` -> ('glue/rte', 'tiny,altup,k=2')."""
-    task, model_tokens = None, []
-    for token in filter(None, (t.strip() for t in (arg or "").split(","))):
-        key, _, value = token.partition("=")
-        if key == "task":
-            task = value
-        elif key in ("size", "variant"):
-            model_tokens.append(value)
-        else:
-            model_tokens.append(token)
-    return task, ",".join(model_tokens)
-
-
 def get_config(arg: str | None = None):
-    task, model_arg = parse_arg(arg)
-    cpu = t5.parse_arg(model_arg)["size"] in t5.CPU_SIZES
-    return finetune_from(t5.get_config(model_arg), task or ("polarity" if cpu else "glue/sst2"))
+    spec = t5.parse_arg(arg, task="")
+    task = spec.task or ("polarity" if spec.size in t5.CPU_SIZES else "glue/sst2")
+    return finetune_from(t5.config_from_spec(spec), task)
 
 
 def finetune_from(pretrain: ml_collections.ConfigDict, task: str) -> ml_collections.ConfigDict:

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import os
 
-from framework.config import schema
+import ml_collections
+
+from framework.config import args, schema
 from framework.models import t5
 
 SIZES = ("tiny", "mini", "small", "base", "large", "xl")
@@ -70,43 +72,31 @@ CPU_BUDGETS = {
 }
 
 
-def parse_arg(arg: str | None) -> dict:
-    """`'small,altup,k=2'` -> {'size': 'small', 'variant': 'altup', 'k': 2, ...}."""
-    spec = {
-        "size": "small",
-        "variant": "altup",
-        "k": 2,
-        "active": "alternating",
-        "compute": "original",
-        "readout": "concat",
-        "stride": 2,
-        "width": 1,
-        "bf16": False,
-        "data": "",
-    }
-    for token in filter(None, (t.strip() for t in (arg or "").split(","))):
-        key, _, value = token.partition("=")
-        if token in SIZES:
-            spec["size"] = token
-        elif token in VARIANTS:
-            spec["variant"] = token
-        elif token == "bf16":
-            spec["bf16"] = True
-        elif key in ("k", "stride", "width") and value.isdigit() and int(value) > 0:
-            spec[key] = int(value)
-        elif value in CHOICES.get(key, ()):
-            spec[key] = value
-        elif key == "data" and value:
-            spec["data"] = value
-        else:
-            raise ValueError(
-                f"unknown config arg {token!r}; known: {'|'.join(SIZES)}, "
-                f"{'|'.join(VARIANTS)}, k=N, active={'|'.join(ACTIVE)}, "
-                f"compute={'|'.join(COMPUTE)}, readout={'|'.join(READOUT)}, stride=N, width=N, "
-                "bf16, data=c4|random|DIR"
-            )
-    if not spec["data"]:
-        spec["data"] = DEFAULT_TEXT_DIR if spec["size"] in CPU_SIZES else "c4"
+# The argument's fields (the shared `:arg` grammar, `framework/config/args.py`).
+ARG_CHOICES = {"size": SIZES, "variant": VARIANTS, **CHOICES}
+ARG_DEFAULTS = {
+    "size": "small",
+    "variant": "altup",
+    "k": 2,
+    "active": "alternating",
+    "compute": "original",
+    "readout": "concat",
+    "stride": 2,
+    "width": 1,
+    "bf16": False,
+    "data": "",  # c4 | random | DIR; default: c4, or DEFAULT_TEXT_DIR at CPU sizes
+}
+
+
+def parse_arg(arg: str | None, **extra_fields) -> ml_collections.ConfigDict:
+    """`'small,altup,k=2'` -> spec.size == 'small', spec.variant == 'altup', spec.k == 2;
+    `extra_fields` are further fields with their defaults (e.g. the fine-tuning task)."""
+    spec = args.parse_arg(arg, choices=ARG_CHOICES, **ARG_DEFAULTS, **extra_fields)
+    for key in ("k", "stride", "width"):
+        if spec[key] < 1:
+            raise ValueError(f"config arg {key}={spec[key]} must be a positive integer")
+    if not spec.data:
+        spec.data = DEFAULT_TEXT_DIR if spec.size in CPU_SIZES else "c4"
     return spec
 
 
@@ -124,7 +114,11 @@ def experiment_name(spec: dict) -> str:
 
 
 def get_config(arg: str | None = None):
-    spec = parse_arg(arg)
+    return config_from_spec(parse_arg(arg))
+
+
+def config_from_spec(spec: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The pre-training config of a parsed argument."""
     random_data = spec["data"] == "random"
     dataset_name = "random_seq2seq" if random_data else "span_corruption"
     c = schema.base_config(model_name="t5_altup", dataset_name=dataset_name)

@@ -18,7 +18,8 @@ from configs.parity import budget
 
 
 def get_config(arg: str | None = None):
-    c = budget.base("ut_parity", "parity_ut", arg)
+    spec = budget.parse_arg(arg)
+    c = budget.base("ut_parity", "parity_ut", spec)
     c.model.hidden_size = 88
     c.model.num_heads = 4
     c.model.mlp_dim = 352
@@ -28,7 +29,7 @@ def get_config(arg: str | None = None):
     c.model.act_epsilon = 0.01
     c.model.halting_bias_init = -1.0
     c.model.ponder_weight = 0.01
-    if arg == "smoke":
+    if spec.smoke:
         c.model.hidden_size = 32
         c.model.mlp_dim = 64
         c.model.max_steps = 3

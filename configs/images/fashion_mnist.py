@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from framework.config import schema
+from framework.config import args, schema
 
 MODELS = ("vit", "adatape_input", "adatape_learn", "uvit", "u2t", "avit")
 _MODEL_NAMES = {
@@ -69,9 +69,8 @@ def _avit(c: ml_collections.ConfigDict) -> None:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    model, _, mode = (arg or "vit").partition(",")
-    if model not in MODELS or mode not in ("", "tiny"):
-        raise ValueError(f"unknown preset {arg!r}; known: {', '.join(MODELS)} [,tiny]")
+    spec = args.parse_arg(arg, choices={"model": MODELS}, model="vit", tiny=False)
+    model = spec.model
     c = schema.base_config(_MODEL_NAMES[model], "tfds_images")
     c.experiment_name = f"fashion_mnist_{model}"
     c.dataset.tfds_name = "fashion_mnist"
@@ -103,7 +102,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every_steps = 100
     c.eval_every_steps = 0  # at the end
     c.checkpoint_every_steps = 1000
-    if mode == "tiny":  # a 2-block, 32-wide model of each kind: compiles in seconds
+    if spec.tiny:  # a 2-block, 32-wide model of each kind: compiles in seconds
         c.model.variant = "nano/7"
         if model in ("uvit", "u2t"):
             c.model.max_steps = 2

@@ -8,15 +8,18 @@ Each model config sets only its model fields (and its smoke-size model).
 
 import ml_collections
 
-from framework.config import schema
-
-PRESETS = ("smoke",)
+from framework.config import args, schema
 
 
-def base(model_name: str, experiment_name: str, arg: str | None) -> ml_collections.ConfigDict:
+def parse_arg(arg: str | None) -> ml_collections.ConfigDict:
+    """`smoke` or nothing (the shared `:arg` grammar)."""
+    return args.parse_arg(arg, smoke=False)
+
+
+def base(
+    model_name: str, experiment_name: str, spec: ml_collections.ConfigDict
+) -> ml_collections.ConfigDict:
     """A parity config for `model_name` with the shared data and budget."""
-    if arg and arg not in PRESETS:
-        raise ValueError(f"unknown preset {arg!r}; known: {', '.join(PRESETS)}")
     c = schema.base_config(model_name=model_name, dataset_name="parity")
     c.experiment_name = experiment_name
     c.dataset.variant = "release"
@@ -30,7 +33,7 @@ def base(model_name: str, experiment_name: str, arg: str | None) -> ml_collectio
     c.log_every_steps = 100
     c.eval_every_steps = 1000
     c.checkpoint_every_steps = 1000
-    if arg == "smoke":
+    if spec.smoke:
         c.batch_size = 32
         c.eval_batch_size = 64
         c.dataset.num_eval_examples = 200

@@ -9,12 +9,13 @@ from configs.parity import budget
 
 
 def get_config(arg: str | None = None):
-    c = budget.base("transformer_classifier", "parity_transformer", arg)
+    spec = budget.parse_arg(arg)
+    c = budget.base("transformer_classifier", "parity_transformer", spec)
     c.model.hidden_size = 64
     c.model.num_layers = 2
     c.model.num_heads = 4
     c.model.mlp_dim = 256
-    if arg == "smoke":
+    if spec.smoke:
         c.model.hidden_size = 32
         c.model.num_layers = 1
         c.model.mlp_dim = 64

@@ -81,7 +81,7 @@ def test_config_file_errors_name_the_file_and_line(config_dir, name, expect):
 
 def test_bad_preset_names_the_line_that_rejects_it():
     assert load_error("configs/parity/transformer.py:smok") == (
-        "configs/parity/budget.py:19: ValueError: unknown preset 'smok'; known: smoke"
+        "configs/parity/budget.py:16: ValueError: unknown config arg 'smok'; known: smoke"
     )
     assert "unknown config arg 'huge'" in load_error("configs/altup/t5.py:huge")
 

@@ -63,7 +63,7 @@ CASES = [
     case(
         "bad_preset",
         "--config=configs/parity/transformer.py:smok",
-        expect="unknown preset 'smok'",
+        expect="unknown config arg 'smok'",
     ),
     case("bad_t5_preset", "--config=configs/altup/t5.py:huge", expect="unknown config arg 'huge'"),
     case("empty_config", "--config=", expect="--config"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from configs.altup import t5 as altup_config
@@ -22,8 +24,16 @@ def test_parse_arg_tokens():
     assert (spec["compute"], spec["readout"]) == ("predicted", "sum")
     defaults = altup_config.parse_arg("tiny")
     assert (defaults["compute"], defaults["readout"]) == ("original", "concat")
-    for bad in ("medium", "k=0", "active=random", "stride=x", "compute=x", "readout=mean"):
-        with pytest.raises(ValueError, match="unknown config arg"):
+    bad_args = {
+        "medium": "unknown config arg 'medium'; known: size=tiny|mini|small|base|large|xl, ",
+        "k=0": "k=0 must be a positive integer",
+        "active=random": "'active=random': active must be one of alternating|same",
+        "stride=x": "stride='x' is not an integer",
+        "readout=mean": "readout must be one of concat|sum",
+        "depth=3": "unknown config arg 'depth=3'",
+    }
+    for bad, message in bad_args.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
             altup_config.parse_arg(bad)
 
 
