@@ -1,14 +1,18 @@
 """Orbax checkpoints of the train state: keep N, resume the latest, refuse a mismatch.
 
+`restore_state` reads a run's state back (evaluation, timing a trained model) and
+`load_params` only its parameters (`config.init_from`), through one step lookup.
+
 The workdir may be remote (`gs://bucket/path`): Orbax reaches it through `etils.epath`
 and writes the arrays with TensorStore's own GCS driver.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -109,16 +113,8 @@ class Checkpointer:
         """One-line error (ending in `advice`) if the latest checkpoint does not fit
         `abstract_state`."""
         step = self.latest_step()
-        if step is None:
-            return
-        metadata = self.manager.item_metadata(step)
-        tree = getattr(metadata, "tree", metadata)
-        problems = _shape_problems(_shapes(tree), _shapes(abstract_state), limit=1)
-        if problems:
-            raise ConfigError(
-                f"{self.directory} holds a checkpoint (step {step}) of an incompatible "
-                f"model: {'; '.join(problems)}; {advice}"
-            )
+        if step is not None:
+            _check_fits(self.manager, self.directory, step, abstract_state, advice)
 
     def restore(self, step: int, abstract_state: Any) -> Any:
         return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
@@ -136,25 +132,45 @@ class Checkpointer:
         self.manager.close()
 
 
-def _find_checkpoint(path: str) -> tuple[str, int]:
-    """(checkpoint directory, step) for `path`: a workdir (its latest checkpoint), its
-    `checkpoints` directory (the latest), or one step's directory `.../checkpoints/<step>`."""
-    flag = f"config.init_from={path}"
+def _complete_steps(directory: epath.Path) -> list[int]:
+    """The steps of the complete checkpoints in `directory`, ascending."""
+    names = [path.name for path in directory.iterdir()]
+    remote = workdir_lib.is_remote(str(directory))
+    incomplete = set(_incomplete_remote(directory, names)) if remote else set()
+    return sorted(
+        int(name)
+        for name in names
+        if name.isdigit() and name not in incomplete and (directory / name).is_dir()
+    )
+
+
+def _find_checkpoint(
+    path: str, step: int | None = None, flag: str = "--workdir", step_flag: str = "--checkpoint"
+) -> tuple[str, int]:
+    """(checkpoint directory, step) for `path`: a workdir or its `checkpoints` directory
+    (their latest checkpoint, or `step`), or one step's directory `.../checkpoints/<step>`.
+
+    Errors are one line naming `flag=path` (or `step_flag=step` for a missing step).
+    """
+    named = f"{flag}={path}"
     # Orbax takes absolute local paths only.
     root = epath.Path(path if workdir_lib.is_remote(path) else os.path.abspath(path))
     if not root.exists():
-        raise ConfigError(f"{flag}: no such workdir or checkpoint")
-    if root.name.isdigit() and (root.parent / root.name).is_dir():
+        raise ConfigError(f"{named}: no such workdir or checkpoint")
+    if (root / "checkpoints").is_dir():
+        directory = root / "checkpoints"
+    elif root.name.isdigit() and root.is_dir() and step in (None, int(root.name)):
         return str(root.parent), int(root.name)
-    directory = root / "checkpoints" if (root / "checkpoints").is_dir() else root
-    steps = sorted(
-        int(p.name)
-        for p in directory.iterdir()
-        if p.name.isdigit() and p.is_dir() and ORBAX_TMP_MARK not in p.name
-    )
+    else:
+        directory = root
+    steps = _complete_steps(directory)
     if not steps:
-        raise ConfigError(f"{flag}: holds no checkpoint (no <step> directory in {directory})")
-    return str(directory), steps[-1]
+        raise ConfigError(f"{named}: holds no checkpoint (no <step> directory in {directory})")
+    if step is None:
+        return str(directory), steps[-1]
+    if step not in steps:
+        raise ConfigError(f"{step_flag}={step}: {directory} holds steps {steps}")
+    return str(directory), step
 
 
 def _shape_problems(saved: dict, expected: dict, limit: int = 3) -> list[str]:
@@ -171,6 +187,63 @@ def _shape_problems(saved: dict, expected: dict, limit: int = 3) -> list[str]:
     return problems[:limit] + ([f"and {more} more"] if more > 0 else [])
 
 
+def _saved_tree(manager: ocp.CheckpointManager, step: int) -> Any:
+    """The metadata tree (shapes and dtypes) of checkpoint `step`."""
+    metadata = manager.item_metadata(step)
+    return getattr(metadata, "tree", metadata)
+
+
+def _check_fits(
+    manager: ocp.CheckpointManager, directory: str, step: int, abstract_state: Any, advice: str
+) -> None:
+    """One-line ConfigError, ending in `advice`, if checkpoint `step` does not fit
+    `abstract_state`."""
+    saved = _shapes(_saved_tree(manager, step))
+    problems = _shape_problems(saved, _shapes(abstract_state), limit=1)
+    if problems:
+        raise ConfigError(
+            f"{directory} holds a checkpoint (step {step}) of an incompatible "
+            f"model: {'; '.join(problems)}; {advice}"
+        )
+
+
+@contextlib.contextmanager
+def _reader(directory: str) -> Iterator[ocp.CheckpointManager]:
+    """A read-only manager of the checkpoint directory `directory`."""
+    manager = ocp.CheckpointManager(
+        directory,
+        options=ocp.CheckpointManagerOptions(read_only=True),
+        item_handlers=ocp.StandardCheckpointHandler(),
+    )
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
+def restore_state(
+    workdir: str,
+    abstract_state: Any,
+    step: int | None = None,
+    *,
+    advice: str = "restore it with the config it was trained with",
+    flag: str = "--workdir",
+    step_flag: str = "--checkpoint",
+) -> tuple[Any, int]:
+    """(the train state of `workdir`'s checkpoint `step` (default: the latest), its step).
+
+    `workdir` may also name its `checkpoints` directory or one step's directory. The
+    state is laid out as `abstract_state` (ShapeDtypeStructs with shardings, e.g.
+    `Experiment.abstract_state`). A missing workdir or step, or a checkpoint of another
+    model (ending in `advice`), is a one-line ConfigError naming `flag` / `step_flag`.
+    """
+    directory, step = _find_checkpoint(workdir, step, flag, step_flag)
+    with _reader(directory) as manager:
+        _check_fits(manager, directory, step, abstract_state, advice)
+        state = manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    return state, step
+
+
 def load_params(path: str, abstract_params: Any) -> tuple[Any, int]:
     """The parameters of the checkpoint `path` names (see `_find_checkpoint`), laid out
     as `abstract_params` (ShapeDtypeStructs with shardings), and the step they are from.
@@ -178,21 +251,16 @@ def load_params(path: str, abstract_params: Any) -> tuple[Any, int]:
     Only the parameters are used (a fine-tuning run starts a fresh optimizer and step
     count). Parameters whose presence or shape differ are a ConfigError naming them.
     """
-    directory, step = _find_checkpoint(path)
-    manager = ocp.CheckpointManager(
-        directory,
-        options=ocp.CheckpointManagerOptions(read_only=True),
-        item_handlers=ocp.StandardCheckpointHandler(),
-    )
-    try:
-        metadata = manager.item_metadata(step)
-        tree = getattr(metadata, "tree", metadata)
+    flag = "config.init_from"
+    directory, step = _find_checkpoint(path, flag=flag)
+    with _reader(directory) as manager:
+        tree = _saved_tree(manager, step)
         if not isinstance(tree, dict) or "params" not in tree:
-            raise ConfigError(f"config.init_from={path}: step {step} holds no 'params'")
+            raise ConfigError(f"{flag}={path}: step {step} holds no 'params'")
         problems = _shape_problems(_shapes(tree["params"]), _shapes(abstract_params))
         if problems:
             raise ConfigError(
-                f"config.init_from={path} (step {step}) does not fit the config's model: "
+                f"{flag}={path} (step {step}) does not fit the config's model: "
                 + "; ".join(problems)
             )
         sharding = jax.tree.leaves(abstract_params)[0].sharding
@@ -200,8 +268,6 @@ def load_params(path: str, abstract_params: Any) -> tuple[Any, int]:
             lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), tree
         )
         restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-    finally:
-        manager.close()
     params = jax.tree.map(
         lambda x, a: jax.device_put(x.astype(a.dtype), a.sharding),
         restored["params"],

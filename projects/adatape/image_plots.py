@@ -20,9 +20,8 @@ import numpy as np
 from etils import epath
 
 from framework.data import pipeline
-from framework.experiments import step_timing
 from framework.models import base
-from framework.train import trainer
+from framework.train import checkpoints, trainer
 from projects.adatape import atr
 
 matplotlib.use("Agg")  # files only; no display
@@ -65,7 +64,7 @@ def selection_counts(config: ml_collections.ConfigDict, trained_dir: str) -> tup
     """(reads per bank entry over the eval split, number of eval images) for the
     checkpoint in `trained_dir`; each image counts an entry at most once."""
     experiment = trainer.build_experiment(config)
-    params = step_timing.trained_state(experiment, trained_dir).params
+    params = checkpoints.restore_state(trained_dir, experiment.abstract_state)[0].params
     model = experiment.model
 
     @jax.jit
