@@ -15,12 +15,12 @@ Submitting the same command again resumes the run from its checkpoints.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 
 from absl import flags
 
 from framework import app, errors
+from framework.experiments import report
 from framework.launchers import slurm
 from launch import launch_flags
 
@@ -49,7 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def job_name_for(workdir: str) -> str:
     """A job name from the workdir's last part, e.g. `altup_tiny` for gs://b/altup_tiny."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(workdir.rstrip("/")))
+    name = report.slug(os.path.basename(workdir.rstrip("/")))
     return name.strip("_") or "adaptive-compute"
 
 

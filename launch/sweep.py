@@ -26,7 +26,7 @@ from ml_collections import config_flags
 
 from framework import app, errors
 from framework.config import loader
-from framework.experiments import report, sweeps
+from framework.experiments import sweep_report, sweeps
 from framework.launchers import local
 from framework.launchers import slurm as slurm_lib
 from framework.launchers import tpu_vm as tpu_lib
@@ -128,8 +128,8 @@ def main() -> None:
 
 def _report(sweep: sweeps.Sweep) -> None:
     results = sweeps.collect(sweep)
-    paths = report.write_report(sweep, results, FLAGS.metric)
-    print(report.markdown(sweep, results), flush=True)
+    paths = sweep_report.write_report(sweep, results, FLAGS.metric)
+    print(sweep_report.markdown(sweep, results), flush=True)
     print("written: " + ", ".join(paths.values()), flush=True)
     failed = [r for r in results if r["status"] == sweeps.FAILED]
     if failed:

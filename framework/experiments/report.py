@@ -1,60 +1,52 @@
-"""Sweep reports: sweep.md, sweep.csv, sweep.json and sweep.png from the points' results."""
+"""One report layer for tables and sweeps: names, markdown, csv, json and png files.
+
+A table (`tables.py`) and a sweep (`sweep_report.py`) each turn their runs' records into a
+`Report`: a title, lines above the grid, the grid (header and rows of values, with the
+text each cell shows), notes, a json payload and optionally a picture. `write` puts it in
+a directory as `<name>.md`, `<name>.csv`, the json file and `<name>.png`, through
+`etils.epath` (the directory may be `gs://...`). `slug` is the one way a name becomes a
+directory or file name, for table rows, sweep points and launcher logs.
+"""
 
 from __future__ import annotations
 
-import collections
 import csv
+import dataclasses
+import hashlib
 import io
 import json
+import re
 from typing import Any
 
 from etils import epath
 
-from framework.experiments import hyper
-from framework.experiments.sweeps import DONE, Sweep, _is_number, format_value
+MAX_SLUG = 120
 
 
-def main_metric(results: list[dict[str, Any]], requested: str = "") -> str:
-    """`eval.accuracy` when the points have it, else `eval.loss` (or `requested`)."""
-    if requested:
-        return requested
-    keys = {f"eval.{k}" for r in results for k in r["eval"]}
-    for candidate in ("eval.accuracy", "eval.loss", "eval.total_loss"):
-        if candidate in keys:
-            return candidate
-    return sorted(keys)[0] if keys else "eval.loss"
+def slug(
+    text: str,
+    keep: str = "._-",
+    *,
+    lower: bool = False,
+    default: str = "run",
+    max_length: int = 0,
+    identity: str | None = None,
+) -> str:
+    """`text` as a path component: runs of characters that are not letters, digits or in
+    `keep` become `_` (none at either end), lower case with `lower`, `default` if nothing
+    is left. Longer than `max_length` (when given): cut, with a hash of `identity`
+    (default `text`) appended so that different texts keep different names.
+    """
+    name = re.sub(rf"[^A-Za-z0-9{re.escape(keep)}]+", "_", text.lower() if lower else text)
+    name = name.strip("_") or default
+    if max_length and len(name) > max_length:
+        digest = hashlib.sha1((text if identity is None else identity).encode()).hexdigest()[:10]
+        name = f"{name[: max_length - 11]}-{digest}"
+    return name
 
 
-def _lookup(result: dict[str, Any], key: str) -> Any:
-    split, _, name = key.partition(".")
-    if split in ("eval", "train"):
-        return result[split].get(name)
-    return result.get(key)
-
-
-def table_rows(sweep: Sweep, results: list[dict[str, Any]]) -> tuple[list[str], list[list]]:
-    """Header and rows: swept values, eval metrics, train loss, steps/s, status."""
-    swept = [k.removeprefix(hyper.PREFIX) for k in sweep.swept_keys]
-    eval_keys = sorted({k for r in results for k in r["eval"]})
-    train_loss = "total_loss" if any("total_loss" in r["train"] for r in results) else "loss"
-    header = ["point", *swept, *(f"eval.{k}" for k in eval_keys), f"train.{train_loss}"]
-    header += ["steps/s", "step", "status"]
-    rows = []
-    for r in results:
-        row = [r["index"], *(_exact(r["overrides"].get(k)) for k in swept)]
-        row += [r["eval"].get(k) for k in eval_keys] + [r["train"].get(train_loss)]
-        status = r["status"] + (f": {r['error']}" if r["error"] else "")
-        row += [r["steps_per_sec"], r["step"], status]
-        rows.append(row)
-    return header, rows
-
-
-def _exact(value: Any) -> Any:
-    """A swept value as it was given (1.0 stays 1.0 in the table)."""
-    return None if value is None else format_value(value)
-
-
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as a markdown cell: `–` for none, 4 significant digits for floats."""
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -62,105 +54,52 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _overrides_text(overrides: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+@dataclasses.dataclass
+class Report:
+    """What a table or sweep shows; `shown[i][j]` is the text of `values[i][j]`."""
+
+    name: str  # file stem: <name>.md, <name>.csv, <name>.png
+    title: str
+    header: list[str]
+    values: list[list[Any]]  # raw values, for the csv
+    shown: list[list[str]] | None = None  # the markdown cells (default: `cell(value)`)
+    preamble: list[str] = dataclasses.field(default_factory=list)  # lines above the grid
+    notes: str = ""  # markdown under the grid
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)  # the json file
+    json_name: str = ""  # default: <name>.json
+    png: bytes | None = None
+
+    def markdown(self) -> str:
+        shown = self.shown or [[cell(v) for v in row] for row in self.values]
+        lines = [f"# {self.title}", ""]
+        if self.preamble:
+            lines += [*self.preamble, ""]
+        lines += ["| " + " | ".join(self.header) + " |", "|---" * len(self.header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in shown]
+        if self.notes:
+            lines += ["", self.notes.strip()]
+        return "\n".join(lines) + "\n"
+
+    def csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(self.header)
+        writer.writerows([["" if v is None else v for v in row] for row in self.values])
+        return buffer.getvalue()
 
 
-def markdown(sweep: Sweep, results: list[dict[str, Any]]) -> str:
-    header, rows = table_rows(sweep, results)
-    counts = collections.Counter(r["status"] for r in results)
-    lines = [
-        f"# Sweep: {sweep.config_arg}",
-        "",
-        *(
-            [f"Every point: {_overrides_text(sweep.common_overrides)}", ""]
-            if sweep.common_overrides
-            else []
-        ),
-        f"{len(results)} point(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()),
-        "",
-        "| " + " | ".join(header) + " |",
-        "|---" * len(header) + "|",
-    ]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_report(sweep: Sweep, results: list[dict[str, Any]], metric: str = "") -> dict[str, str]:
-    """Writes sweep.md, sweep.csv, sweep.json (and sweep.png with matplotlib)."""
-    root = epath.Path(sweep.workdir)
+def write(report: Report, directory: str) -> dict[str, str]:
+    """Writes the report's files into `directory`; returns {file name: path}."""
+    root = epath.Path(directory)
     root.mkdir(parents=True, exist_ok=True)
-    header, rows = table_rows(sweep, results)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows([["" if v is None else v for v in row] for row in rows])
-    written = {
-        "sweep.md": markdown(sweep, results),
-        "sweep.csv": buffer.getvalue(),
-        "sweep.json": json.dumps(
-            {
-                "config": sweep.config_arg,
-                "common_overrides": sweep.common_overrides,
-                "swept": sweep.swept_keys,
-                "points": results,
-            },
-            indent=2,
-        )
-        + "\n",
+    files: dict[str, str | bytes] = {
+        f"{report.name}.md": report.markdown(),
+        f"{report.name}.csv": report.csv(),
+        report.json_name or f"{report.name}.json": json.dumps(report.payload, indent=2) + "\n",
     }
-    for name, text in written.items():
-        (root / name).write_text(text)
-    paths = {name: str(root / name) for name in written}
-    plot = plot_metric(sweep, results, main_metric(results, metric))
-    if plot is not None:
-        (root / "sweep.png").write_bytes(plot)
-        paths["sweep.png"] = str(root / "sweep.png")
-    return paths
-
-
-def plot_metric(sweep: Sweep, results: list[dict[str, Any]], metric: str) -> bytes | None:
-    """PNG bytes: `metric` of the finished points against each swept value (None without
-    matplotlib or finished points)."""
-    finished = [r for r in results if r["status"] == DONE and _lookup(r, metric) is not None]
-    keys = [k.removeprefix(hyper.PREFIX) for k in sweep.swept_keys]
-    if not finished or not keys:
-        return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-    except ImportError:
-        return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.4), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        xs = [r["overrides"].get(key) for r in finished]
-        numeric = all(_is_number(x) for x in xs)
-        labels = [] if numeric else sorted({str(x) for x in xs}, key=[str(x) for x in xs].index)
-        # One line per setting of the other swept values, so interactions show.
-        groups: dict[str, list[tuple[Any, float]]] = {}
-        for r, x in zip(finished, xs):
-            rest = ", ".join(f"{k}={r['overrides'].get(k)}" for k in keys if k != key)
-            groups.setdefault(rest, []).append(
-                (x if numeric else labels.index(str(x)), _lookup(r, metric))
-            )
-        for rest, pairs in groups.items():
-            pairs.sort(key=lambda pair: pair[0])
-            ax.plot(*zip(*pairs), marker="o", label=rest or None)
-        if numeric:
-            if min(xs) > 0 and max(xs) / min(xs) >= 10:
-                ax.set_xscale("log")
-        else:
-            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-        if len(groups) > 1:
-            ax.legend(fontsize=7)
-        ax.set_xlabel(key)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"{sweep.config_arg}: {metric}", fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    if report.png is not None:
+        files[f"{report.name}.png"] = report.png
+    for name, content in files.items():
+        path = root / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return {name: str(root / name) for name in files}

@@ -6,43 +6,28 @@ point) and given a readable directory `WORKDIR/<slug>` (`lr.base=0.001,model.k=2
 point is one `python -m launch.train` process with `--config.KEY=VALUE` overrides, so a
 sweep point is exactly a run a user could start by hand (`train_command`).
 
-`run_local` runs the unfinished points, N processes at a time (on a GPU host each with
-its own devices), resuming interrupted ones from their checkpoints; `collect` reads
-each point's workdir (`metrics.jsonl`, and `sweep_status.json` for failures) and
-`write_report` writes `sweep.md`, `sweep.csv`, `sweep.json` and `sweep.png`. A point is
-finished when its `metrics.jsonl` has an evaluation at its last step.
+`framework.launchers.local.run_local` runs the unfinished points, N processes at a time;
+`collect` reads each point's run record (`framework.train.run_record`, as tables do) and
+`sweep_report.write_report` writes `sweep.md`, `sweep.csv`, `sweep.json` and `sweep.png`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
-import json
 import os
-import re
-import statistics
 import sys
 from typing import Any
 
 import ml_collections
-from etils import epath
 
 from framework.config import loader, schema
 from framework.errors import ConfigError
-from framework.experiments import hyper
-from framework.train import metric_writing
+from framework.experiments import hyper, report
+from framework.train import run_record
 
-STATUS_FILE = "sweep_status.json"
-MAX_SLUG = 120
-
-DONE, FAILED, STOPPED, INCOMPLETE, NOT_STARTED = (
-    "done",
-    "failed",
-    "stopped",
-    "incomplete",
-    "not started",
-)
+MAX_SLUG = report.MAX_SLUG
+DONE, FAILED, STOPPED = run_record.DONE, run_record.FAILED, run_record.STOPPED
 
 
 @dataclasses.dataclass
@@ -105,11 +90,13 @@ def slug(point: hyper.Point) -> str:
     with a hash of the overrides.
     """
     parts = [f"{k.removeprefix(hyper.PREFIX)}={_slug_value(v)}" for k, v in point.swept]
-    text = re.sub(r"[^A-Za-z0-9._=,+-]", "_", ",".join(parts)) or "base"
-    if len(text) > MAX_SLUG:
-        digest = hashlib.sha1(repr(point.swept).encode()).hexdigest()[:10]
-        text = f"{text[: MAX_SLUG - 11]}-{digest}"
-    return text
+    return report.slug(
+        ",".join(parts),
+        keep="._=,+-",
+        default="base",
+        max_length=MAX_SLUG,
+        identity=repr(point.swept),
+    )
 
 
 def load_points(config_arg: str, module: Any) -> list[hyper.Point]:
@@ -189,73 +176,15 @@ def train_command(sweep: Sweep, point: SweepPoint, python: str = sys.executable)
 # --------------------------------------------------------------------------------------
 
 
-def _read_json(path: epath.Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_metrics(workdir: str) -> list[dict[str, Any]]:
-    path = epath.Path(workdir) / metric_writing.METRICS_FILE
-    rows = []
-    try:
-        text = path.read_text() if path.exists() else ""
-    except OSError:
-        return []
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "step" in row:
-            rows.append(row)
-    return rows
-
-
-def _scalars(row: dict[str, Any] | None) -> dict[str, float]:
-    if not row:
-        return {}
-    return {k: v for k, v in row.items() if k not in ("step", "split") and _is_number(v)}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def point_result(point: SweepPoint) -> dict[str, Any]:
-    """What a point's workdir says: status, last step, final train/eval metrics, steps/s."""
-    rows = _read_metrics(point.workdir)
-    train = [r for r in rows if r.get("split") == "train"]
-    evals = [r for r in rows if r.get("split") == "eval"]
-    last_eval = evals[-1] if evals else None
-    step = max((int(r["step"]) for r in train + evals), default=0)
-    finished = last_eval is not None and int(last_eval["step"]) >= point.num_train_steps
-    rates = [float(r["steps_per_sec"]) for r in train if "steps_per_sec" in r]
-    # The first interval includes compilation.
-    steps_per_sec = statistics.median(rates[1:] if len(rates) > 1 else rates) if rates else None
-    recorded = _read_json(epath.Path(point.workdir) / STATUS_FILE) or {}
-    if finished:
-        status, error = DONE, ""
-    elif recorded.get("status") in (FAILED, STOPPED):
-        status, error = recorded["status"], recorded.get("error", "")
-    else:
-        status, error = (INCOMPLETE if rows else NOT_STARTED), ""
-    train_metrics = _scalars(train[-1] if train else None)
-    for key in ("steps_per_sec", "examples_per_sec"):
-        train_metrics.pop(key, None)
+    """The point's run record with the point's name, index and overrides."""
+    record = run_record.read(point.workdir, point.num_train_steps)
     return {
         "point": point.slug,
         "index": point.index,
         "overrides": {k.removeprefix(hyper.PREFIX): v for k, v in point.point.overrides},
-        "status": status,
-        "error": error,
-        "step": step,
+        **record,
         "num_train_steps": point.num_train_steps,
-        "train": train_metrics,
-        "eval": _scalars(last_eval),
-        "steps_per_sec": steps_per_sec,
-        "seconds": recorded.get("seconds"),
     }
 
 

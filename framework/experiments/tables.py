@@ -1,19 +1,18 @@
-"""Paper tables: a set of runs (rows x seeds), their results, and the written table.
+"""Paper tables: a set of runs (rows x seeds), their records, and the written table.
 
 A project registers a function `preset -> Table` in `registry.TABLES`. `run_table` trains
 every (row, seed) in `<workdir>/<row>/seed_<seed>` (finished runs are reused, interrupted
-ones resume from their checkpoints), then writes `<workdir>/results.json` and
-`<workdir>/table.md`. The workdir may be remote (`gs://bucket/path`): files are read and
-written through `etils.epath`.
+ones resume from their checkpoints), reads every run's record (`run.json`, the same
+`framework.train.run_record` sweeps read), then writes `table.md`, `table.csv` and
+`results.json` in `<workdir>` through the report layer (`report.py`). The workdir may be
+remote (`gs://bucket/path`): files are read and written through `etils.epath`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
-import re
 import time
 from typing import Any, Callable
 
@@ -24,15 +23,14 @@ from etils import epath
 
 from framework.config import schema
 from framework.errors import ConfigError
-from framework.train import metric_writing
+from framework.experiments import report
+from framework.train import metric_writing, run_record
 from framework.train import workdir as workdir_lib
 
-RESULT_FILE = "result.json"
 
-
-def slugify(name: str) -> str:
-    """A row name as a directory name and command-line token (lower case, `_`)."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+def row_slug(name: str) -> str:
+    """A row's directory name: `Universal Transformer (ACT)` -> `universal_transformer_act`."""
+    return report.slug(name, keep="", lower=True)
 
 
 @dataclasses.dataclass
@@ -49,8 +47,7 @@ class Row:
 
     @property
     def slug(self) -> str:
-        """Directory name: `Universal Transformer (ACT)` -> `universal_transformer_act`."""
-        return slugify(self.name)
+        return row_slug(self.name)
 
 
 @dataclasses.dataclass
@@ -98,13 +95,6 @@ def select_rows(table: Table, names: list[str]) -> Table:
     return dataclasses.replace(table, rows=rows)
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """`configs/parity/transformer.py:smoke` -> the ConfigDict that file builds."""
-    path, _, arg = spec.partition(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    return module.get_config(arg or None)
-
-
 def _lookup(result: dict[str, Any], key: str) -> float | None:
     value: Any = result
     for part in key.split("."):
@@ -114,37 +104,47 @@ def _lookup(result: dict[str, Any], key: str) -> float | None:
     return float(value)
 
 
+def run_dir(workdir: str, row: Row, seed: int) -> str:
+    """Where the table keeps the run of `row` with `seed`."""
+    return os.path.join(workdir, row.slug, f"seed_{seed}")
+
+
 def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
-    path = os.path.join(workdir, row.slug, f"seed_{seed}")
-    result_path = epath.Path(path) / RESULT_FILE
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+    """The record of `row` with `seed`, trained first unless a finished run is there."""
+    path = run_dir(workdir, row, seed)
+    labels = {"row": row.name, "seed": seed}
+    record = run_record.read(path)
+    if record["status"] == run_record.DONE:
+        return {**labels, **record}
     config = row.config.copy_and_resolve_references()
     with config.unlocked():
         config.seed = seed
     if row.for_seed is not None:
         config = row.for_seed(config, seed, workdir)
     metric_writing.log(f"== {row.name}, seed {seed} -> {path}")
-    start = time.perf_counter()
     out = schema.trainer(config)(config, path)
     if out.preempted:
         raise SystemExit(f"{row.name} seed {seed} stopped early; rerun to resume")
-    result = {
-        "row": row.name,
-        "seed": seed,
-        "steps": out.step,
-        "eval": out.eval,
-        "train": {k: v for k, v in out.train.items()},
-        "num_params": out.num_params,
-        "flops_per_example": out.flops_per_example,
-        "train_examples_per_sec": (
-            out.timed_steps * config.batch_size / out.timed_seconds if out.timed_seconds else 0.0
-        ),
-        "wall_seconds": time.perf_counter() - start,
-    }
+    return {**labels, **run_record.read(path)}
+
+
+def cached_extra(
+    workdir: str, file_name: str, key: Any, compute: Callable[[], dict[str, dict[str, float]]]
+) -> dict[str, dict[str, float]]:
+    """`compute()` (a table's extra columns, e.g. side-by-side timings), cached in
+    `<workdir>/<file_name>` under `key` (anything JSON can hold: what the values depend
+    on), so that a rerun reuses them as it reuses the runs; another key recomputes."""
+    key = json.loads(json.dumps(key, default=str))  # as it reads back from the file
+    path = epath.Path(workdir) / file_name  # epath: the workdir may be gs://...
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if isinstance(cached, dict) and cached.get("key") == key:
+            metric_writing.log(f"reusing {file_name} from {workdir}")
+            return cached["rows"]
+    rows = compute()
     if jax.process_index() == 0:
-        result_path.write_text(json.dumps(result, indent=2))
-    return result
+        path.write_text(json.dumps({"key": key, "rows": rows}, indent=2))
+    return rows
 
 
 def summarize(table: Table, results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -164,17 +164,14 @@ def summarize(table: Table, results: dict[str, list[dict[str, Any]]]) -> dict[st
     return summary
 
 
-def markdown(table: Table, summary: dict[str, Any]) -> str:
-    lines = [
-        f"# {table.title}",
-        "",
-        "| model | " + " | ".join(c.header for c in table.columns) + " |",
-        "|---" * (len(table.columns) + 1) + "|",
-    ]
+def build_report(table: Table, summary: dict[str, Any], runs: dict[str, Any]) -> report.Report:
+    """The table's report: one row per model, a column's mean (± std over seeds)."""
+    values, shown = [], []
     for row in table.rows:
+        stats = [summary[row.name].get(column.key) for column in table.columns]
+        values.append([row.name, *(None if s is None else s["mean"] for s in stats)])
         cells = []
-        for column in table.columns:
-            stat = summary[row.name].get(column.key)
+        for column, stat in zip(table.columns, stats):
             if stat is None:
                 cells.append("–")
             elif column.spread and len(stat["values"]) > 1:
@@ -182,10 +179,21 @@ def markdown(table: Table, summary: dict[str, Any]) -> str:
                 cells.append(f"{column.fmt.format(mean)} ± {column.fmt.format(std)}")
             else:
                 cells.append(column.fmt.format(stat["mean"] * column.scale))
-        lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
-    if table.notes:
-        lines += ["", table.notes.strip()]
-    return "\n".join(lines) + "\n"
+        shown.append([row.name, *cells])
+    return report.Report(
+        name="table",
+        title=table.title,
+        header=["model", *(column.header for column in table.columns)],
+        values=values,
+        shown=shown,
+        notes=table.notes,
+        payload={"title": table.title, "rows": summary, "runs": runs},
+        json_name="results.json",
+    )
+
+
+def markdown(table: Table, summary: dict[str, Any]) -> str:
+    return build_report(table, summary, {}).markdown()
 
 
 def run_table(table: Table, workdir: str) -> dict[str, Any]:
@@ -198,14 +206,12 @@ def run_table(table: Table, workdir: str) -> dict[str, Any]:
         for name, values in table.extra(table, workdir).items():
             for key, value in values.items():
                 summary[name][key] = {"mean": float(value), "std": 0.0, "values": [value]}
-    text = markdown(table, summary)
+    written = build_report(table, summary, results)
     if jax.process_index() == 0:
-        out = {"title": table.title, "rows": summary, "runs": results}
-        (epath.Path(workdir) / "results.json").write_text(json.dumps(out, indent=2))
-        (epath.Path(workdir) / "table.md").write_text(text)
+        report.write(written, workdir)
         if table.report is not None:
             table.report(table, summary, workdir)
-    metric_writing.log(text)
+    metric_writing.log(written.markdown())
     metric_writing.log(
         f"table written to {workdir}/table.md "
         f"({metric_writing.format_duration(time.perf_counter() - start)})"

@@ -2,7 +2,7 @@
 
 `run_local` starts each unfinished point as the `launch.train` process a user could run
 by hand (`sweeps.train_command`), on a GPU host with disjoint GPUs per process
-(`device_groups`), records failures in the point's `sweep_status.json`, and passes
+(`device_groups`), records failures in the point's run record (`run.json`), and passes
 SIGINT / SIGTERM on to the running points (they checkpoint; a rerun resumes them).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import glob
-import json
 import os
 import shutil
 import signal
@@ -26,7 +25,7 @@ from etils import epath
 from framework.errors import ConfigError
 from framework.experiments import sweeps
 from framework.experiments.sweeps import DONE, FAILED, STOPPED, Sweep, SweepPoint
-from framework.train import metric_writing
+from framework.train import metric_writing, run_record
 from framework.train import workdir as workdir_lib
 
 
@@ -89,13 +88,6 @@ class _Running:
     slot: int
     log_path: str  # where the output goes while it runs (local)
     started: float
-
-
-def _write_status(point: SweepPoint, status: str, error: str, seconds: float) -> None:
-    path = epath.Path(point.workdir)
-    path.mkdir(parents=True, exist_ok=True)
-    record = {"status": status, "error": error, "seconds": round(seconds, 1)}
-    (path / sweeps.STATUS_FILE).write_text(json.dumps(record) + "\n")
 
 
 class _Stop(Exception):
@@ -218,13 +210,15 @@ def _finish(job: _Running, log_name: str, seconds: float, stopped: bool = False)
         target = epath.Path(job.point.workdir)
         target.mkdir(parents=True, exist_ok=True)
         (target / log_name).write_text(text)
-    result = sweeps.point_result(job.point)
-    if result["status"] == DONE:
-        status, error = DONE, ""
-    elif stopped:
+    record = run_record.read(job.point.workdir, job.point.num_train_steps)
+    if record["status"] == DONE:
+        return DONE, ""
+    if stopped:
         status, error = STOPPED, "stopped with the sweep; a rerun resumes it"
     else:
         code = job.process.returncode
         status, error = FAILED, _error_line(text) + f" (exit status {code})"
-    _write_status(job.point, status, error, seconds)
+    # The run's own record (if it wrote one) with why it ended, as the sweep saw it.
+    record.update(status=status, error=error, wall_seconds=round(seconds, 1))
+    run_record.write(job.point.workdir, record)
     return status, error

@@ -22,6 +22,7 @@ import subprocess
 from typing import Callable, Sequence
 
 from framework.errors import ConfigError, RunError
+from framework.experiments import report
 
 DEFAULT_REMOTE_DIR = "~/adaptive-compute"
 # Logs of runs with a gs:// workdir, on each host's disk until the run ends.
@@ -188,16 +189,12 @@ def setup(
     ]
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
-
-
 def _log_paths(workdir: str) -> tuple[str, str, str | None]:
     """For the remote shell: the directory and file of the log each host writes, and the
     object a gs:// workdir's log is copied to at the end (None: written in the workdir)."""
     per_host = 'worker_"$(hostname)".log'  # hostnames end in -w-<worker id>
     if "://" in workdir:
-        local_dir = remote_path(f"{LOCAL_LOG_ROOT}/{_slug(workdir)}")
+        local_dir = remote_path(f"{LOCAL_LOG_ROOT}/{report.slug(workdir)}")
         return (
             local_dir,
             f"{local_dir}/worker.log",

@@ -15,14 +15,11 @@ batch 64, 2048 held-out sequences).
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any
-
-from etils import epath
 
 from framework.config import loader, registry
 from framework.experiments import run_budget, tables
+from framework.train import run_record
 
 CONFIG = "configs/adatape/parity.py"
 SOLVED = 0.95  # held-out accuracy that counts as solving parity
@@ -98,13 +95,13 @@ def row_config(change: Change, arg: str, steps: int, num_eval: int):
 
 
 def per_seed_extra(table: tables.Table, workdir: str) -> dict[str, dict[str, float]]:
-    """Seeds at >= 95% and each seed's accuracy, from the rows' result files."""
+    """Seeds at >= 95% and each seed's accuracy, from the rows' run records."""
     rows = {}
     for row in table.rows:
         accuracies = []
         for seed in row.seeds:
-            path = os.path.join(workdir, row.slug, f"seed_{seed}", tables.RESULT_FILE)
-            accuracies.append(json.loads(epath.Path(path).read_text())["eval"]["accuracy"])
+            record = run_record.read(tables.run_dir(workdir, row, seed))
+            accuracies.append(record["eval"]["accuracy"])
         values = {"solved_seeds": float(sum(a >= SOLVED for a in accuracies))}
         values.update({f"accuracy_seed_{s}": a for s, a in zip(row.seeds, accuracies)})
         rows[row.name] = values

@@ -8,7 +8,7 @@ import pytest
 
 from framework.config import loader
 from framework.errors import ConfigError
-from framework.experiments import hyper, report, sweeps
+from framework.experiments import hyper, sweep_report, sweeps
 from framework.launchers import local
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -141,7 +141,7 @@ def test_common_overrides_reach_every_point_and_must_not_repeat():
         "--config.seed=3",
         "--config.lr.base=0.1",
     ]
-    assert "Every point: seed=3" in report.markdown(sweep, sweeps.collect(sweep))
+    assert "Every point: seed=3" in sweep_report.markdown(sweep, sweeps.collect(sweep))
     with pytest.raises(ConfigError, match="also given as --config.seed"):
         _expand(lambda h: h.sweep("config.seed", [1]), common={"seed": 3})
 
@@ -172,7 +172,7 @@ def test_point_status_from_its_workdir(tmp_path):
     assert done["train"] == {"loss": 0.7} and done["step"] == 60
     assert incomplete["status"] == "incomplete" and incomplete["step"] == 20
     assert not_started["status"] == "not started"
-    assert report.main_metric([done, incomplete]) == "eval.accuracy"
+    assert sweep_report.main_metric([done, incomplete]) == "eval.accuracy"
 
 
 def test_device_groups_give_each_process_its_own_gpus(monkeypatch):

@@ -16,7 +16,7 @@ import pytest
 
 from framework.data.text import vocabulary
 from framework.errors import ConfigError
-from framework.experiments.tables import slugify
+from framework.experiments.tables import row_slug
 from projects.altup import paper_tables as altup_tables
 from tests.launch import cli
 
@@ -79,7 +79,7 @@ def result_mtimes(workdir: str) -> dict[str, float]:
     out = {}
     for root, _, files in os.walk(workdir):
         for name in files:
-            if name in ("result.json", altup_tables.STEP_TIMES_FILE):
+            if name in ("run.json", altup_tables.STEP_TIMES_FILE):
                 out[os.path.join(root, name)] = os.path.getmtime(os.path.join(root, name))
     return out
 
@@ -138,9 +138,9 @@ def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
     for name in finetuned_rows:
         assert 0.0 <= finetuned[name]["eval.polarity/accuracy"]["mean"] <= 100.0
         assert finetuned[name]["relative_step_time"]["mean"] > 0
-        run = os.path.join(finetune_dir, slugify(name), "seed_0")
+        run = os.path.join(finetune_dir, row_slug(name), "seed_0")
         with open(os.path.join(run, "config.json")) as f:
-            assert json.load(f)["init_from"] == os.path.join(workdir, slugify(name), "seed_0")
+            assert json.load(f)["init_from"] == os.path.join(workdir, row_slug(name), "seed_0")
         with open(os.path.join(run, "decodes", "polarity", "6.jsonl")) as f:
             decodes = [json.loads(line) for line in f]
         assert len(decodes) == 4 and {d["targets"] for d in decodes} == {"positive", "negative"}
@@ -148,7 +148,7 @@ def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
     assert "polarity accuracy (%)" in finetune_table
     assert "(train 12, held\n  out 4;" in finetune_table
     assert "one sentence is 25 points" in finetune_table
-    check_evaluate(os.path.join(finetune_dir, slugify("T5 dense"), "seed_0"))
+    check_evaluate(os.path.join(finetune_dir, row_slug("T5 dense"), "seed_0"))
 
 
 def check_evaluate(run: str) -> None:

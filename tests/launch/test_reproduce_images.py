@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from framework.data import image_prepare
-from framework.experiments.tables import slugify
+from framework.experiments.tables import row_slug
 from projects.adatape import image_table
 from tests.launch import cli
 from tests.launch.test_prepare_images import write_idx
@@ -34,7 +34,7 @@ def test_images_tiny_table_end_to_end(tmp_path):
         "launch.reproduce",
         "images",
         "--preset=tiny",
-        f"--rows={','.join(slugify(name) for name in SHOWN)}",
+        f"--rows={','.join(row_slug(name) for name in SHOWN)}",
         f"--workdir={workdir}",
         extra_env=env,
     )

@@ -41,7 +41,7 @@ def test_parity_table_tiny_preset_and_resume(tmp_path):
 
     # A second invocation reuses every finished run: nothing retrains. With --rows
     # (a name and a slug) the table has only those rows, in the table's order.
-    result_files = [tmp_path / row / "seed_0" / "result.json" for row in ROWS]
+    result_files = [tmp_path / row / "seed_0" / "run.json" for row in ROWS]
     stamps = [os.stat(f).st_mtime_ns for f in result_files]
     second = cli.run("launch.reproduce", *args, "--rows=AdaTape,transformer")
     assert second.returncode == 0, second.stderr[-3000:]

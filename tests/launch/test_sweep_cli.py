@@ -7,7 +7,7 @@ import os
 from etils import epath
 
 from framework.config import loader
-from framework.experiments import report, sweeps
+from framework.experiments import sweep_report, sweeps
 from framework.launchers import local
 from tests import remote_fs
 from tests.launch import cli
@@ -111,7 +111,7 @@ def _check_remote_report(workdir: str) -> None:
         + json.dumps({"step": 4, "split": "eval", "accuracy": 0.625})
         + "\n"
     )
-    paths = report.write_report(sweep, sweeps.collect(sweep))
+    paths = sweep_report.write_report(sweep, sweeps.collect(sweep))
     assert set(paths) == {"sweep.md", "sweep.csv", "sweep.json", "sweep.png"}
     written = json.loads((epath.Path(workdir) / "sweep.json").read_text())
     assert [p["status"] for p in written["points"]] == ["done", "not started"]

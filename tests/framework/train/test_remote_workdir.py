@@ -14,7 +14,7 @@ from etils import epath
 from framework.config import loader, schema
 from framework.errors import ConfigError
 from framework.experiments import tables
-from framework.train import checkpoints
+from framework.train import checkpoints, run_record
 from framework.train import workdir as workdir_lib
 from projects.adatape import image_plots
 from tests import remote_fs
@@ -91,13 +91,14 @@ def test_table_writes_its_results_in_the_remote_workdir_and_reuses_them(workdir,
     first = tables.run_table(table, workdir)
     assert "== Tiny, seed 0" in capsys.readouterr().out
     root = epath.Path(workdir)
-    result = json.loads((root / "tiny" / "seed_0" / tables.RESULT_FILE).read_text())
-    assert result["steps"] == 2
+    result = json.loads((root / "tiny" / "seed_0" / run_record.RECORD_FILE).read_text())
+    assert (result["status"], result["step"], result["num_train_steps"]) == ("done", 2, 2)
+    assert result["num_params"] > 0 and "accuracy" in result["eval"]
     assert json.loads((root / "results.json").read_text())["rows"]["Tiny"]["seeds"] == [0]
     assert (root / "table.md").read_text().startswith("# Remote\n")
     assert (root / image_plots.ACCURACY_VS_SPEED).read_bytes().startswith(b"\x89PNG")
 
-    second = tables.run_table(table, workdir)  # reuses result.json: no training
+    second = tables.run_table(table, workdir)  # reuses the run's record: no training
     assert "== Tiny" not in capsys.readouterr().out
     assert second == first
     assert not os.path.exists("ram:")

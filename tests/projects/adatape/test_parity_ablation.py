@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
 
 from framework.config import loader
 from framework.errors import ConfigError
 from framework.experiments import run_budget, tables
+from framework.train import run_record
 from projects.adatape import parity_ablation
 
 
@@ -63,10 +61,9 @@ def test_per_seed_columns_count_the_solved_seeds(tmp_path):
     accuracies = {table.rows[0].name: (0.5, 0.97, 0.95), table.rows[1].name: (0.94, 0.5, 0.99)}
     for row in table.rows:
         for seed, accuracy in zip(row.seeds, accuracies[row.name]):
-            path = tmp_path / row.slug / f"seed_{seed}"
-            os.makedirs(path)
-            result = {"eval": {"accuracy": accuracy}}
-            (path / tables.RESULT_FILE).write_text(json.dumps(result))
+            record = run_record.make("done", step=1, num_train_steps=1, evaluation={
+                "accuracy": accuracy})  # fmt: skip
+            run_record.write(tables.run_dir(str(tmp_path), row, seed), record)
     extra = parity_ablation.per_seed_extra(table, str(tmp_path))
     assert extra[table.rows[0].name] == {
         "solved_seeds": 2.0, "accuracy_seed_0": 0.5, "accuracy_seed_1": 0.97,
