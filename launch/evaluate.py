@@ -1,19 +1,20 @@
-"""Evaluate a run's checkpoint: the eval metrics and, for text tasks, decoding and scoring.
+"""Evaluate a run's checkpoint with the run's evaluators (`config.evals`).
 
   python -m launch.evaluate --workdir=DIR [--checkpoint=STEP]
   python -m launch.evaluate --workdir=DIR --config=configs/altup/finetune.py:task=polarity \
-      --config.decode.method=beam --config.decode.beam_size=4
+      --config.evals.decode.method=beam --config.evals.decode.beam_size=4
 
-Without `--config` the run's own `DIR/config.json` is used; with it (to change how the
-run is evaluated, e.g. the decoding), the config must build the same model as the
-checkpoint's (a parameter of another shape is one line naming it).
+Without `--config` the run's own `DIR/config.json` is used (one written before
+`config.evals` existed is read with its `decode.*` as a `decoding` entry); with it (to
+change how the run is evaluated, e.g. the decoding), the config must build the same
+model as the checkpoint's (a parameter of another shape is one line naming it).
 
-Restores the parameters of DIR's latest checkpoint (or STEP), runs the trainer's eval
-step over the eval split and, when the dataset is a text task, decodes it with
-`config.decode` (greedy or beam search) and scores it with the task's metrics. The
-metrics are appended to DIR/metrics.jsonl (split `evaluate`) and written to TensorBoard
-(DIR/evaluate); the decodes go to DIR/decodes/<task>/<step>.evaluate.jsonl, beside
-(not over) the training run's <step>.jsonl.
+Restores the parameters of DIR's latest checkpoint (or STEP) and runs every evaluator of
+`config.evals`, as the trainer does at its last step: the model's metrics and, for a
+text task with a `decoding` entry, decoding and scoring. The metrics are appended to
+DIR/metrics.jsonl (split `evaluate`) and written to TensorBoard (DIR/evaluate); the
+decodes go to DIR/decodes/<task>/<step>.evaluate.jsonl, beside (not over) the training
+run's <step>.jsonl.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import jax
 from absl import flags
 
 from framework import app, errors
-from framework.train import checkpoints, decode_eval, metric_writing, trainer
+from framework.train import checkpoints, evaluators, metric_writing, trainer
 from framework.train import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -38,6 +39,7 @@ def main() -> None:
     config = app.config() or workdir_lib.saved_config(FLAGS.workdir)
     app.initialize_distributed()
     experiment = trainer.build_experiment(config)
+    evals = evaluators.from_config(experiment, FLAGS.workdir, suffix=SUFFIX)
     ckpt = checkpoints.Checkpointer(FLAGS.workdir, keep=1_000_000, asynchronous=False)
     try:
         steps = ckpt.manager.all_steps()
@@ -54,29 +56,14 @@ def main() -> None:
         params = ckpt.restore(step, experiment.abstract_state).params
     finally:
         ckpt.close()
-    metrics, _ = trainer.evaluate(
-        experiment.jit_eval_step(), params, experiment.dataset, experiment.mesh
-    )
-    if hasattr(experiment.dataset, "score"):
-        metrics.update(
-            decode_eval.evaluate(
-                experiment.model,
-                params,
-                experiment.dataset,
-                experiment.config.decode,
-                FLAGS.workdir,
-                step,
-                experiment.mesh,
-                suffix=SUFFIX,
-            )
-        )
+    result = evaluators.run(evals, params, step)
     writer = metric_writing.MetricWriter(
         FLAGS.workdir, resumed_step=None, tensorboard_dir=os.path.join(FLAGS.workdir, "evaluate")
     )
-    writer.write(step, "evaluate", metrics)
+    writer.write(step, "evaluate", result.scalars, result.histograms)
     writer.close()
     if jax.process_index() == 0:
-        shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        shown = " ".join(f"{k}={v:.4g}" for k, v in result.scalars.items())
         print(f"step {step}: {shown}", flush=True)
 
 

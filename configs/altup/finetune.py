@@ -11,7 +11,7 @@ Recipe (AltUp paper, section 5: fine-tune 50k steps at batch 256 on each benchma
 Adafactor, constant learning rate 1e-3 (T5's fine-tuning rate; the paper gives no rate,
 our choice), dropout 0.1 (T5's fine-tuning dropout; our choice), inputs 512 tokens,
 targets 128 (64 for the classification benchmarks; our choice), greedy decoding of the
-eval split at every evaluation (`config.decode`). The CPU sizes (tiny, mini) take
+eval split at every evaluation (`config.evals.decode`). The CPU sizes (tiny, mini) take
 the pre-training vocabulary `data/shakespeare/spm.model` and a short budget, and default
 to the offline `polarity` task (`python -m launch.prepare_data polarity`):
   python -m launch.train --config=configs/altup/finetune.py:task=polarity,size=tiny,variant=altup \
@@ -24,6 +24,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs.altup import t5
+from framework.config import schema
 
 CLASSIFICATION_BENCHMARKS = ("glue", "super_glue", "polarity")
 CPU_BUDGETS = {
@@ -87,7 +88,7 @@ def finetune_from(pretrain: ml_collections.ConfigDict, task: str) -> ml_collecti
     c.log_every_steps = 100
     c.eval_every_steps = 5_000
     c.checkpoint_every_steps = 5_000
-    c.decode.at_eval = True
+    schema.add_eval(c, "decode", "decoding")  # greedy; beside the default `metrics`
     if cpu:
         c.update_from_flattened_dict(CPU_BUDGETS[size])
     return c

@@ -1,16 +1,30 @@
 """Experiment configs: the trainer's defaults, and checking a config against them.
 
 Defaults live in one place: trainer fields here, model fields in the model class's
-`default_config()`, dataset fields in the dataset builder's `default_config()`.
+`default_config()`, dataset fields in the dataset builder's `default_config()`,
+evaluator fields in the evaluator class's (`framework/train/evaluators`).
 A config file starts from `base_config(model_name=..., dataset_name=...)`, which holds
 every field with its default and is locked, so a misspelt key in a file or in a
 `--config.FIELD=VALUE` override is an error. `resolve` checks a finished config again
 (configs built by hand in code too), fills in anything missing and checks the values:
-the trainer's here, the optimizer's and schedule's in `framework.train`, the model's and
-the dataset's in their classes' `check_config`, each error naming the `config.` key.
+the trainer's here, the optimizer's and schedule's in `framework.train`, the model's,
+the dataset's and each evaluator's in their classes' `check_config`, each error naming
+the `config.` key.
+
+Evaluation is `config.evals`, name -> entry: `type` (a registered evaluator), `split`
+("" = the dataset's configured eval split), `every_steps` (0 = `eval_every_steps`; every
+entry also runs at the last step) and the type's own fields. The default is one entry,
+`metrics` (the model's metrics over the eval split). A config file adds an entry with
+`add_eval(config, name, type, **fields)`, which fills in the type's defaults and keeps
+the entry locked, so `--config.evals.NAME.FIELD=VALUE` overrides it like any field
+(an entry cannot be added from the command line). `config.evals` is the whole list: a
+config built in code may set it to any entries, and `resolve` checks each against its
+type (an unknown type or key is an error naming `config.evals.NAME.KEY`).
 """
 
 from __future__ import annotations
+
+import re
 
 import ml_collections
 
@@ -39,14 +53,7 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     # directory or one step's directory; local or gs://), with a fresh optimizer and step.
     c.init_from = ""
 
-    # Evaluation by decoding (text-to-text tasks): at every evaluation, decode the eval
-    # split, score it with the task's metrics and write the decodes (see decode_eval.py).
-    c.decode = ml_collections.ConfigDict()
-    c.decode.at_eval = False
-    c.decode.method = "greedy"  # greedy | beam
-    c.decode.beam_size = 4
-    c.decode.alpha = 0.6  # beam length penalty: score / ((5 + length) / 6) ** alpha
-    c.decode.max_length = 0  # 0: the dataset's targets_length
+    c.evals = default_evals()
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adamw"  # adamw | sgd | adafactor
@@ -70,10 +77,106 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     return c
 
 
+# ------------------------------------------------------------------------ evaluators
+
+# Where `decode.*` went (config.json files written before config.evals hold it).
+_DECODE_MOVED = (
+    "config.decode is now an evaluator entry: schema.add_eval(config, 'decode', 'decoding', "
+    "method=..., beam_size=..., alpha=..., max_length=...) in the config file, "
+    "--config.evals.decode.FIELD=VALUE to override it"
+)
+# Fields of every config.evals entry: the registered `type`; the dataset `split` ("" = the
+# dataset's configured eval split); `every_steps` (0 = the run's eval_every_steps; every
+# evaluator also runs at the run's last step).
+EVAL_COMMON_FIELDS = {"type": "", "split": "", "every_steps": 0}
+_EVAL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def default_evals() -> ml_collections.ConfigDict:
+    """The evaluators of a config that names none: the model's metrics on the eval split."""
+    c = ml_collections.ConfigDict()
+    c.metrics = ml_collections.ConfigDict(dict(EVAL_COMMON_FIELDS, type="metrics"))
+    return c
+
+
+def eval_entry(type_name: str, where: str, **fields) -> ml_collections.ConfigDict:
+    """A full, checked `config.evals` entry of evaluator `type_name` with `fields` set.
+
+    `where` (e.g. `config.evals.decode`) names the entry in errors.
+    """
+    if not type_name:
+        raise ConfigError(
+            f"{where}.type is not set; known: {', '.join(registry.EVALUATORS.names())}"
+        )
+    try:
+        cls = registry.EVALUATORS.get(type_name)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.type: {e}") from None
+    entry = ml_collections.ConfigDict(EVAL_COMMON_FIELDS)
+    entry.update(cls.default_config())
+    entry.type = type_name
+    for key, value in fields.items():
+        if key not in entry:
+            known = ", ".join(sorted(entry.keys()))
+            raise ConfigError(f"unknown config key {where}.{key} ({type_name}); known: {known}")
+        try:
+            entry[key] = value
+        except TypeError:
+            expected = type(entry[key]).__name__
+            raise ConfigError(f"{where}.{key}={value!r}: expected a {expected}") from None
+    if not isinstance(entry.split, str):
+        raise ConfigError(f"{where}.split must be a split name or '', got {entry.split!r}")
+    if entry.every_steps < 0:
+        raise ConfigError(f"{where}.every_steps must be >= 0, got {entry.every_steps}")
+    cls.check_config(entry, where)
+    entry.lock()
+    return entry
+
+
+def add_eval(config: ml_collections.ConfigDict, name: str, type_name: str, **fields) -> None:
+    """Adds (or replaces) `config.evals.<name>`: evaluator `type_name` with its defaults
+    and `fields`; locked like the rest of a config file's config."""
+    entry = eval_entry(type_name, _eval_where(name), **fields)
+    with config.evals.unlocked():
+        config.evals[name] = entry
+
+
+def _eval_where(name: str) -> str:
+    where = f"config.evals.{name}"
+    if not isinstance(name, str) or not _EVAL_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: an entry's name must be a Python identifier")
+    return where
+
+
+def _resolve_evals(evals: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Every entry checked against its type's defaults and filled in."""
+    out = ml_collections.ConfigDict()
+    plain: dict[str, str] = {}  # type -> the entry with unprefixed metric names
+    for name, entry in evals.items():
+        where = _eval_where(name)
+        if not isinstance(entry, (dict, ml_collections.ConfigDict)):
+            raise ConfigError(f"{where} must be an entry with a type, got {entry!r}")
+        fields = dict(entry)
+        out[name] = eval_entry(fields.pop("type", ""), where, **fields)
+        if not out[name].split:
+            other = plain.setdefault(out[name].type, name)
+            if other != name:
+                raise ConfigError(
+                    f"{where} and config.evals.{other} would write the same metrics "
+                    f"({out[name].type} on the eval split); give one of them a split"
+                )
+    return out
+
+
 def _check_keys(
-    config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict, where: str
+    config: ml_collections.ConfigDict,
+    defaults: ml_collections.ConfigDict,
+    where: str,
+    skip: tuple[str, ...] = (),
 ) -> None:
     for key in config.keys():
+        if key in skip:
+            continue
         if key not in defaults:
             raise ConfigError(
                 f"unknown config key {where}{key!r}; known: {', '.join(sorted(defaults.keys()))}"
@@ -122,9 +225,13 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for name in ("model_name", "dataset_name"):
         if not config.get(name):
             raise ConfigError(f"config.{name} is not set")
+    if "decode" in config:
+        raise ConfigError(_DECODE_MOVED)
     defaults = full_defaults(config.model_name, config.dataset_name)
-    _check_keys(config, defaults, "config.")
+    evals = _resolve_evals(config.get("evals", defaults.evals))
+    _check_keys(config, defaults, "config.", skip=("evals",))
     resolved = _merge(defaults, config)
+    resolved.evals = evals
     registry.TRAINERS.get(resolved.trainer_name)
     _check_values(resolved)
     model_class(resolved.model_name).check_config(resolved.model)
@@ -156,10 +263,5 @@ def _check_values(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.seed must be an integer in [0, 2**63), got {c.seed}")
     from framework.train import optimizers, schedules  # here: framework.train imports us
 
-    if c.decode.method not in ("greedy", "beam"):
-        raise ConfigError(f"config.decode.method must be greedy or beam, got {c.decode.method!r}")
-    for key, least in (("beam_size", 1), ("max_length", 0)):
-        if c.decode[key] < least:
-            raise ConfigError(f"config.decode.{key} is out of range: {c.decode[key]}")
     optimizers.check_config(c.optimizer)
     schedules.check_config(c.lr, c.num_train_steps)

@@ -2,21 +2,21 @@
 
 `train_and_evaluate(config, workdir)` validates the config, builds the dataset and
 model from the registries, locks the workdir, restores the latest checkpoint (or
-initialises), trains with periodic evaluation over the whole eval split, writes
-metrics, and checkpoints periodically, at the end and on SIGTERM. Models plug in through
-`BaseModel.apply` and `BaseModel.metrics` plus the auxiliary channel (see
-`framework.models.base`). What keeps a workdir one run's is in `framework.train.workdir`.
+initialises), trains with periodic evaluation (the evaluators `config.evals` lists, see
+`framework.train.evaluators`), writes metrics, and checkpoints periodically, at the end
+and on SIGTERM. Models plug in through `BaseModel.apply` and `BaseModel.metrics` plus the
+auxiliary channel (see `framework.models.base`). What keeps a workdir one run's is in
+`framework.train.workdir`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import queue
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +29,16 @@ from framework.config import registry, schema
 from framework.data import pipeline
 from framework.errors import ConfigError, RunError
 from framework.models import base
-from framework.train import checkpoints, decode_eval, metric_writing, optimizers, train_state
+from framework.train import (
+    checkpoints,
+    device_io,
+    evaluators,
+    metric_sums,
+    metric_writing,
+    optimizers,
+    run_record,
+    train_state,
+)
 from framework.train import workdir as workdir_lib
 
 
@@ -71,43 +80,6 @@ def check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Metrics: per-example (numerator, denominator) pairs, masked and summed.
-# --------------------------------------------------------------------------------------
-
-
-def _masked_sums(pairs: Mapping[str, tuple[jax.Array, jax.Array]], mask: jax.Array):
-    return {
-        k: jnp.stack([(num * mask).sum(), (den * mask).sum()]) for k, (num, den) in pairs.items()
-    }
-
-
-def metric_pairs(model: base.BaseModel, outputs, aux, batch) -> base.MetricPairs:
-    """Model metrics + auxiliary losses/metrics/histograms as per-example pairs."""
-    pairs = dict(model.metrics(outputs, batch))
-    ones = jnp.ones_like(batch["mask"])
-    for name, value in aux[base.AUX_LOSS].items():
-        pairs[f"{base.AUX_LOSS}/{name}"] = (value, ones)
-    for name, value in aux[base.AUX_METRICS].items():
-        pairs[name] = (value, ones)
-    for name, value in aux[base.AUX_HISTOGRAMS].items():
-        pairs[name] = (value, ones)
-        pairs[f"{name}_sq"] = (value**2, ones)
-    return pairs
-
-
-def _ratios(sums: Mapping[str, np.ndarray]) -> dict[str, float]:
-    out = {}
-    for name, (num, den) in sums.items():
-        if den > 0:
-            out[name] = float(num) / float(den)
-    for name in [n for n in out if n.endswith("_sq")]:
-        mean_sq = out.pop(name)
-        base_name = name[: -len("_sq")]
-        out[f"{base_name}_var"] = max(mean_sq - out[base_name] ** 2, 0.0)
-    return out
-
-
-# --------------------------------------------------------------------------------------
 # The objective and the steps: the one definition that training, benchmarks and tests use.
 # --------------------------------------------------------------------------------------
 
@@ -136,7 +108,7 @@ def make_loss_fn(model: base.BaseModel) -> Callable:
 
     def loss_fn(params, batch, rng):
         outputs, aux = model.apply(params, batch, train=True, rng=rng)
-        pairs = metric_pairs(model, outputs, aux, batch)
+        pairs = metric_sums.metric_pairs(model, outputs, aux, batch)
         return objective(pairs, batch["mask"]), (pairs, aux)
 
     return loss_fn
@@ -157,7 +129,7 @@ def make_train_step(model: base.BaseModel, tx, lr_fn, seed: int) -> Callable:
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)
-        sums = _masked_sums(pairs, batch["mask"])
+        sums = metric_sums.masked_sums(pairs, batch["mask"])
         sums["grad_norm"] = jnp.stack([grad_norm, 1.0])
         sums["learning_rate"] = jnp.stack([lr_fn(state.step), 1.0])
         finite = jnp.isfinite(sums["loss"][0]) & jnp.isfinite(grad_norm)
@@ -176,45 +148,14 @@ def make_train_step(model: base.BaseModel, tx, lr_fn, seed: int) -> Callable:
 def make_eval_step(model: base.BaseModel) -> Callable:
     def eval_step(params, batch):
         outputs, aux = model.apply(params, batch, train=False)
-        pairs = metric_pairs(model, outputs, aux, batch)
-        return _masked_sums(pairs, batch["mask"]), dict(aux[base.AUX_HISTOGRAMS]), batch["mask"]
+        pairs = metric_sums.metric_pairs(model, outputs, aux, batch)
+        return (
+            metric_sums.masked_sums(pairs, batch["mask"]),
+            dict(aux[base.AUX_HISTOGRAMS]),
+            batch["mask"],
+        )
 
     return eval_step
-
-
-# --------------------------------------------------------------------------------------
-# Input: a background thread keeps the next batches ready on the devices.
-# --------------------------------------------------------------------------------------
-
-
-def prefetch(batches: Iterator[pipeline.Batch], mesh: Mesh, size: int = 2) -> Iterator[Any]:
-    """Shards host batches onto the mesh in a background thread, `size` ahead."""
-    buffer: queue.Queue = queue.Queue(maxsize=size)
-    stop = threading.Event()
-    done = object()
-
-    def produce():
-        try:
-            for batch in batches:
-                if stop.is_set():
-                    return
-                buffer.put(pipeline.shard_batch(batch, mesh))
-            buffer.put(done)
-        except BaseException as e:  # surfaced in the consumer
-            buffer.put(e)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
 
 
 # --------------------------------------------------------------------------------------
@@ -282,38 +223,6 @@ def forward_flops_per_example(model: base.BaseModel, abstract_params, abstract_b
     return float((cost or {}).get("flops", 0.0)) / batch_size
 
 
-def to_host(tree: Any) -> Any:
-    """Numpy copies of replicated arrays (also those spanning other processes' devices)."""
-
-    def get(x):
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            x = x.addressable_data(0)
-        return np.asarray(x)
-
-    return jax.tree.map(get, tree)
-
-
-def evaluate(eval_step, params, dataset: pipeline.DatasetBuilder, mesh: Mesh):
-    """Metrics over the whole eval split; each real example counts once."""
-    totals: dict[str, np.ndarray] = {}
-    histograms: dict[str, list[np.ndarray]] = {}
-    for batch in prefetch(dataset.eval_batches(), mesh):
-        sums, hist, mask = to_host(eval_step(params, batch))
-        for k, v in sums.items():
-            totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
-        mask = mask > 0
-        for k, v in hist.items():
-            histograms.setdefault(k, []).append(np.asarray(v)[mask])
-    return _ratios(totals), {k: np.concatenate(v) for k, v in histograms.items()}
-
-
-def _with_total_loss(scalars: dict[str, float]) -> dict[str, float]:
-    aux = [v for k, v in scalars.items() if k.startswith(f"{base.AUX_LOSS}/")]
-    if aux and "loss" in scalars:
-        scalars["total_loss"] = scalars["loss"] + sum(aux)
-    return scalars
-
-
 def _state_initializer(model: base.BaseModel, tx, abstract_batch) -> Callable:
     """`init(rng) -> TrainState` for batches shaped like `abstract_batch`."""
 
@@ -321,7 +230,8 @@ def _state_initializer(model: base.BaseModel, tx, abstract_batch) -> Callable:
         batch = {k: jnp.zeros(v.shape, v.dtype) for k, v in abstract_batch.items()}
         params = model.init(rng, batch)
         outputs, aux = model.apply(params, batch, train=False)
-        names = tuple(metric_pairs(model, outputs, aux, batch)) + ("grad_norm", "learning_rate")
+        pairs = metric_sums.metric_pairs(model, outputs, aux, batch)
+        names = tuple(pairs) + ("grad_norm", "learning_rate")
         return train_state.create(params, tx.init(params), names)
 
     return init
@@ -427,14 +337,34 @@ def train_and_evaluate(
     def take_workdir():
         lock.acquire()
         checkpoints.remove_temporaries(workdir)  # before any CheckpointManager exists
+        run_record.clear(workdir)  # a record describes a run that has ended
 
+    start = time.perf_counter()
     try:
         workdir_lib.on_process_0(take_workdir)
         # SIGTERM is handled until the last checkpoint is complete and the lock released.
         with _SigtermFlag() as sigterm:
-            return _run(experiment, workdir, sigterm, stop_after_step, accept)
+            result = _run(experiment, workdir, sigterm, stop_after_step, accept)
+        run_record.write(workdir, record(result, experiment.config, time.perf_counter() - start))
+        return result
     finally:
         lock.release()
+
+
+def record(result: RunResult, config: ml_collections.ConfigDict, seconds: float) -> dict:
+    """The run record (`framework.train.run_record`) of a run that ended with `result`."""
+    return run_record.make(
+        run_record.STOPPED if result.preempted else run_record.DONE,
+        step=result.step,
+        num_train_steps=config.num_train_steps,
+        train=result.train,
+        evaluation=result.eval,
+        num_params=result.num_params,
+        flops_per_example=result.flops_per_example,
+        steps_per_sec=result.timed_steps / result.timed_seconds if result.timed_seconds else None,
+        batch_size=config.batch_size,
+        wall_seconds=seconds,
+    )
 
 
 def _run(
@@ -453,6 +383,7 @@ def _run(
     abstract_state, state_sharding = experiment.abstract_state, experiment.state_sharding
     shown_metrics = ("total_loss",) + tuple(model.progress_metrics)
 
+    evals = evaluators.from_config(experiment, workdir)  # checks each one's dataset
     with contextlib.ExitStack() as cleanup:
         ckpt = checkpoints.Checkpointer(
             workdir, config.keep_checkpoints, config.async_checkpointing
@@ -492,13 +423,10 @@ def _run(
         if start_step == 0:
             writer.write(0, "info", {"num_params": num_params, "flops_per_example": flops})
 
-        if config.decode.at_eval:
-            decode_eval.check_dataset(dataset)
         train_step = experiment.jit_train_step()
         reset_sums = jax.jit(
             train_state.reset_metric_sums, out_shardings=state_sharding, donate_argnums=(0,)
         )
-        eval_step = experiment.jit_eval_step()
 
         total = config.num_train_steps
         progress = metric_writing.Progress(total, start_step)
@@ -510,7 +438,7 @@ def _run(
         eval_seconds = 0.0
 
         def check_finite(state):
-            bad = int(to_host(state.first_nonfinite_step))
+            bad = int(device_io.to_host(state.first_nonfinite_step))
             if bad != train_state.NO_BAD_STEP:
                 last = ckpt.latest_step()
                 kept = (
@@ -522,7 +450,7 @@ def _run(
                     f"loss or gradient became non-finite at step {bad}; stopping. {kept}"
                 )
 
-        batches = prefetch(dataset.train_batches(start_step), mesh)
+        batches = device_io.prefetch(dataset.train_batches(start_step), mesh)
         cleanup.callback(batches.close)
         cleanup.callback(setattr, sigterm, "finishing", True)
         while step < total:
@@ -531,31 +459,26 @@ def _run(
             stop_now = sigterm.received or step == stop_after_step or ckpt.reached_preemption(step)
             is_last = step == total
             do_log = step % config.log_every_steps == 0 or is_last
-            do_eval = is_last or (config.eval_every_steps and step % config.eval_every_steps == 0)
+            due = [e for e in evals if e.due(step, is_last)]
             do_ckpt = is_last or stop_now or step % config.checkpoint_every_steps == 0
             if do_log:
                 check_finite(state)
-                sums = to_host(state.metric_sums)
+                sums = device_io.to_host(state.metric_sums)
                 state = reset_sums(state)
                 rate = progress.update(step)
                 timing.append((step, time.perf_counter() - eval_seconds))
-                last_train = _with_total_loss(_ratios(sums))
+                last_train = metric_sums.with_total_loss(metric_sums.ratios(sums))
                 last_train["steps_per_sec"] = rate
                 last_train["examples_per_sec"] = rate * config.batch_size
                 writer.write(step, "train", last_train)
                 shown = {k: last_train[k] for k in shown_metrics if k in last_train}
                 metric_writing.log(progress.line(step, rate, shown))
-            if do_eval:
+            if due:
                 t0 = time.perf_counter()
-                last_eval, hists = evaluate(eval_step, state.params, dataset, mesh)
-                if config.decode.at_eval:
-                    last_eval.update(
-                        decode_eval.evaluate(
-                            model, state.params, dataset, config.decode, workdir, step, mesh
-                        )
-                    )
-                writer.write(step, "eval", last_eval, hists)
-                shown = " ".join(f"{k}={v:.4g}" for k, v in last_eval.items())
+                result = evaluators.run(due, state.params, step)
+                writer.write(step, "eval", result.scalars, result.histograms)
+                last_eval.update(result.scalars)
+                shown = " ".join(f"{k}={v:.4g}" for k, v in result.scalars.items())
                 metric_writing.log(f"eval at step {step}: {shown}")
                 progress.pause(time.perf_counter() - t0)
                 eval_seconds += time.perf_counter() - t0

@@ -12,9 +12,12 @@ remote workdir (`gs://bucket/path`, any path with `://`) is not locked: object s
 have no file locks, so the run only notes that.
 
 `check_config` compares a resumed run's config with the saved `config.json`: only the
-run-length and cadence fields (`RUN_LENGTH_FIELDS`) may change, unless the user
+run-length and cadence fields (`RUN_LENGTH_FIELDS`, each evaluator's `every_steps`) may
+change, unless the user
 accepts other changes knowingly (`--accept_config_changes`); every change is recorded
 in `config_changes.jsonl`, and `config.json` then describes the run that continues.
+A `config.json` written before `config.evals` existed is read in today's shape
+(`upgrade_saved`), so old runs resume and evaluate.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 from absl import flags
 from etils import epath
 
+from framework.config import schema
 from framework.errors import ConfigError
 from framework.train import metric_writing
 
@@ -345,6 +349,20 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     _write_atomically(epath.Path(workdir) / CONFIG_FILE, text)
 
 
+def upgrade_saved(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config in today's shape: one written before `config.evals` existed gets
+    the default evaluators, and its `decode.*` (decoding at every evaluation when
+    `decode.at_eval`) becomes the `decode` entry of type `decoding` or is dropped."""
+    if "evals" in saved:
+        return saved
+    upgraded = dict(saved, evals=schema.default_evals().to_dict())
+    decode = upgraded.pop("decode", None)
+    if isinstance(decode, dict) and decode.get("at_eval"):
+        fields = {k: v for k, v in decode.items() if k != "at_eval"}
+        upgraded["evals"]["decode"] = dict(schema.EVAL_COMMON_FIELDS, type="decoding", **fields)
+    return upgraded
+
+
 def saved_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a run in `workdir` was started (or last continued) with, from its
     `config.json`; a ConfigError naming the file when there is none or it is unreadable."""
@@ -357,7 +375,15 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
         raise ConfigError(f"{path} is unreadable ({e}); give --config") from None
     if not isinstance(saved, dict):
         raise ConfigError(f"{path} holds no config (a {type(saved).__name__}); give --config")
-    return ml_collections.ConfigDict(saved)
+    return ml_collections.ConfigDict(upgrade_saved(saved))
+
+
+def _is_free(key: str) -> bool:
+    """A run-length or cadence field (an evaluator's `every_steps` too)."""
+    top = key.split(".")
+    return key in {f"config.{name}" for name in RUN_LENGTH_FIELDS} or (
+        len(top) == 4 and top[1] == "evals" and top[3] == "every_steps"
+    )
 
 
 def check_config(
@@ -382,14 +408,13 @@ def check_config(
             metric_writing.log(f"note: {path} is unreadable ({e}); writing it anew")
             saved = None
         if isinstance(saved, dict):
-            changes = config_changes(saved, _as_dict(config))
+            changes = config_changes(upgrade_saved(saved), _as_dict(config))
             # A key on one side only is a field the code added or removed since the run
             # started, not a choice of the user's: noted and recorded, not refused.
-            free = {f"config.{name}" for name in RUN_LENGTH_FIELDS}
             refused = {
                 k: (old, new)
                 for k, (old, new) in changes.items()
-                if k not in free and old is not _ABSENT and new is not _ABSENT
+                if not _is_free(k) and old is not _ABSENT and new is not _ABSENT
             }
             if refused and not accept_changes:
                 raise ConfigError(

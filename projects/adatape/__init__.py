@@ -4,6 +4,7 @@ parity, parity ablation and images tables."""
 from projects.adatape import (  # noqa: F401
     atr,
     encoder,
+    evaluators,
     image_table,
     paper_tables,
     parity_ablation,

@@ -13,16 +13,13 @@ import io
 import os
 from typing import Any
 
-import jax
 import matplotlib
 import ml_collections
 import numpy as np
 from etils import epath
 
-from framework.data import pipeline
-from framework.models import base
-from framework.train import checkpoints, trainer
-from projects.adatape import atr
+from framework.config import schema
+from framework.train import checkpoints, evaluators, trainer
 
 matplotlib.use("Agg")  # files only; no display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -62,33 +59,13 @@ def accuracy_vs_speed(title: str, summary: dict[str, Any], workdir: str) -> str:
 
 def selection_counts(config: ml_collections.ConfigDict, trained_dir: str) -> tuple[np.ndarray, int]:
     """(reads per bank entry over the eval split, number of eval images) for the
-    checkpoint in `trained_dir`; each image counts an entry at most once."""
+    checkpoint in `trained_dir`; each image counts an entry at most once (the
+    `tape_selection` evaluator, `projects/adatape/evaluators.py`)."""
     experiment = trainer.build_experiment(config)
     params = checkpoints.restore_state(trained_dir, experiment.abstract_state)[0].params
-    model = experiment.model
-
-    @jax.jit
-    def used_entries(params, batch):
-        _, state = model.module.apply(
-            {"params": params},
-            **model.module_inputs(batch),
-            train=False,
-            capture_intermediates=lambda module, _: isinstance(module, atr.AdaptiveTapeReading),
-            mutable=["intermediates", *base.AUX_COLLECTIONS],
-        )
-        readings = jax.tree.leaves(
-            state["intermediates"], is_leaf=lambda x: isinstance(x, atr.TapeReading)
-        )
-        return readings[0].used
-
-    counts, images = None, 0
-    for batch in experiment.dataset.eval_batches():
-        mask = batch["mask"] > 0
-        device_batch = pipeline.shard_batch(batch, experiment.mesh)
-        used = np.asarray(used_entries(params, device_batch))[mask]
-        counts = used.sum(0) if counts is None else counts + used.sum(0)
-        images += int(mask.sum())
-    return counts, images
+    entry = schema.eval_entry("tape_selection", "config.evals.selection")
+    selection = evaluators.build("selection", entry, evaluators.Context(experiment, trained_dir))
+    return selection.counts(params)
 
 
 def selection_heatmap(config: ml_collections.ConfigDict, trained_dir: str, workdir: str) -> str:

@@ -16,7 +16,8 @@ from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
 from framework.models import t5
 from framework.models.t5 import decoding
-from framework.train import decode_eval, trainer
+from framework.train import trainer
+from framework.train.evaluators import decoding as decoding_eval
 from tests.framework.data.conftest import generated_lines
 from tests.framework.models import test_decoding
 
@@ -450,7 +451,7 @@ def test_decode_texts_shards_each_eval_batch_over_the_mesh(polarity_dir, monkeyp
     config.vocab_size = ds.meta["vocab_size"]
     model = t5.T5Model(config, {})
     params = test_decoding.init_params(model)
-    settings = schema.trainer_defaults().decode
+    settings = schema.eval_entry("decoding", "config.evals.decode")
     shardings = []
     decode_batch = decoding.decode_batch
 
@@ -460,7 +461,7 @@ def test_decode_texts_shards_each_eval_batch_over_the_mesh(polarity_dir, monkeyp
 
     monkeypatch.setattr(decoding, "decode_batch", spy)
     both, one = (trainer.make_mesh(jax.devices()[:n]) for n in (2, 1))
-    texts = decode_eval.decode_texts(model, params, ds, settings, both)
+    texts = decoding_eval.decode_texts(model, params, ds, settings, both)
     assert len(texts) == 10
-    assert texts == decode_eval.decode_texts(model, params, ds, settings, one)
+    assert texts == decoding_eval.decode_texts(model, params, ds, settings, one)
     assert shardings == [pipeline.data_sharding(both)] * 3 + [pipeline.data_sharding(one)] * 3

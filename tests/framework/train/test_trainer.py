@@ -13,6 +13,7 @@ from framework.config import registry, schema
 from framework.data import parity, pipeline
 from framework.errors import ConfigError
 from framework.train import trainer
+from framework.train.evaluators import metrics
 
 
 def tiny_config(**overrides):
@@ -54,7 +55,8 @@ def test_eval_metrics_count_every_example_once(tmp_path):
     data = parity.Parity(c.dataset, split, c.seed)
     model = registry.MODELS.get(c.model_name)(c.model, data.meta)
     params = model.init(jax.random.key(1), data.example_batch())
-    got, _ = trainer.evaluate(jax.jit(trainer.make_eval_step(model)), params, data, mesh)
+    eval_step = jax.jit(trainer.make_eval_step(model))
+    got = metrics.evaluate(eval_step, params, data.eval_batches(), mesh).scalars
 
     batches = list(data.eval_batches())
     assert len(batches) == 4 and batches[-1]["mask"].sum() == 2
