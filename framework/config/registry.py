@@ -1,12 +1,19 @@
-"""Name -> code registries for models, datasets, trainers and tables.
+"""Name -> code registries: models, datasets, trainers, tables, evaluators, benchmarks.
 
 Configs select code by name (`config.model_name`, `config.dataset_name`,
-`config.trainer_name`); an unknown name is a one-line error listing the known ones.
+`config.trainer_name`, `config.evals.*.type`); an unknown name is a one-line error
+listing the known ones.
 
-The core registers its own entries when its packages are imported. Projects register
-theirs the same way, and say which package to import through the Python entry point
-group `PROJECTS_ENTRY_POINTS` (see `setup.py`), so the core names no project and an
-installed project elsewhere plugs in without changing it.
+Entries register themselves with a decorator when their module is imported. Which module
+that is, each registering package says without importing it, in a manifest
+`REGISTERED = {kind: {name: module}}` in its `__init__.py` (the core's
+`framework.data`, `.models`, `.train`; each project's package, found through the Python
+entry point group `PROJECTS_ENTRY_POINTS`, see `setup.py`). So a lookup imports only
+the module of the name asked for, as big_vision imports a model by its module name
+(a parity run does not load TensorFlow's image stack), the core names no project, and an
+installed project elsewhere plugs in without changing it. A name missing from the
+manifests is still found by importing every registering module (`import_all`), as is
+the list of known names in an error.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from framework.errors import ConfigError
 
 T = TypeVar("T")
 
-# The core's packages whose import registers its models, datasets and trainer.
+# The core's registering packages (each with a `REGISTERED` manifest).
 _CORE_PACKAGES = ("framework.data", "framework.models", "framework.train")
 # Entry point group naming each project's registering package (`name = package`).
 PROJECTS_ENTRY_POINTS = "adaptive_compute.projects"
@@ -43,7 +50,12 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
-        import_all()
+        if name not in self._entries:
+            module = manifest().get(self.kind, {}).get(name)
+            if module is not None:
+                importlib.import_module(module)
+        if name not in self._entries:
+            import_all()
         if name not in self._entries:
             hint = ""
             if not project_packages():
@@ -68,10 +80,25 @@ def project_packages() -> tuple[str, ...]:
     return tuple(sorted(entry_point.value for entry_point in entry_points))
 
 
-def import_all() -> None:
-    """Imports the core's and every installed project's registering package."""
+MANIFEST = "REGISTERED"
+
+
+@functools.cache
+def manifest() -> dict[str, dict[str, str]]:
+    """kind -> {name: module}, from the core's and every installed project's manifest."""
+    merged: dict[str, dict[str, str]] = {}
     for package in _CORE_PACKAGES + project_packages():
-        importlib.import_module(package)
+        declared = getattr(importlib.import_module(package), MANIFEST, {})
+        for kind, entries in declared.items():
+            merged.setdefault(kind, {}).update(entries)
+    return merged
+
+
+def import_all() -> None:
+    """Imports every module the manifests name (and the registering packages)."""
+    for entries in manifest().values():
+        for module in entries.values():
+            importlib.import_module(module)
 
 
 MODELS: Registry[Any] = Registry("model")

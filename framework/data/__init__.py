@@ -1,5 +1,16 @@
-"""Input pipeline and the registered datasets."""
+"""Input pipeline and the registered datasets.
 
-from framework.data import images, parity, pipeline, random_data  # noqa: F401
-from framework.data.text import dataset as text_dataset  # noqa: F401
-from framework.data.text import task_dataset  # noqa: F401
+`REGISTERED` says which module registers each dataset, so that a lookup imports only it
+(a parity run does not load tfds and grain; see `framework.config.registry`).
+"""
+
+REGISTERED = {
+    "dataset": {
+        "parity": "framework.data.parity",
+        "random_images": "framework.data.random_data",
+        "random_seq2seq": "framework.data.random_data",
+        "span_corruption": "framework.data.text.dataset",
+        "text_task": "framework.data.text.task_dataset",
+        "tfds_images": "framework.data.images",
+    },
+}

@@ -30,9 +30,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
-import jax
 import ml_collections
-import numpy as np
 from absl import flags
 from etils import epath
 
@@ -99,6 +97,8 @@ def on_process_0(fn: Callable[[], Any]) -> None:
     The other processes raise a ConfigError pointing at process 0's message instead of
     waiting for it in the first collective.
     """
+    import jax  # here: the command lines import this module for its flag, before any JAX
+
     error: BaseException | None = None
     if jax.process_index() == 0:
         try:
@@ -106,6 +106,7 @@ def on_process_0(fn: Callable[[], Any]) -> None:
         except Exception as e:  # re-raised below, after the others have heard of it
             error = e
     if jax.process_count() > 1:
+        import numpy as np
         from jax.experimental import multihost_utils
 
         failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))

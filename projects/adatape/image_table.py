@@ -19,13 +19,11 @@ cores), `full` (the config's 3000 steps, 3 seeds).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import statistics
 from typing import Any
 
 import ml_collections
-from etils import epath
 
 from framework.config import loader, registry
 from framework.data import image_prepare
@@ -95,12 +93,14 @@ def speed_extra(preset: Preset):
     """The table's `extra`: side-by-side train and eval images/s, then the pictures."""
 
     def extra(table: tables.Table, workdir: str) -> dict[str, dict[str, float]]:
-        path = epath.Path(workdir) / SPEED_FILE  # epath: the workdir may be gs://...
-        if path.exists():
-            speeds = json.loads(path.read_text())
-        else:
-            speeds = measure_speeds(table, workdir, preset)
-            path.write_text(json.dumps(speeds, indent=2))
+        key = {
+            "configs": {row.name: row.config.to_dict() for row in table.rows},
+            "steps": preset.timing_steps,
+            "rounds": preset.timing_rounds,
+        }
+        speeds = tables.cached_extra(
+            workdir, SPEED_FILE, key, lambda: measure_speeds(table, workdir, preset)
+        )
         heatmap_row = next(r for r in table.rows if r.name == HEATMAP_ROW)
         image_plots.selection_heatmap(heatmap_row.config, _seed_dir(workdir, heatmap_row), workdir)
         return speeds

@@ -1,4 +1,18 @@
-"""AltUp (Baykal et al., NeurIPS 2023): layers, T5 adapters, the `t5_altup` model and
-the `altup` paper table and the `altup_finetune` table."""
+"""AltUp (Baykal et al., NeurIPS 2023): layers, T5 adapters, the `t5_altup` model, the
+`altup` paper table, the `altup_finetune` table and the `altup` / `decode` benchmark modes.
 
-from projects.altup import adapters, finetune_table, layers, model, paper_tables  # noqa: F401
+`REGISTERED` names the module that registers each entry, so that a lookup imports only
+it (`framework.config.registry`).
+"""
+
+REGISTERED = {
+    "model": {"t5_altup": "projects.altup.model"},
+    "table": {
+        "altup": "projects.altup.paper_tables",
+        "altup_finetune": "projects.altup.finetune_table",
+    },
+    "benchmark mode": {
+        "altup": "projects.altup.benchmarks",
+        "decode": "projects.altup.benchmarks",
+    },
+}

@@ -36,13 +36,11 @@ leaves some seeds on a plateau for hundreds of steps):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Callable
 
 import jax
 import ml_collections
-from etils import epath
 
 from framework.config import loader, registry
 from framework.data.text import shakespeare
@@ -169,32 +167,25 @@ def step_time_extra(
 
     def extra(table: tables.Table, workdir: str) -> dict[str, dict[str, float]]:
         configs = {row.name: row.config for row in table.rows}
+
+        def measure() -> dict[str, dict[str, float]]:
+            metric_writing.log(
+                f"timing {len(table.rows)} models side by side ({rounds} rounds of {steps} steps)"
+            )
+            reference = DENSE if DENSE in configs else next(iter(configs))
+            times = step_timing.interleaved_step_times(configs, steps, rounds, reference)
+            metric_writing.log(step_timing.format_step_times(times, reference))
+            return {
+                name: {"step_time_ms": t.seconds_per_step * 1e3, "relative_step_time": t.relative}
+                for name, t in times.items()
+            }
+
         key = {
             "configs": {name: config.to_dict() for name, config in configs.items()},
             "steps": steps,
             "rounds": rounds,
         }
-        key = json.loads(json.dumps(key, default=str))  # as it reads back from the file
-        path = epath.Path(workdir) / STEP_TIMES_FILE  # epath: the workdir may be gs://...
-        if path.exists():
-            cached = json.loads(path.read_text())
-            if cached.get("key") == key:
-                metric_writing.log(f"reusing step times from {path}")
-                return cached["rows"]
-        metric_writing.log(
-            f"timing {len(table.rows)} models side by side ({rounds} rounds of {steps} steps)"
-        )
-        reference = DENSE if DENSE in configs else next(iter(configs))
-        times = step_timing.interleaved_step_times(configs, steps, rounds, reference=reference)
-        metric_writing.log(step_timing.format_step_times(times, reference))
-        rows = {
-            name: {"step_time_ms": t.seconds_per_step * 1e3, "relative_step_time": t.relative}
-            for name, t in times.items()
-        }
-        if jax.process_index() == 0:
-            cache = {"key": key, "rows": rows, "platform": _platform()}
-            path.write_text(json.dumps(cache, indent=2))
-        return rows
+        return tables.cached_extra(workdir, STEP_TIMES_FILE, key, measure)
 
     return extra
 
