@@ -69,7 +69,7 @@ class TapeSelection(base.Evaluator):
                 mutable=["intermediates", *models_base.AUX_COLLECTIONS],
             )
             readings = jax.tree.leaves(
-                state["intermediates"], is_leaf=lambda x: isinstance(x, atr.TapeReading)
+                state.get("intermediates", {}), is_leaf=lambda x: isinstance(x, atr.TapeReading)
             )
             if not readings:
                 raise ConfigError(
