@@ -1,12 +1,16 @@
 """Side-by-side step timing of experiments in one process, with the trainer's own step.
 
-`bare_loop` builds an experiment from its config exactly as the trainer does
-(`trainer.build_experiment`) and steps the trainer's jitted train step on one fixed
-on-device batch, with nothing around it (no input pipeline, logging or checkpoints).
+Every timing is a `TimedLoop`: a compiled call without arguments (a train step fed its
+own state, an eval step, one whole decode), compiled and warmed up first, then timed
+per call with the device work waited on. `bare_loop` builds an experiment from its
+config exactly as the trainer does (`trainer.build_experiment`) and steps the trainer's
+jitted train step on one fixed on-device batch, with nothing around it (no input
+pipeline, logging or checkpoints).
 `interleaved_step_times` times several experiments round by round, so that a machine's
 drift affects every experiment alike, and reports medians. `trainer_steps_per_sec`
 is the other side of the trainer / bare-loop comparison: the whole trainer on a short
-budget of the same config.
+budget of the same config. `BenchmarkArgs` and `print_comparison` serve the modes of
+`launch.benchmark`.
 """
 
 from __future__ import annotations
@@ -27,120 +31,89 @@ from framework.train import checkpoints, train_state, trainer
 
 
 @dataclasses.dataclass
-class BareLoop:
-    """The trainer's compiled train step with its state and one on-device batch."""
+class TimedLoop:
+    """A compiled call without arguments, timed per call, and what a table reports of it.
 
-    step: Callable[..., Any]
-    state: Any
-    batch: dict[str, jax.Array]
-    num_params: int
-    batch_size: int
-    compile_seconds: float
-
-    def run(self, steps: int) -> float:
-        """Takes `steps` steps; returns seconds per step."""
-        jax.block_until_ready(self.state)
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.state = self.step(self.state, self.batch)
-        jax.block_until_ready(self.state)
-        return (time.perf_counter() - start) / steps
-
-
-def trained_state(experiment: trainer.Experiment, workdir: str | None):
-    """The latest checkpointed state in `workdir`, or the initial state when None."""
-    if workdir is None:
-        return experiment.init_state()
-    ckpt = checkpoints.Checkpointer(workdir, keep=1, asynchronous=False)
-    try:
-        step = ckpt.latest_step()
-        if step is None:
-            raise ValueError(f"no checkpoint in {workdir}")
-        return ckpt.restore(step, experiment.abstract_state)
-    finally:
-        ckpt.close()
-
-
-def bare_loop(config: ml_collections.ConfigDict, workdir: str | None = None) -> BareLoop:
-    """Builds `config`'s experiment and one batch; compiles and warms up its step.
-
-    The state is the initial one, or the latest checkpoint of `workdir` (a trained
-    adaptive model computes as much as its trained halting asks for).
+    A train step is a call too: `_Carried` feeds each new state back in (donated), so
+    `output` is then the latest state.
     """
-    experiment = trainer.build_experiment(config)
-    state = trained_state(experiment, workdir)
-    batch = pipeline.shard_batch(experiment.example_batch, experiment.mesh)
-    step = experiment.jit_train_step()
-    start = time.perf_counter()
-    state = jax.block_until_ready(step(state, batch))  # compiles, then one step
-    loop = BareLoop(
-        step,
-        state,
-        batch,
-        train_state.param_count(state.params),
-        experiment.config.batch_size,
-        compile_seconds=time.perf_counter() - start,
-    )
-    loop.run(1)  # a second warm-up step, in the steady-state layout
-    return loop
 
-
-@dataclasses.dataclass
-class EvalLoop:
-    """The trainer's compiled eval step with parameters and one on-device eval batch."""
-
-    step: Callable[..., Any]
-    params: Any
-    batch: dict[str, jax.Array]
-    batch_size: int
+    call: Callable[[], Any]
+    batch_size: int = 0
+    num_params: int = 0
+    compile_seconds: float = 0.0  # the first call: compilation and one step
+    output: Any = None  # the latest call's output
 
     def run(self, steps: int) -> float:
-        """Takes `steps` eval steps; returns seconds per step."""
+        """Makes `steps` calls after the previous ones finished; returns seconds per call."""
+        jax.block_until_ready(self.output)
         start = time.perf_counter()
         for _ in range(steps):
-            out = self.step(self.params, self.batch)
-        jax.block_until_ready(out)
+            out = self.call()
+        self.output = jax.block_until_ready(out)
         return (time.perf_counter() - start) / steps
 
 
-def bare_eval_loop(config: ml_collections.ConfigDict, workdir: str | None = None) -> EvalLoop:
-    """`config`'s jitted eval step on its first eval batch (params as in `bare_loop`)."""
-    experiment = trainer.build_experiment(config)
-    params = trained_state(experiment, workdir).params
-    batch = pipeline.shard_batch(experiment.dataset.example_eval_batch(), experiment.mesh)
-    step = experiment.jit_eval_step()
-    jax.block_until_ready(step(params, batch))  # compiles
-    loop = EvalLoop(step, params, batch, experiment.config.eval_batch_size)
+def timed_loop(call: Callable[[], Any], batch_size: int = 0, num_params: int = 0) -> TimedLoop:
+    """A `TimedLoop` of `call`, compiled by a first (timed) call and warmed up by a second,
+    so that timed calls run in the steady-state layout."""
+    start = time.perf_counter()
+    out = jax.block_until_ready(call())
+    loop = TimedLoop(call, batch_size, num_params, time.perf_counter() - start, out)
     loop.run(1)
     return loop
 
 
 @dataclasses.dataclass
-class CallLoop:
-    """Any compiled call without arguments (e.g. one whole decode), timed like a step."""
+class _Carried:
+    """A step that feeds its output state back in: state = step(state, batch)."""
 
-    call: Callable[[], Any]
-    compile_seconds: float = 0.0
-    first_output: Any = None
+    step: Callable[[Any, Any], Any]
+    state: Any
+    batch: Any
 
-    def run(self, steps: int) -> float:
-        """Makes `steps` calls; returns seconds per call."""
-        start = time.perf_counter()
-        for _ in range(steps):
-            out = self.call()
-        jax.block_until_ready(out)
-        return (time.perf_counter() - start) / steps
+    def __call__(self) -> Any:
+        self.state = self.step(self.state, self.batch)
+        return self.state
 
 
-def call_loop(call: Callable[[], Any]) -> CallLoop:
-    """A `CallLoop` of `call` after a first call (compilation), whose time and output it keeps."""
-    start = time.perf_counter()
-    out = jax.block_until_ready(call())
-    return CallLoop(call, compile_seconds=time.perf_counter() - start, first_output=out)
+def _state(experiment: trainer.Experiment, workdir: str | None) -> train_state.TrainState:
+    """The latest checkpointed state in `workdir`, or the initial state when None."""
+    if workdir is None:
+        return experiment.init_state()
+    return checkpoints.restore_state(workdir, experiment.abstract_state)[0]
+
+
+def bare_loop(config: ml_collections.ConfigDict, workdir: str | None = None) -> TimedLoop:
+    """`config`'s jitted train step on its state and one on-device batch, compiled and
+    warmed up; `output` is the latest state.
+
+    The state is the initial one, or the latest checkpoint of `workdir` (a trained
+    adaptive model computes as much as its trained halting asks for).
+    """
+    experiment = trainer.build_experiment(config)
+    state = _state(experiment, workdir)
+    batch = pipeline.shard_batch(experiment.example_batch, experiment.mesh)
+    num_params = train_state.param_count(state.params)
+    carried = _Carried(experiment.jit_train_step(), state, batch)
+    return timed_loop(carried, experiment.config.batch_size, num_params)
+
+
+def bare_eval_loop(config: ml_collections.ConfigDict, workdir: str | None = None) -> TimedLoop:
+    """`config`'s jitted eval step on its first eval batch (params as in `bare_loop`)."""
+    experiment = trainer.build_experiment(config)
+    params = _state(experiment, workdir).params
+    batch = pipeline.shard_batch(experiment.dataset.example_eval_batch(), experiment.mesh)
+    step = experiment.jit_eval_step()
+    return timed_loop(
+        lambda: step(params, batch),
+        experiment.config.eval_batch_size,
+        train_state.param_count(params),
+    )
 
 
 def interleaved_seconds(
-    loops: Mapping[str, BareLoop | EvalLoop | CallLoop], steps: int, rounds: int
+    loops: Mapping[str, TimedLoop], steps: int, rounds: int
 ) -> dict[str, list[float]]:
     """Seconds per step of every loop in each round, the loops taking turns."""
     times: dict[str, list[float]] = {name: [] for name in loops}
@@ -167,7 +140,7 @@ class StepTime:
         return self.batch_size / self.seconds_per_step
 
 
-def trace_steps(loop: BareLoop | EvalLoop, steps: int, directory: str) -> None:
+def trace_steps(loop: TimedLoop, steps: int, directory: str) -> None:
     """Runs `steps` steps of `loop` under `jax.profiler.trace(directory)`.
 
     The trace (TensorBoard's profile plugin, or `DIR/plugins/profile/*/*.trace.json.gz`
@@ -202,7 +175,7 @@ def interleaved_step_times(
     times = interleaved_seconds(loops, steps, rounds)
     if profile_dir:
         for name, loop in loops.items():
-            trace_steps(loop, steps, os.path.join(profile_dir, tables.slugify(name)))
+            trace_steps(loop, steps, os.path.join(profile_dir, tables.row_slug(name)))
     return {
         name: StepTime(
             name=name,
@@ -231,12 +204,52 @@ def format_step_times(results: Mapping[str, StepTime], reference: str) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchmarkArgs:
+    """What `launch.benchmark` passes a registered mode (`registry.BENCHMARKS`): its
+    generic knobs, None where the mode's own default applies."""
+
+    steps: int | None = None  # timed steps (or calls) per round and model
+    rounds: int = 3
+    profile_dir: str | None = None  # trace `steps` more steps of each model here
+    size: str | None = None  # the model size a mode builds
+    variant: str | None = None  # the model variant, for modes that time one
+    batch_size: int | None = None
+    image_size: int | None = None
+    inputs_length: int | None = None
+    targets_length: int | None = None
+    vocab_size: int | None = None
+    decode_length: int | None = None
+    decode_method: str = "greedy"
+    rows: tuple[str, ...] | None = None  # only these rows of a table, by slug
+
+
+def platform() -> str:
+    """The devices the timings ran on, e.g. `2 cpu device(s)`."""
+    return f"{jax.device_count()} {jax.devices()[0].platform} device(s)"
+
+
+def print_comparison(
+    configs: Mapping[str, ml_collections.ConfigDict],
+    steps: int,
+    args: BenchmarkArgs,
+    reference: str,
+) -> None:
+    """Times `configs` side by side (`interleaved_step_times`) and prints the table and
+    every model's step time per round."""
+    results = interleaved_step_times(configs, steps, args.rounds, reference, args.profile_dir)
+    print(format_step_times(results, reference))
+    for r in results.values():
+        rounds = ", ".join(f"{t * 1e3:.0f}" for t in r.rounds)
+        print(f"{r.name}: compile + 1 step {r.compile_seconds:.1f} s, step ms per round [{rounds}]")
+
+
 def trainer_steps_per_sec(config: ml_collections.ConfigDict, steps: int) -> float:
     """Training throughput of the whole trainer over `steps` steps of `config`.
 
     The run keeps the config's schedule, log and checkpoint cadence and evaluates only
     at the end; the time is taken between its first and last log lines, so compilation
-    and the final evaluation are excluded, as in `BareLoop.run`.
+    and the final evaluation are excluded, as in `TimedLoop.run`.
     """
     budget = run_budget.RunBudget(
         steps + config.log_every_steps, keep_schedule=True, checkpoints=None, logs=None

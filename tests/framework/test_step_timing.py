@@ -1,4 +1,5 @@
-"""Side-by-side step timing with the trainer's own train step (framework/step_timing.py)."""
+"""Side-by-side step timing with the trainer's own train step (step_timing.py): one timed
+loop for train steps, eval steps and any call."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import glob
 import gzip
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from framework.config import loader
+from framework.data import pipeline
 from framework.experiments import step_timing
-from framework.train import trainer
+from framework.train import checkpoints, trainer
 
 VOCAB = 64
 
@@ -27,23 +31,43 @@ def tiny_t5(variant: str):
     return config
 
 
+def test_timed_loop_compiles_warms_up_and_times_each_call():
+    calls = []
+
+    def call():
+        calls.append(1)
+        return jnp.full((2,), len(calls))
+
+    loop = step_timing.timed_loop(call, batch_size=2, num_params=7)
+    # The compile call (timed apart) and one warm-up call; neither is in `run`'s time.
+    assert len(calls) == 2 and loop.compile_seconds > 0
+    assert (loop.batch_size, loop.num_params) == (2, 7)
+    np.testing.assert_array_equal(loop.output, [2, 2])
+    seconds = loop.run(3)
+    assert seconds > 0 and len(calls) == 5
+    np.testing.assert_array_equal(loop.output, [5, 5])  # the latest call's output
+    times = step_timing.interleaved_seconds({"a": loop, "b": loop}, steps=2, rounds=3)
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3} and len(calls) == 17
+
+
 def test_bare_loop_steps_the_trainers_state(tmp_path):
     loop = step_timing.bare_loop(tiny_t5("dense"))
-    assert int(loop.state.step) == 2  # the compile step and one warm-up step
+    assert int(loop.output.step) == 2  # the compile step and one warm-up step
+    assert loop.batch_size == 2 and loop.compile_seconds > 0
     seconds = loop.run(3)
-    assert seconds > 0 and int(loop.state.step) == 5
+    assert seconds > 0 and int(loop.output.step) == 5
     # A profile of its steps names XLA's ops (by their HLO names).
     step_timing.trace_steps(loop, 2, str(tmp_path))
     (path,) = glob.glob(str(tmp_path / "plugins" / "profile" / "*" / "*.trace.json.gz"))
     events = json.load(gzip.open(path))["traceEvents"]
     assert any("fusion" in e.get("name", "") for e in events if e.get("ph") == "X")
-    assert int(loop.state.step) == 5 + 1 + 2  # one untraced step, two traced
+    assert int(loop.output.step) == 5 + 1 + 2  # one untraced step, two traced
     # The trainer's state: running sums of every training metric, grad norm and rate.
     experiment = trainer.build_experiment(tiny_t5("dense"))
-    assert set(loop.state.metric_sums) == set(experiment.abstract_state.metric_sums)
-    assert {"loss", "accuracy", "grad_norm", "learning_rate"} <= set(loop.state.metric_sums)
+    assert set(loop.output.metric_sums) == set(experiment.abstract_state.metric_sums)
+    assert {"loss", "accuracy", "grad_norm", "learning_rate"} <= set(loop.output.metric_sums)
     # Eight steps on a batch of 2 rows of 8 target tokens each: 128 counted tokens.
-    np.testing.assert_allclose(np.asarray(loop.state.metric_sums["loss"])[1], 8 * 2 * 8)
+    np.testing.assert_allclose(np.asarray(loop.output.metric_sums["loss"])[1], 8 * 2 * 8)
 
 
 def test_step_times_relative_to_the_reference():
@@ -62,3 +86,25 @@ def test_step_times_relative_to_the_reference():
     assert extra == 6 * 2 + VOCAB * (2 * 64 + 1)
     table = step_timing.format_step_times(results, "dense")
     assert "step time vs dense" in table and "| altup |" in table
+
+
+def test_loops_of_a_trained_workdir_start_from_its_latest_checkpoint(tmp_path):
+    """`bare_loop` / `bare_eval_loop` with a workdir: the state `restore_state` reads."""
+    config = tiny_t5("dense")
+    experiment = trainer.build_experiment(config)
+    state = experiment.init_state()
+    saved = state.replace(params=jax.tree.map(lambda x: x + 1, state.params), step=state.step + 9)
+    ckpt = checkpoints.Checkpointer(str(tmp_path), keep=2, asynchronous=False)
+    ckpt.save(9, saved)
+    ckpt.close()
+    train = step_timing.bare_loop(config, str(tmp_path))
+    assert int(train.output.step) == 9 + 2
+    evaluate = step_timing.bare_eval_loop(config, str(tmp_path))
+    assert evaluate.batch_size == 2 and evaluate.num_params == train.num_params
+    # The eval step's outputs on the restored parameters, not the initial ones.
+    step = experiment.jit_eval_step()
+    batch = pipeline.shard_batch(experiment.dataset.example_eval_batch(), experiment.mesh)
+    expected, initial = step(saved.params, batch), step(state.params, batch)
+    jax.tree.map(np.testing.assert_allclose, evaluate.output, expected)
+    pairs = zip(jax.tree.leaves(evaluate.output), jax.tree.leaves(initial))
+    assert not all(np.allclose(a, b) for a, b in pairs)

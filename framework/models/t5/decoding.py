@@ -378,13 +378,15 @@ def decode_batch(
     beam_size: int = 4,
     alpha: float = DEFAULT_ALPHA,
     use_cache: bool | None = None,
+    eos_id: int = EOS_ID,
 ) -> np.ndarray:
     """Decoded tokens [B, max_length] (NumPy) of a batch for evaluation.
 
     `model` is a `framework.models.base` model whose `module` is a T5Module (e.g. the
     `t5` / `t5_altup` model classes); `batch` has `encoder_input_tokens` [B, Li] and
     optionally `mask` [B] (0 = padded row -> all zeros). `use_cache=None` caches
-    unless the model's stack adapter cannot (Sequence-AltUp). Compiled once per model
+    unless the model's stack adapter cannot (Sequence-AltUp). `eos_id=-1` never stops
+    (benchmarks: every decode emits `max_length` tokens). Compiled once per model
     module, `max_length` and setting.
     """
     module = model.module
@@ -396,7 +398,13 @@ def decode_batch(
     mask = None if mask is None else jnp.asarray(mask)
     if method == "greedy":
         out = jit_greedy_decode(
-            module, params, tokens, max_length=max_length, use_cache=use_cache, mask=mask
+            module,
+            params,
+            tokens,
+            max_length=max_length,
+            use_cache=use_cache,
+            mask=mask,
+            eos_id=eos_id,
         )
     elif method == "beam":
         out, _ = jit_beam_search(
@@ -408,6 +416,7 @@ def decode_batch(
             alpha=jnp.float32(alpha),
             use_cache=use_cache,
             mask=mask,
+            eos_id=eos_id,
         )
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
