@@ -260,5 +260,6 @@ def test_u2t_config_is_uvit_with_per_token_halting():
         "uvit", "token", "S/16", 12,
     )  # fmt: skip
     assert schema.resolve(u2t_config.get_config("smoke")).model.halting == "token"
-    with pytest.raises(ValueError, match="unknown config arg 'B/16'; known: variant=S/16|smoke, runlocal, data=random"):
+    known = "known: variant=S/16\\|smoke, runlocal, data=random"
+    with pytest.raises(ValueError, match=f"unknown config arg 'B/16'; {known}"):
         u2t_config.get_config("B/16")
