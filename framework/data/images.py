@@ -3,7 +3,8 @@
 Engine: tfds `data_source` (random access into ArrayRecord files) read by `grain`.
 Random access is what makes the contract exact: the example at global position `pos`
 of the training stream is record `perm_epoch[pos % N]` of a per-epoch permutation drawn
-from (seed, epoch), and its augmentation draws from a generator seeded by (seed, pos).
+from (seed, epoch) (`pipeline.EpochOrder`), and its augmentation draws from a generator
+seeded by (seed, pos).
 A training batch is therefore a function of (seed, step) alone: a resumed run, a run
 with another number of decode workers, and a run on more hosts all see the same
 examples, and each process reads only its own rows (`HostSplit.local_slice`). tf.data
@@ -16,7 +17,8 @@ run off the training thread: in `dataset.num_workers` grain worker processes, or
 
 Batches: `inputs` (the `image` after pp, float32 [B, H, W, C]), `label` int32 [B],
 `labels` float32 [B, K] when the pp makes soft labels (`onehot`), `mask` [B]. The eval
-split is covered once, padded with masked copies of its first record.
+split (`dataset.eval_split`, or any tfds split named to `eval_batches(split)`) is covered
+once, padded with masked copies of its first record.
 
 A data set that is not prepared stops the run before anything is built with one line
 naming it, the files expected and the command that prepares them.
@@ -122,21 +124,12 @@ class _TrainRow(_Load):
         self.local = split.local_batch_size
         self.global_size = split.global_batch_size
         self.offset = split.local_slice(split.global_batch_size).start
-        self.num_records = num_records
-        self._permutations: dict[int, np.ndarray] = {}  # the current epoch's (per worker)
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        """The record order of `epoch`, drawn from (seed, epoch)."""
-        if epoch not in self._permutations:
-            rng = np.random.default_rng([self.seed, _ORDER_STREAM, epoch])
-            self._permutations = {epoch: rng.permutation(self.num_records)}
-        return self._permutations[epoch]
+        self.order = pipeline.EpochOrder(self.seed, _ORDER_STREAM, num_records)
 
     def __call__(self, index: int) -> dict[str, Any]:
         step, row = divmod(int(index), self.local)
         position = step * self.global_size + self.offset + row
-        epoch, within = divmod(position, self.num_records)
-        out = self.load(int(self.permutation(epoch)[within]), position)
+        out = self.load(self.order.index(position), position)
         out["step"] = np.int64(step)
         return out
 
@@ -219,10 +212,22 @@ class TfdsImages(pipeline.DatasetBuilder):
         self.pp_eval = pp.parse(c.pp_eval, key="dataset.pp_eval")
         self.mixup = batch_ops.MixupSettings(**c.mixup.to_dict())
         self.train_source = open_source(c.tfds_name, c.train_split, c.data_dir)
-        self.eval_source = open_source(c.tfds_name, c.eval_split, c.data_dir)
-        for split_name, source in (("train", self.train_source), ("eval", self.eval_source)):
+        if not len(self.train_source):
+            raise ConfigError(f"dataset.train_split of {c.tfds_name!r} is empty")
+        self._eval_sources: dict[str, Any] = {}
+        self.eval_source = self._eval_source(None)
+
+    def _eval_source(self, split: str | None):
+        """The source of an eval split (None: `dataset.eval_split`), opened once."""
+        c = self.config
+        split = c.eval_split if split is None else split
+        if split not in self._eval_sources:
+            source = open_source(c.tfds_name, split, c.data_dir)
             if not len(source):
-                raise ConfigError(f"dataset.{split_name}_split of {c.tfds_name!r} is empty")
+                what = "dataset.eval_split" if split == c.eval_split else f"eval split {split!r}"
+                raise ConfigError(f"{what} of {c.tfds_name!r} is empty")
+            self._eval_sources[split] = source
+        return self._eval_sources[split]
 
     @functools.cached_property
     def meta(self) -> Mapping[str, Any]:
@@ -282,25 +287,29 @@ class TfdsImages(pipeline.DatasetBuilder):
             )
         return batch
 
-    def _eval_dataset(self) -> grain.MapDataset:
-        """The eval split once, padded to whole global batches, as a grain dataset."""
+    def _eval_dataset(self, split: str | None = None) -> grain.MapDataset:
+        """An eval split once (None: `dataset.eval_split`), padded to whole global
+        batches, as a grain dataset."""
         c = self.config
-        total = len(self.eval_source)
+        source = self._eval_source(split)
+        total = len(source)
         num_batches = -(-total // self.split.global_eval_batch_size)
         local = self.split.local_eval_batch_size
         row = _EvalRow(
-            self.eval_source,
+            source,
             self.pp_eval,
             self.seed,
             _EVAL_STREAM,
-            f"{c.tfds_name}/{c.eval_split}",
+            f"{c.tfds_name}/{c.eval_split if split is None else split}",
             split=self.split,
             num_records=total,
         )
         return grain.MapDataset.range(num_batches * local).map(row).batch(local)
 
-    def eval_batches(self) -> Iterator[pipeline.Batch]:
-        return self._iterate(self._eval_dataset())
+    def eval_batches(self, split: str | None = None) -> Iterator[pipeline.Batch]:
+        """An eval split (None: `dataset.eval_split`; else any tfds split string of the
+        data set, e.g. `train[:1000]`) once, padded and masked."""
+        return self._iterate(self._eval_dataset(split))
 
     def example_eval_batch(self) -> pipeline.Batch:
         """The first eval batch, made in this thread (no reader threads left running)."""

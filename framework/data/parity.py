@@ -179,7 +179,11 @@ class Parity(pipeline.DatasetBuilder):
             yield {k: v[rows] for k, v in batch.items()}
             step += 1
 
-    def eval_batches(self) -> Iterator[pipeline.Batch]:
+    def eval_batches(self, split: str | None = None) -> Iterator[pipeline.Batch]:
+        pipeline.own_split(split, ("eval",), "parity")  # generated: one eval stream
+        return self._eval_batches()
+
+    def _eval_batches(self) -> Iterator[pipeline.Batch]:
         total = self.config.num_eval_examples
         size = self.split.global_eval_batch_size
         rows = self.split.local_slice(size)

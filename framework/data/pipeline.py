@@ -6,7 +6,10 @@ process's slice of the global batch (`HostSplit.local_batch_size`). Every batch 
 `mask` ([B] float32, 1 for a real example, 0 for padding). Training batches are a
 function of (seed, step) where the source allows, so a resumed run sees the same data.
 Eval batches cover the whole eval split once; the last batch is padded with mask 0 and
-every process yields the same number of eval batches.
+every process yields the same number of eval batches. `eval_batches(split)` reads another
+split the source has (None: the configured eval split); an unknown split is a one-line
+ConfigError naming the known ones. Record orders of random-access sources come from
+`EpochOrder` (`framework.data.order`, re-exported here).
 
 `shard_batch` turns a host-local batch into global `jax.Array`s laid out over the mesh's
 `data` axis.
@@ -15,13 +18,14 @@ every process yields the same number of eval batches.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from framework.data.order import EpochOrder as EpochOrder  # re-exported
 from framework.errors import ConfigError
 
 Batch = dict[str, np.ndarray]
@@ -70,8 +74,8 @@ class DatasetBuilder:
     """Base class of registered datasets.
 
     Subclasses define `default_config()` (every dataset field with its default),
-    `check_config()` (its values), `meta` (e.g. `num_classes`, `num_eval_examples`),
-    `train_batches(start_step)` and `eval_batches()`.
+    `check_config()` (its values), `meta` (e.g. `num_classes`, `num_eval_examples` of the
+    configured eval split), `train_batches(start_step)` and `eval_batches(split=None)`.
     """
 
     def __init__(self, config: ml_collections.ConfigDict, split: HostSplit, seed: int):
@@ -100,8 +104,11 @@ class DatasetBuilder:
         """Host-local training batches for steps start_step, start_step + 1, ..."""
         raise NotImplementedError
 
-    def eval_batches(self) -> Iterator[Batch]:
-        """Host-local eval batches covering the eval split once, padded, with `mask`."""
+    def eval_batches(self, split: str | None = None) -> Iterator[Batch]:
+        """Host-local eval batches covering an eval split once, padded, with `mask`.
+
+        `split`: another split of the source (None: the configured eval split).
+        """
         raise NotImplementedError
 
     def example_batch(self) -> Batch:
@@ -111,6 +118,21 @@ class DatasetBuilder:
     def example_eval_batch(self) -> Batch:
         """The first host-local eval batch (e.g. to time the eval step)."""
         return next(iter(self.eval_batches()))
+
+
+def own_split(split: str | None, known: Sequence[str], dataset: str) -> str:
+    """`split`, or the first of `known` (the dataset's own eval split) when None.
+
+    For sources with a fixed set of splits; one-line ConfigError naming them otherwise.
+    """
+    if split is None:
+        return known[0]
+    if split not in known:
+        raise ConfigError(
+            f"eval split {split!r}: the {dataset} dataset has no such split; "
+            f"known: {', '.join(known)}"
+        )
+    return split
 
 
 def pad_batch(batch: Mapping[str, np.ndarray], size: int) -> Batch:

@@ -60,8 +60,12 @@ class RandomDataset(pipeline.DatasetBuilder):
             yield self._draw(_TRAIN_STREAM, step, rows.start, rows.stop - rows.start)
             step += 1
 
-    def eval_batches(self) -> Iterator[pipeline.Batch]:
+    def eval_batches(self, split: str | None = None) -> Iterator[pipeline.Batch]:
+        pipeline.own_split(split, ("eval",), "random")  # one generated eval stream
         self._check()
+        return self._eval_batches()
+
+    def _eval_batches(self) -> Iterator[pipeline.Batch]:
         total = self.config.num_eval_examples
         size = self.split.global_eval_batch_size
         rows = self.split.local_slice(size)

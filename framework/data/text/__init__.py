@@ -7,9 +7,13 @@ Modules, one job each:
 - `features`: corrupted examples -> padded (optionally packed) model batches.
 - `sources`: documents from local text files or tfds (`c4/en`), tokenised,
   concatenated and cut into fixed-length chunks.
+  Also a text-to-text task's split as raw examples (tfds or the task's local files).
+- `base`: `TextBuilder`, what the two builders share (vocabulary fields and checks,
+  `vocab`, the eval-batch loop, `meta`).
 - `dataset`: the registered `span_corruption` dataset builder.
-- `tasks`: T5's text-to-text fine-tuning tasks (GLUE, SuperGLUE, SQuAD, TriviaQA,
-  polarity): formats, post-processing, metrics, mixtures.
+- `task_formats`: T5's text formats: preprocessors, post-processors, golds.
+- `tasks`: `Task`, `Mixture` and the `TASKS` / `MIXTURES` registries with T5's
+  fine-tuning tasks (GLUE, SuperGLUE, SQuAD, TriviaQA, polarity) and mixtures.
 - `task_dataset`: the registered `text_task` dataset builder over a task or mixture.
 - `polarity`: preparing the offline movie-review polarity corpus.
 """

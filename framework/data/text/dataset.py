@@ -8,16 +8,18 @@ its own `np.random.default_rng` key, so examples do not depend on batching or on
 many processes there are.
 
 - `text_files`: the train files' chunks are held in memory; global training example
-  e is chunk perm_epoch[e mod N] (a seeded permutation per epoch) corrupted with key
-  (seed, e), so train batches are a function of (seed, step) and each process builds
-  only its rows of the global batch. Eval: the first `num_eval_examples` chunks of
-  the eval files (0: all), corrupted with a fixed key independent of the run's seed.
+  e is chunk perm_epoch[e mod N] (a seeded permutation per epoch, `pipeline.EpochOrder`)
+  corrupted with key (seed, e), so train batches are a function of (seed, step) and
+  each process builds only its rows of the global batch. Eval: the first
+  `num_eval_examples` chunks of the eval files (0: all; split `eval`, or `train` for the
+  train files), corrupted with a fixed key independent of the run's seed.
 - `tfds` (`c4/en`): each process streams its share of the train split
   (`tfds.split_for_jax_process`), shuffled with a seed derived from (seed,
   start_step). A run is reproducible from (seed, start_step); a resumed run starts a
   fresh, seeded order rather than replaying the stream up to the step, which on C4
   would mean re-reading everything seen so far. Eval: the first `num_eval_examples`
-  chunks of the eval split in stored order, read by every process.
+  chunks of the eval split (`tfds_eval_split`, or any split named to `eval_batches`) in
+  stored order, read by every process.
 Eval batches are padded to the eval batch size with `mask` 0, and every process
 yields the same number of them; `meta['num_eval_examples']` counts the held-out
 examples actually found (so `meta` reads the eval data once).
@@ -32,30 +34,33 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import ml_collections
 import numpy as np
 
 from framework.config import fields, registry
 from framework.data import pipeline
-from framework.data.text import features, sources, span_corruption, vocabulary
+from framework.data.text import base, features, sources, span_corruption
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
 
 _TRAIN, _EVAL, _PERMUTATION = 0, 1, 2
 SOURCES = ("text_files", "tfds")
+TEXT_FILE_SPLITS = ("eval", "train")  # eval_files, train_files
 PREPARE_TEXT = "`python -m launch.prepare_data shakespeare --out_dir=DIR`"
 _EVAL_SEED = 0  # the held-out set is the same for every run
 
 
 @registry.DATASETS.register("span_corruption")
-class SpanCorruption(pipeline.DatasetBuilder):
+class SpanCorruption(base.TextBuilder):
     """T5 span-corruption batches (see the module docstring)."""
+
+    VOCAB_HINT = f"make one with {PREPARE_TEXT} or `python -m launch.prepare_data vocab ...`"
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
-        c = ml_collections.ConfigDict()
+        c = super().default_config()  # vocab_path, extra_ids, lengths, pack, ...
         c.source = "text_files"  # text_files | tfds
         c.train_files = ""  # comma-separated globs (text_files)
         c.eval_files = ""
@@ -65,15 +70,10 @@ class SpanCorruption(pipeline.DatasetBuilder):
         c.tfds_eval_split = "validation"
         c.data_dir = ""  # tfds data dir ('' : tfds' default)
         c.shuffle_buffer_size = 10_000  # documents (tfds)
-        c.vocab_path = ""  # a SentencePiece .model (pad 0, eos 1 as in T5)
-        c.extra_ids = 100  # sentinels on top of the SentencePiece pieces
-        c.inputs_length = 512
-        c.targets_length = 114
         c.raw_length = 0  # chunk length; 0: the largest that fits both lengths
         c.noise_density = 0.15
         c.mean_noise_span_length = 3.0
         c.num_eval_examples = 8192  # first chunks of the eval data; 0: all
-        c.pack = False  # whole examples per row, with segment ids and positions
         return c
 
     @classmethod
@@ -84,51 +84,41 @@ class SpanCorruption(pipeline.DatasetBuilder):
             raise ConfigError(
                 f"config.dataset.noise_density must lie in (0, 1), got {c.noise_density}"
             )
-        for key in ("mean_noise_span_length", "inputs_length", "targets_length"):
-            fields.check_positive(f"config.dataset.{key}", c[key])
+        fields.check_positive("config.dataset.mean_noise_span_length", c.mean_noise_span_length)
+        super().check_config(c)
         if c.source == "tfds":
-            fields.check_positive(
-                "config.dataset.shuffle_buffer_size", c.shuffle_buffer_size
-            )
-        for key in ("num_eval_examples", "raw_length", "extra_ids"):
-            if c[key] < 0:
-                raise ConfigError(f"config.dataset.{key} must be >= 0, got {c[key]}")
+            fields.check_positive("config.dataset.shuffle_buffer_size", c.shuffle_buffer_size)
+        if c.raw_length < 0:
+            raise ConfigError(f"config.dataset.raw_length must be >= 0, got {c.raw_length}")
 
     def __init__(self, config: ml_collections.ConfigDict, split: pipeline.HostSplit, seed: int):
-        super().__init__(config, split, seed)  # checks the values
-        c = config
+        super().__init__(config, split, seed)  # checks the values, data and vocabulary
+        self._eval_chunks: dict[str, np.ndarray] = {}
+
+    def _check_sources(self) -> None:
         # Where the data is: a config may leave it to the command line (C4's vocabulary).
-        if c.source == "text_files" and not (c.train_files and c.eval_files):
+        c = self.config
+        if c.source != "text_files":
+            return
+        if not (c.train_files and c.eval_files):
             raise ConfigError(
                 "config.dataset.train_files and config.dataset.eval_files must be set "
                 f"(text files, e.g. from {PREPARE_TEXT})"
             )
-        if not c.vocab_path:
-            raise ConfigError("config.dataset.vocab_path must name a SentencePiece .model file")
-        if not sources.path_exists(c.vocab_path):
-            raise ConfigError(
-                f"config.dataset.vocab_path={c.vocab_path!r} does not exist; make one with "
-                "`python -m launch.prepare_data shakespeare --out_dir=DIR` or "
-                "`python -m launch.prepare_data vocab ...`"
-            )
-        if c.source == "text_files":
-            for key in ("train_files", "eval_files"):
-                if not sources.matching_files(c[key]):
-                    raise ConfigError(
-                        f"config.dataset.{key}={c[key]!r}: no text files match; make them "
-                        f"with {PREPARE_TEXT} (DIR/train.txt, DIR/eval.txt, DIR/spm.model) "
-                        "or name your own (comma-separated globs)"
-                    )
+        for key in ("train_files", "eval_files"):
+            if not sources.matching_files(c[key]):
+                raise ConfigError(
+                    f"config.dataset.{key}={c[key]!r}: no text files match; make them "
+                    f"with {PREPARE_TEXT} (DIR/train.txt, DIR/eval.txt, DIR/spm.model) "
+                    "or name your own (comma-separated globs)"
+                )
 
     # ---------------------------------------------------------------- shapes and vocabulary
 
-    @functools.cached_property
-    def vocab(self) -> Vocabulary:
-        vocab = vocabulary.load_for_batches(self.config.vocab_path, self.config.extra_ids)
+    def _check_vocab(self, vocab: Vocabulary) -> None:
         _, spans = span_corruption.noise_counts(self.raw_length, *self._noise)
         if spans > vocab.extra_ids:
             raise ConfigError(f"{spans} noise spans need {spans} sentinels; extra_ids is fewer")
-        return vocab
 
     @property
     def _noise(self) -> tuple[float, float]:
@@ -155,18 +145,8 @@ class SpanCorruption(pipeline.DatasetBuilder):
         li, lt = span_corruption.corrupted_lengths(self.raw_length, *self._noise)
         return min(self.config.inputs_length // li, self.config.targets_length // lt)
 
-    @property
-    def meta(self) -> Mapping[str, Any]:
-        return {
-            "vocab_size": self.vocab.vocab_size,
-            "num_eval_examples": len(self._eval_chunks),
-            "inputs_length": self.config.inputs_length,
-            "targets_length": self.config.targets_length,
-            "raw_length": self.raw_length,
-            "examples_per_row": self.examples_per_row,
-            "eos_id": self.vocab.eos_id,
-            "pad_id": 0,
-        }
+    def _meta(self) -> dict[str, Any]:
+        return {"raw_length": self.raw_length}
 
     # ---------------------------------------------------------------- examples and batches
 
@@ -195,19 +175,13 @@ class SpanCorruption(pipeline.DatasetBuilder):
             raise ConfigError(f"{self.config.train_files!r} holds less than one chunk of text")
         return chunks
 
-    def _permutation(self, epoch: int) -> np.ndarray:
-        """The chunk order of one epoch (the last two are kept: a batch may straddle)."""
-        cache = self.__dict__.setdefault("_permutations", {})
-        if epoch not in cache:
-            rng = np.random.default_rng([self.seed, _PERMUTATION, epoch])
-            cache[epoch] = rng.permutation(len(self._train_chunks))
-            for old in sorted(cache)[:-2]:
-                del cache[old]
-        return cache[epoch]
+    @functools.cached_property
+    def train_order(self) -> pipeline.EpochOrder:
+        """The chunk order, epoch by epoch, drawn from (seed, epoch)."""
+        return pipeline.EpochOrder(self.seed, _PERMUTATION, len(self._train_chunks))
 
     def _train_example(self, e: int) -> features.Example:
-        epoch, position = divmod(e, len(self._train_chunks))
-        chunk = self._train_chunks[self._permutation(epoch)[position]]
+        chunk = self._train_chunks[self.train_order.index(e)]
         return self._example(chunk, (self.seed, _TRAIN, e))
 
     def _text_file_train_batches(self, start_step: int) -> Iterator[pipeline.Batch]:
@@ -254,37 +228,45 @@ class SpanCorruption(pipeline.DatasetBuilder):
 
     # ---------------------------------------------------------------- the contract
 
-    @functools.cached_property
-    def _eval_chunks(self) -> np.ndarray:
-        c, n = self.config, self.config.num_eval_examples
-        if c.source == "text_files":
-            chunks = sources.text_file_chunks(
-                c.eval_files, self.vocab, self.raw_length, c.documents
-            )
-        else:
-            stream = self._tfds_stream(c.tfds_eval_split, shuffle_seed=None)
-            found = list(itertools.islice(stream, n or None))
-            chunks = np.stack(found) if found else np.zeros((0, self.raw_length), np.int32)
-        chunks = chunks[: n or None]
-        if not len(chunks):
-            raise ConfigError("the eval data holds less than one chunk of text")
-        return chunks
+    def _eval_split(self, split: str | None) -> str:
+        if self.config.source == "text_files":
+            return pipeline.own_split(split, TEXT_FILE_SPLITS, "span_corruption (text files)")
+        return self.config.tfds_eval_split if split is None else split
+
+    def eval_chunks(self, split: str | None = None) -> np.ndarray:
+        """The raw chunks of an eval split (None: the configured one), read once."""
+        split = self._eval_split(split)
+        if split not in self._eval_chunks:
+            c, n = self.config, self.config.num_eval_examples
+            if c.source == "tfds":
+                stream = self._tfds_stream(split, shuffle_seed=None)
+                found = list(itertools.islice(stream, n or None))
+                chunks = np.stack(found) if found else np.zeros((0, self.raw_length), np.int32)
+            elif split == "train":
+                chunks = self._train_chunks
+            else:
+                chunks = sources.text_file_chunks(
+                    c.eval_files, self.vocab, self.raw_length, c.documents
+                )
+            chunks = chunks[: n or None]
+            if not len(chunks):
+                raise ConfigError(f"the eval data ({split}) holds less than one chunk of text")
+            self._eval_chunks[split] = chunks
+        return self._eval_chunks[split]
+
+    def num_eval_examples(self, split: str | None = None) -> int:
+        return len(self.eval_chunks(split))
 
     def train_batches(self, start_step: int) -> Iterator[pipeline.Batch]:
         if self.config.source == "tfds":
             return self._tfds_train_batches(start_step)
         return self._text_file_train_batches(start_step)
 
-    def eval_batches(self) -> Iterator[pipeline.Batch]:
-        chunks, k = self._eval_chunks, self.examples_per_row
-        size = self.split.global_eval_batch_size
-        rows = range(size)[self.split.local_slice(size)]
-        for first in range(0, len(chunks), size * k):
-            batch_rows = []
-            for r in rows:
-                ids = range(first + r * k, min(first + (r + 1) * k, len(chunks)))
-                if ids:
-                    batch_rows.append(
-                        [self._example(chunks[i], (_EVAL_SEED, _EVAL, i)) for i in ids]
-                    )
-            yield pipeline.pad_batch(self._batch(batch_rows), len(rows))
+    def eval_batches(self, split: str | None = None) -> Iterator[pipeline.Batch]:
+        chunks = self.eval_chunks(split)
+        return self._eval_batches_of(
+            len(chunks),
+            lambda ids: [self._example(chunks[i], (_EVAL_SEED, _EVAL, i)) for i in ids],
+            per_row=self.examples_per_row,
+            packed=self.config.pack,
+        )

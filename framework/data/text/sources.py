@@ -6,18 +6,25 @@ and cut into chunks of the raw length; a trailing piece shorter than a chunk is 
   chunks, so that any chunk can be addressed by index (train batches from (seed, step)).
 - tfds (e.g. `c4/en`): a stream of the `text` feature, read with tf.data, tokenised in
   tf.data's parallel map and chunked as it arrives.
+And the examples of a text-to-text task's split (`read_examples`): from tfds, decoded to
+Python values, or from the task's local files. Nothing is downloaded during a run: a
+data set that is not prepared is a one-line ConfigError saying how to prepare it.
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import os
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
+
+if TYPE_CHECKING:
+    from framework.data.text.tasks import Task
 
 _DOCS_PER_ENCODE = 256
 DOCUMENTS = ("lines", "paragraphs")
@@ -113,17 +120,21 @@ def stream_chunks(token_arrays: Iterable[np.ndarray], length: int) -> Iterator[n
         buffer = buffer[n * length :]
 
 
-def tfds_not_ready_message(name: str, split: str, data_dir: str, error: Exception) -> str:
-    """One line on why tfds cannot read `name` / `split` here, and how to prepare it."""
+def _tfds_state(name: str, data_dir: str, error: Exception) -> tuple[str, str, bool]:
+    """(tfds data root, the error's first line, whether `name` is prepared there)."""
     import tensorflow_datasets as tfds
 
     root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
     said = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    pattern = os.path.join(root, *name.split(":")[0].split("/"), "**", "dataset_info.json")
+    return root, said, bool(glob.glob(pattern, recursive=True))
+
+
+def tfds_not_ready_message(name: str, split: str, data_dir: str, error: Exception) -> str:
+    """One line on why tfds cannot read `name` / `split` here, and how to prepare it."""
+    root, said, prepared = _tfds_state(name, data_dir, error)
     if "not found" in said.lower() and type(error).__name__ == "DatasetNotFoundError":
         return f"config.dataset.tfds_name={name!r}: tfds knows no such data set ({said})"
-    base = name.split(":")[0]
-    pattern = os.path.join(root, *base.split("/"), "**", "dataset_info.json")
-    prepared = glob.glob(pattern, recursive=True)
     if prepared:
         return f"config.dataset.tfds_name={name!r}, split {split!r} in {root}: {said}"
     return (
@@ -186,3 +197,55 @@ def tfds_token_stream(
         deterministic=True,
     )
     return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+
+# ---------------------------------------------------------------- task examples
+
+
+def decode_example(value: Any) -> Any:
+    """A tfds numpy example as Python values: bytes -> str, arrays -> lists, scalars."""
+    if isinstance(value, Mapping):
+        return {k: decode_example(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray):
+        return [decode_example(v) for v in value.tolist()] if value.ndim else value.item()
+    if isinstance(value, (list, tuple)):
+        return [decode_example(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def task_not_ready_message(task: Task, split: str, data_dir: str, error: Exception) -> str:
+    """One line on why tfds cannot read `task`'s split here, and how to prepare it."""
+    root, said, prepared = _tfds_state(task.tfds_name, data_dir, error)
+    if prepared:
+        return f"config.dataset.task={task.name!r}: tfds {task.tfds_name!r} split {split!r}: {said}"
+    return (
+        f"config.dataset.task={task.name!r} needs the tfds data set {task.tfds_name!r}, which is "
+        f"not prepared in {root} (nothing is downloaded during a run); prepare it on a machine "
+        f'with internet: python -c "import tensorflow_datasets as tfds; tfds.builder('
+        f"'{task.tfds_name}', data_dir='DIR').download_and_prepare()\", then copy DIR here and "
+        f"set config.dataset.data_dir=DIR"
+    )
+
+
+def read_examples(
+    task: Task, split: str, data_dir: str = "", limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The first `limit` (None: all) raw examples of a task's split, decoded, in order."""
+    if task.read_local is not None:
+        if task.splits and split not in task.splits:
+            raise ConfigError(
+                f"split {split!r}: task {task.name!r} has no such split; "
+                f"known: {', '.join(task.splits)}"
+            )
+        return task.read_local(data_dir or task.local_dir, split)[:limit]
+    import tensorflow_datasets as tfds
+
+    try:
+        ds = tfds.load(task.tfds_name, split=split, data_dir=data_dir or None, download=False)
+    except Exception as error:  # tfds raises several types for "not here"
+        raise ConfigError(task_not_ready_message(task, split, data_dir, error)) from None
+    return [decode_example(x) for x in itertools.islice(tfds.as_numpy(ds), limit)]

@@ -9,12 +9,13 @@ tokenised batch by batch: `inputs` and `targets` are cut to `inputs_length - 1` 
 
 Training: every step takes `global_batch_size * examples_per_row` example slots. Each
 task's training examples form a stream, epoch after epoch, each epoch in a seeded
-permutation (`shuffle`; stored order otherwise). A mixture draws how many slots of a
-step each task fills (multinomial on the example-proportional rates, `tasks.mixing_rates`
-with `mixing_rate_cap`, from blocks of steps keyed by (seed, block)) and spreads them
-over the step with a permutation keyed by (seed, step); a task's slots take the next
-examples of its stream. So a training batch is a function of (seed, step) alone:
-`train_batches(start_step)` resumes exactly, and each process builds only its rows.
+permutation (`shuffle`, `pipeline.EpochOrder`; stored order otherwise). A mixture draws
+how many slots of a step each task fills (multinomial on the example-proportional
+rates, `tasks.mixing_rates` with `mixing_rate_cap`, from blocks of steps keyed by
+(seed, block)) and spreads them over the step with a permutation keyed by (seed, step);
+a task's slots take the next examples of its stream. So a training batch is a function
+of (seed, step) alone: `train_batches(start_step)` resumes exactly, and each process
+builds only its rows.
 
 Packing (`pack`, training only): a step's examples are placed first-fit, in order, into
 the batch's rows as whole examples with segment ids and positions (`features`);
@@ -22,30 +23,29 @@ the batch's rows as whole examples with segment ids and positions (`features`);
 the training data) sets how many a step takes, and the rare example that fits in no
 row of its step is skipped (its stream moves on).
 
-Evaluation: the `eval_split` of every evaluated task (a mixture's `eval_tasks`), the
-first `num_eval_examples` of each (0: all), in stored order, one example per row (never
-packed). `eval_examples()` lists them, preprocessed, each with its `task`: global row r
-of eval batch b is `eval_examples()[b * global_eval_batch_size + r]`, rows past the end
-are padding with `mask` 0, and a process's rows are its `HostSplit.local_slice` of each
-global batch. `score(texts)` scores the decoded texts of all eval examples.
+Evaluation: the `eval_split` of every evaluated task (a mixture's `eval_tasks`), or
+the split named to `eval_batches(split)` (`validation`, `test`, a local task's `train`,
+...), the first `num_eval_examples` of each (0: all), in stored order, one example per
+row (never packed). `eval_examples(split)` lists them, preprocessed, each with its
+`task`: global row r of eval batch b is `eval_examples(split)[b * global_eval_batch_size
++ r]`, rows past the end are padding with `mask` 0, and a process's rows are its
+`HostSplit.local_slice` of each global batch. `score(texts, split)` scores the decoded
+texts of all of that split's eval examples.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
-import glob
 import itertools
-import os
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import ml_collections
 import numpy as np
 
 from framework.config import fields, registry
 from framework.data import pipeline
-from framework.data.text import features, sources, tasks, vocabulary
-from framework.data.text.vocabulary import Vocabulary
+from framework.data.text import base, features, sources, tasks
 from framework.errors import ConfigError
 from framework.metrics import text_metrics
 
@@ -55,59 +55,24 @@ _PACK_FILL = 0.9  # packing aims at this fraction of a row's tokens, on average
 _PACK_SAMPLE_SIZE = 1000
 
 
-# ---------------------------------------------------------------- reading
-
-
-def not_prepared_message(task: tasks.Task, split: str, data_dir: str, error: Exception) -> str:
-    """One line on why tfds cannot read `task`'s split here, and how to prepare it."""
-    import tensorflow_datasets as tfds
-
-    root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
-    said = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    pattern = os.path.join(root, *task.builder_name.split("/"), "**", "dataset_info.json")
-    if glob.glob(pattern, recursive=True):
-        return f"config.dataset.task={task.name!r}: tfds {task.tfds_name!r} split {split!r}: {said}"
-    return (
-        f"config.dataset.task={task.name!r} needs the tfds data set {task.tfds_name!r}, which is "
-        f"not prepared in {root} (nothing is downloaded during a run); prepare it on a machine "
-        f'with internet: python -c "import tensorflow_datasets as tfds; tfds.builder('
-        f"'{task.tfds_name}', data_dir='DIR').download_and_prepare()\", then copy DIR here and "
-        f"set config.dataset.data_dir=DIR"
-    )
-
-
-def read_examples(
-    task: tasks.Task, split: str, data_dir: str = "", limit: int | None = None
-) -> list[dict[str, Any]]:
-    """The first `limit` (None: all) raw examples of a task's split, decoded, in order."""
-    if task.read_local is not None:
-        return task.read_local(data_dir or task.local_dir, split)[:limit]
-    import tensorflow_datasets as tfds
-
-    try:
-        ds = tfds.load(task.tfds_name, split=split, data_dir=data_dir or None, download=False)
-    except Exception as error:  # tfds raises several types for "not here"
-        raise ConfigError(not_prepared_message(task, split, data_dir, error)) from None
-    return [tasks.decode_example(x) for x in itertools.islice(tfds.as_numpy(ds), limit)]
-
-
 # ---------------------------------------------------------------- the builder
 
 
 @registry.DATASETS.register("text_task")
-class TextTask(pipeline.DatasetBuilder):
+class TextTask(base.TextBuilder):
     """Fine-tuning batches of a text-to-text task or mixture (see the module docstring)."""
+
+    VOCAB_HINT = (
+        "fine-tuning reuses the pre-training vocabulary (e.g. data/shakespeare/spm.model from "
+        "`python -m launch.prepare_data shakespeare --out_dir=data/shakespeare`)"
+    )
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
-        c = ml_collections.ConfigDict()
+        c = super().default_config()  # vocab_path, extra_ids, lengths, pack, ...
         c.task = "glue/sst2"  # a task or a mixture (glue, super_glue), see tasks.py
         c.data_dir = ""  # tfds data dir ('': tfds' default); local-file tasks: their folder
-        c.vocab_path = ""  # a SentencePiece .model (pad 0, eos 1 as in T5)
-        c.extra_ids = 100  # sentinels on top of the SentencePiece pieces
-        c.inputs_length = 512
         c.targets_length = 64
-        c.pack = False  # training rows hold several whole examples (segment ids, positions)
         c.examples_per_row = 0  # pack: examples per row a step takes; 0: from the lengths
         c.num_eval_examples = 0  # first examples of each task's eval split; 0: all
         c.shuffle = True  # each epoch of a task in a seeded order; False: stored order
@@ -117,35 +82,23 @@ class TextTask(pipeline.DatasetBuilder):
     @classmethod
     def check_config(cls, c: ml_collections.ConfigDict) -> None:
         tasks.get_mixture(c.task)
-        for key in ("inputs_length", "targets_length", "mixing_rate_cap"):
-            fields.check_positive(f"config.dataset.{key}", c[key])
-        for key in ("extra_ids", "num_eval_examples", "examples_per_row"):
-            if c[key] < 0:
-                raise ConfigError(f"config.dataset.{key} must be >= 0, got {c[key]}")
+        super().check_config(c)
+        fields.check_positive("config.dataset.mixing_rate_cap", c.mixing_rate_cap)
+        if c.examples_per_row < 0:
+            raise ConfigError(
+                f"config.dataset.examples_per_row must be >= 0, got {c.examples_per_row}"
+            )
 
     def __init__(self, config: ml_collections.ConfigDict, split: pipeline.HostSplit, seed: int):
-        super().__init__(config, split, seed)
-        c = config
-        if not c.vocab_path:
-            raise ConfigError("config.dataset.vocab_path must name a SentencePiece .model file")
-        if not sources.path_exists(c.vocab_path):
-            raise ConfigError(
-                f"config.dataset.vocab_path={c.vocab_path!r} does not exist; fine-tuning reuses "
-                "the pre-training vocabulary (e.g. data/shakespeare/spm.model from `python -m "
-                "launch.prepare_data shakespeare --out_dir=data/shakespeare`)"
-            )
-        self.mixture = tasks.get_mixture(c.task)
-        self.train_tasks = [tasks.TASKS[name] for name in self.mixture.train_tasks]
-        self.eval_tasks = [tasks.TASKS[name] for name in self.mixture.eval_tasks]
-        self._permutations: dict[tuple[int, int], np.ndarray] = {}
+        super().__init__(config, split, seed)  # checks the values and the vocabulary
+        self.mixture = tasks.get_mixture(config.task)
+        self.train_tasks = [tasks.get_task(name) for name in self.mixture.train_tasks]
+        self.eval_tasks = [tasks.get_task(name) for name in self.mixture.eval_tasks]
         self._block_starts = [np.zeros(len(self.train_tasks), np.int64)]
         self._blocks: dict[int, np.ndarray] = {}
+        self._eval_examples: dict[str | None, list[dict[str, Any]]] = {}
 
-    # ---------------------------------------------------------------- vocabulary and tokens
-
-    @functools.cached_property
-    def vocab(self) -> Vocabulary:
-        return vocabulary.load_for_batches(self.config.vocab_path, self.config.extra_ids)
+    # ---------------------------------------------------------------- tokens
 
     def encode(self, texts: Sequence[str], length: int) -> list[np.ndarray]:
         """Token ids of each text cut to `length - 1`, then EOS (T5's append_eos_after_trim)."""
@@ -168,7 +121,7 @@ class TextTask(pipeline.DatasetBuilder):
         """Per training task, its training examples' inputs and targets (text)."""
         data = []
         for task in self.train_tasks:
-            raw = read_examples(task, task.train_split, self.config.data_dir)
+            raw = sources.read_examples(task, task.train_split, self.config.data_dir)
             examples = [e for x in raw for e in task.train_examples(x)]
             if not examples:
                 raise ConfigError(
@@ -245,20 +198,19 @@ class TextTask(pipeline.DatasetBuilder):
             position[where] = start + np.arange(len(where))
         return task_of, position
 
+    @functools.cached_property
+    def train_orders(self) -> list[pipeline.EpochOrder]:
+        """Per training task, its examples' order, epoch by epoch, from (seed, task, epoch)."""
+        return [
+            pipeline.EpochOrder(self.seed, (_ORDER, t), len(inputs))
+            for t, (inputs, _) in enumerate(self.train_data)
+        ]
+
     def _record(self, task: int, position: int) -> int:
         """The training example at `position` of task's stream (epochs one after another)."""
-        n = len(self.train_data[task][0])
-        epoch, within = divmod(int(position), n)
         if not self.config.shuffle:
-            return within
-        key = (task, epoch)
-        if key not in self._permutations:
-            rng = np.random.default_rng([self.seed, _ORDER, task, epoch])
-            stale = [k for k in self._permutations if k[0] == task and k[1] < epoch - 1]
-            for k in stale:
-                del self._permutations[k]
-            self._permutations[key] = rng.permutation(n)
-        return int(self._permutations[key][within])
+            return int(position) % len(self.train_data[task][0])
+        return self.train_orders[task].index(position)
 
     def _train_pairs(self, task_of: np.ndarray, position: np.ndarray) -> list[tuple[str, str]]:
         pairs = []
@@ -302,44 +254,47 @@ class TextTask(pipeline.DatasetBuilder):
 
     # ---------------------------------------------------------------- evaluation
 
-    @functools.cached_property
-    def _eval_examples(self) -> list[dict[str, Any]]:
-        c, out = self.config, []
-        for task in self.eval_tasks:
-            raw = read_examples(task, task.eval_split, c.data_dir, c.num_eval_examples or None)
-            out += [{**task.preprocess(x), "task": task.name} for x in raw]
-        if not out:
-            raise ConfigError(f"config.dataset.task={c.task!r}: the eval splits hold no examples")
-        return out
+    def eval_examples(self, split: str | None = None) -> list[dict[str, Any]]:
+        """The preprocessed eval examples of `split` (None: each task's `eval_split`) in
+        eval-batch order (see the module docstring): `inputs`, `targets`, `task` and what
+        scoring needs (`label`, `answers`, `group`)."""
+        if split not in self._eval_examples:
+            c, out = self.config, []
+            for task in self.eval_tasks:
+                task_split = task.eval_split if split is None else split
+                limit = c.num_eval_examples or None
+                raw = sources.read_examples(task, task_split, c.data_dir, limit)
+                out += [{**task.preprocess(x), "task": task.name} for x in raw]
+            if not out:
+                which = "the eval splits hold" if split is None else f"split {split!r} holds"
+                raise ConfigError(f"config.dataset.task={c.task!r}: {which} no examples")
+            self._eval_examples[split] = out
+        return self._eval_examples[split]
 
-    def eval_examples(self) -> list[dict[str, Any]]:
-        """The preprocessed eval examples in eval-batch order (see the module docstring):
-        `inputs`, `targets`, `task` and what scoring needs (`label`, `answers`, `group`)."""
-        return self._eval_examples
+    def num_eval_examples(self, split: str | None = None) -> int:
+        return len(self.eval_examples(split))
 
-    def eval_batches(self) -> Iterator[pipeline.Batch]:
-        c, examples = self.config, self._eval_examples
-        size = self.split.global_eval_batch_size
-        rows = range(size)[self.split.local_slice(size)]
-        for first in range(0, len(examples), size):
-            ids = [first + r for r in rows if first + r < len(examples)]
-            pairs = [(examples[i]["inputs"], examples[i]["targets"]) for i in ids]
-            batch = features.make_batch(
-                [[e] for e in self._examples(pairs)], c.inputs_length, c.targets_length
-            )
-            yield pipeline.pad_batch(batch, len(rows))
+    def eval_batches(self, split: str | None = None) -> Iterator[pipeline.Batch]:
+        examples = self.eval_examples(split)
+        return self._eval_batches_of(
+            len(examples),
+            lambda ids: self._examples(
+                [(examples[i]["inputs"], examples[i]["targets"]) for i in ids]
+            ),
+        )
 
-    def score(self, texts: Sequence[str]) -> dict[str, float]:
-        """`task/metric` scores of the decoded texts of `eval_examples()` (in that order),
-        plus `glue_average` / `super_glue_average` when every task of it was evaluated."""
-        examples = self._eval_examples
+    def score(self, texts: Sequence[str], split: str | None = None) -> dict[str, float]:
+        """`task/metric` scores of the decoded texts of `eval_examples(split)` (in that
+        order), plus `glue_average` / `super_glue_average` when every task of it was
+        evaluated."""
+        examples = self.eval_examples(split)
         if len(texts) != len(examples):
             raise ValueError(f"{len(texts)} texts for {len(examples)} eval examples")
         by_task: dict[str, list[int]] = collections.defaultdict(list)
         for i, example in enumerate(examples):
             by_task[example["task"]].append(i)
         per_task = {
-            name: tasks.TASKS[name].score([examples[i] for i in ids], [texts[i] for i in ids])
+            name: tasks.get_task(name).score([examples[i] for i in ids], [texts[i] for i in ids])
             for name, ids in by_task.items()
         }
         flat = {f"{name}/{key}": v for name, s in per_task.items() for key, v in s.items()}
@@ -351,15 +306,5 @@ class TextTask(pipeline.DatasetBuilder):
                 flat.update(average(per_task))
         return flat
 
-    @property
-    def meta(self) -> Mapping[str, Any]:
-        return {
-            "vocab_size": self.vocab.vocab_size,
-            "num_eval_examples": len(self._eval_examples),
-            "inputs_length": self.config.inputs_length,
-            "targets_length": self.config.targets_length,
-            "examples_per_row": self.examples_per_row,
-            "eos_id": self.vocab.eos_id,
-            "pad_id": 0,
-            "tasks": list(self.mixture.eval_tasks),
-        }
+    def _meta(self) -> dict[str, Any]:
+        return {"tasks": list(self.mixture.eval_tasks)}

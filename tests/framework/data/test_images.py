@@ -90,6 +90,41 @@ def test_eval_covers_the_split_once_padded_and_masked(mock_imagenet):
     assert "labels" not in batches[0]  # eval pp has no one-hot: top-1/top-5 from `label`
 
 
+def test_eval_of_another_tfds_split(tmp_path):
+    """A tiny prepared Fashion-MNIST (5 train, 3 test images): eval on its train split."""
+    from framework.data import image_prepare
+    from tests.launch.test_prepare_images import write_idx
+
+    rng = np.random.default_rng(0)
+    labels = {"train": [3, 1, 4, 0, 5], "t10k": [9, 2, 6]}
+    for prefix, split_labels in labels.items():
+        n = len(split_labels)
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.array(split_labels))
+    data_dir = str(tmp_path / "tfds")
+    image_prepare.prepare_fashion_mnist(data_dir, source_dir=str(tmp_path))
+    config = images.TfdsImages.default_config()
+    config.update(tfds_name="fashion_mnist", data_dir=data_dir, eval_split="test", num_threads=1)
+    data = images.TfdsImages(config, pipeline.HostSplit(2, 2), 0)
+
+    def read(split=None):
+        batches = list(data.eval_batches(split) if split else data.eval_batches())
+        mask = np.concatenate([b["mask"] for b in batches]).astype(bool)
+        return np.concatenate([b["label"] for b in batches])[mask].tolist()
+
+    def stored(split):  # tfds shuffles records when it prepares a data set
+        source = images.open_source("fashion_mnist", split, data_dir)
+        return [int(source[i]["label"]) for i in range(len(source))]
+
+    assert read() == read("test") == stored("test")  # the configured split, as before
+    assert sorted(read()) == sorted(labels["t10k"])
+    assert read("train") == stored("train") and sorted(read("train")) == sorted(labels["train"])
+    assert read("train[2:]") == stored("train")[2:]  # any tfds split string
+    assert data.meta["num_eval_examples"] == 3
+    with pytest.raises(ConfigError, match="has no split 'validation'"):
+        data.eval_batches(split="validation")
+
+
 def test_corrupt_image_names_its_record():
     preprocess = pp.parse("decode|value_range(-1, 1)")
     source = [{"image": b"not an image", "label": np.int64(0)}]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from framework.data import parity, pipeline
+from framework.errors import ConfigError
 
 
 def make(**fields) -> parity.Parity:
@@ -44,3 +46,17 @@ def test_padding_is_zero_and_labels_count_only_active_ones():
         data.train_batches(0), 8))[-1]["inputs"])  # fmt: skip
     for batch in data.eval_batches():
         assert np.all(batch["inputs"][batch["mask"] > 0].sum(-1) == 1)
+
+
+def test_parity_has_one_eval_split():
+    data = make()
+    default = list(data.eval_batches())
+    named = list(data.eval_batches("eval"))
+    assert len(default) == len(named) == 2
+    for a, b in zip(default, named):
+        np.testing.assert_array_equal(a["inputs"], b["inputs"])
+    with pytest.raises(ConfigError) as error:
+        data.eval_batches(split="test")
+    assert (
+        str(error.value) == "eval split 'test': the parity dataset has no such split; known: eval"
+    )

@@ -84,3 +84,12 @@ def test_bad_fields_name_the_key(field, value, message):
 def test_registered_by_name():
     defaults = schema.dataset_class("random_seq2seq").default_config()
     assert defaults.vocab_size == 32128 and defaults.inputs_length == 512
+
+
+def test_generated_data_has_one_eval_split():
+    data = seq2seq(pipeline.HostSplit(4, 4), num_eval_examples=6)
+    assert [b["mask"].sum() for b in data.eval_batches("eval")] == [4, 2]
+    with pytest.raises(
+        ConfigError, match=r"^eval split 'train': the random dataset .* known: eval$"
+    ):
+        data.eval_batches("train")

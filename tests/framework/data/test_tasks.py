@@ -11,7 +11,7 @@ import pytest
 
 from framework.config import schema
 from framework.data import pipeline
-from framework.data.text import polarity, task_dataset, tasks, vocabulary
+from framework.data.text import polarity, sources, task_dataset, tasks, vocabulary
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
 from framework.models import t5
@@ -21,7 +21,7 @@ from framework.train.evaluators import decoding as decoding_eval
 from tests.framework.data.conftest import generated_lines
 from tests.framework.models import test_decoding
 
-T = tasks.TASKS
+T = {name: tasks.get_task(name) for name in tasks.TASKS.names()}
 
 # ---------------------------------------------------------------- formats, by hand
 
@@ -259,14 +259,14 @@ def test_preprocessors_on_tfds_mock_data(tmp_path):
     with tfds.testing.mock_data(num_examples=4):
         for name in MOCK_TASKS:
             task = T[name]
-            raw = task_dataset.read_examples(task, task.eval_split, limit=3)
+            raw = sources.read_examples(task, task.eval_split, limit=3)
             assert len(raw) == 3, name
             for example in raw:
                 out = task.preprocess(example)
                 assert isinstance(out["inputs"], str) and isinstance(out["targets"], str)
                 assert all(isinstance(e["targets"], str) for e in task.train_examples(example))
     with pytest.raises(ConfigError) as error:  # the real, unprepared data set
-        task_dataset.read_examples(T["glue/sst2"], "train", str(tmp_path))
+        sources.read_examples(T["glue/sst2"], "train", str(tmp_path))
     message = str(error.value)
     assert "\n" not in message
     assert "'glue/sst2:2.0.0', which is not prepared in" in message
@@ -370,6 +370,31 @@ def test_eval_batches_and_examples(polarity_dir):
     np.testing.assert_array_equal(halves[1][-1]["mask"], [0, 0])
 
 
+def test_eval_of_another_split(polarity_dir):
+    ds = make(polarity_dir, eval_batch=8)
+    train = ds.eval_examples("train")
+    sentences = [x["sentence"] for x in polarity.read_split(polarity_dir, "train")]
+    assert [e["inputs"] for e in train] == [f"polarity sentence: {s}" for s in sentences]
+    batches = list(ds.eval_batches(split="train"))  # 60 examples in batches of 8
+    assert [int(b["mask"].sum()) for b in batches] == [8] * 7 + [4]
+    vocab = Vocabulary(os.path.join(polarity_dir, "spm.model"))
+    for i, example in enumerate(train):  # row i of the split's eval stream is example i
+        row = batches[i // 8]["encoder_input_tokens"][i % 8]
+        assert row[:15].tolist() == vocab.encode(example["inputs"])[:15]
+    assert ds.score([e["targets"] for e in train], split="train") == {"polarity/accuracy": 100.0}
+    half = ds.score(["negative"] * 60, split="train")  # labels alternate 0, 1
+    assert half == {"polarity/accuracy": 50.0}
+    # The configured split is untouched: its examples, meta and no-argument batches.
+    assert len(ds.eval_examples()) == ds.meta["num_eval_examples"] == 10
+    assert len(list(ds.eval_batches())) == 2
+    assert make(polarity_dir, num_eval_examples=7).num_eval_examples("train") == 7
+    with pytest.raises(ConfigError) as error:
+        ds.eval_batches(split="validation")
+    assert str(error.value) == (
+        "split 'validation': task 'polarity' has no such split; known: train, eval"
+    )
+
+
 def test_packed_training(polarity_dir):
     ds = make(polarity_dir, pack=True, inputs_length=96, targets_length=16)
     k = ds.meta["examples_per_row"]
@@ -386,9 +411,9 @@ def test_packed_training(polarity_dir):
 
 def test_mixture_is_a_function_of_seed_and_step(polarity_dir, monkeypatch):
     twin = dataclasses.replace(T["polarity"], name="polarity_twin")
-    monkeypatch.setitem(tasks.TASKS, "polarity_twin", twin)
+    monkeypatch.setitem(tasks.TASKS._entries, "polarity_twin", twin)
     mixture = tasks.Mixture("two", ("polarity", "polarity_twin"), ("polarity", "polarity_twin"))
-    monkeypatch.setitem(tasks.MIXTURES, "two", mixture)
+    monkeypatch.setitem(tasks.MIXTURES._entries, "two", mixture)
     monkeypatch.setattr(task_dataset, "_BLOCK", 3)  # steps cross block boundaries
     ds = make(polarity_dir, task="two", batch=8)
     assert ds.mixing_rates == {"polarity": 60.0, "polarity_twin": 60.0}

@@ -106,7 +106,7 @@ def test_train_batches_are_a_function_of_seed_and_step(corpus):
 def test_train_covers_each_chunk_once_per_epoch(corpus):
     ds = make(corpus, batch=4)
     n = len(ds._train_chunks)
-    seen = [ds._permutation(0)[e] for e in range(n)]
+    seen = [ds.train_order.permutation(0)[e] for e in range(n)]
     assert sorted(seen) == list(range(n))
     batches = take(ds.train_batches(n // 4 - 1), 3)  # crosses into the second epoch
     assert all(b["encoder_input_tokens"].shape == (4, 64) for b in batches)
@@ -172,3 +172,17 @@ def test_config_errors(corpus):
         make(corpus, raw_length=1000).meta
     with pytest.raises(ConfigError, match="no text files"):
         make(corpus, train_files="/nonexistent/*.txt").example_batch()
+
+
+def test_eval_of_the_train_files(corpus):
+    ds = make(corpus)
+    train = list(ds.eval_batches("train"))  # the first 21 chunks of the train files
+    assert [int(b["mask"].sum()) for b in train] == [8, 8, 5]
+    first = ds._example(ds._train_chunks[0], (0, 1, 0))  # the fixed eval key of chunk 0
+    np.testing.assert_array_equal(train[0]["encoder_input_tokens"][0, : len(first[0])], first[0])
+    default = list(ds.eval_batches())
+    for a, b in zip(default, ds.eval_batches("eval")):
+        assert_same(a, b)
+    assert not np.array_equal(default[0]["encoder_input_tokens"], train[0]["encoder_input_tokens"])
+    with pytest.raises(ConfigError, match=r"^eval split 'test': the span_corruption \(text"):
+        ds.eval_batches("test")
