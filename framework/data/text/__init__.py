@@ -12,7 +12,7 @@ Modules, one job each:
   `vocab`, the eval-batch loop, `meta`).
 - `dataset`: the registered `span_corruption` dataset builder.
 - `task_formats`: T5's text formats: preprocessors, post-processors, golds.
-- `tasks`: `Task`, `Mixture` and the `TASKS` / `MIXTURES` registries with T5's
+- `tasks`: `Task`, `Mixture` and their `TASKS` registry with T5's
   fine-tuning tasks (GLUE, SuperGLUE, SQuAD, TriviaQA, polarity) and mixtures.
 - `task_dataset`: the registered `text_task` dataset builder over a task or mixture.
 - `polarity`: preparing the offline movie-review polarity corpus.

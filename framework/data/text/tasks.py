@@ -16,15 +16,16 @@ Training examples come from `train_examples(example)`: the preprocessed example,
 except for ReCoRD (one example per gold entity, as in T5) and WSC (only the examples
 whose candidate is the right referent, T5's `wsc_simple` training set).
 
-Tasks are registered in `TASKS` and mixtures in `MIXTURES`, two `framework.config.
-registry.Registry`s, so a project registers its own the same way; `get_task` and
-`get_mixture` give a one-line ConfigError naming the config key and the known names.
-`glue` and `super_glue` train on their tasks with example-proportional rates
-(`mixing_rates`: each task's rate is min(number of training examples, cap), T5's
-"examples-proportional mixing" with its limit K, default 2^19; the cap sits above every
-GLUE/SuperGLUE training set, so they mix in proportion to their sizes) and evaluate each
-task on its own. As in T5, `glue` trains no WNLI and evaluates MNLI on both validation
-sets; T5's SuperGLUE mixture also trains on DPR, which `super_glue` leaves out.
+Tasks and mixtures are registered by name in `TASKS`, a `framework.config.registry.
+Registry` (a project registers its own the same way, named in its `REGISTERED` manifest
+under "task"); `get_task` and `get_mixture` give a one-line ConfigError naming the
+config key and the known names. `glue` and `super_glue` train on their tasks with
+example-proportional rates (`mixing_rates`: each task's rate is min(number of training
+examples, cap), T5's "examples-proportional mixing" with its limit K, default 2^19; the
+cap sits above every GLUE/SuperGLUE training set, so they mix in proportion to their
+sizes) and evaluate each task on its own. As in T5, `glue` trains no WNLI and evaluates
+MNLI on both validation sets; T5's SuperGLUE mixture also trains on DPR, which
+`super_glue` leaves out.
 
 The `polarity` task reads the movie-review sentences prepared by
 `python -m launch.prepare_data polarity` (`framework.data.text.polarity`).
@@ -101,38 +102,50 @@ class Mixture:
     eval_tasks: tuple[str, ...]
 
 
-# ---------------------------------------------------------------- the registries
+# ---------------------------------------------------------------- the registry
 
-TASKS: registry.Registry[Task] = registry.Registry("task")
-MIXTURES: registry.Registry[Mixture] = registry.Registry("task mixture")
+# Tasks and mixtures by name (a name is one or the other): one registry, so that looking
+# up a known name never misses and imports every registering module.
+TASKS: registry.Registry[Task | Mixture] = registry.Registry("task")
 
 
-def register(task: Task) -> Task:
-    """Registers `task` under its name (twice is an error)."""
-    return TASKS.register(task.name)(task)
+def register(entry: Task | Mixture) -> Task | Mixture:
+    """Registers a task or mixture under its name (twice is an error)."""
+    return TASKS.register(entry.name)(entry)
+
+
+def _lookup(name: str) -> Task | Mixture | None:
+    try:
+        return TASKS.get(name)
+    except ConfigError:  # unknown: listed by the caller, with the config key
+        return None
+
+
+def _names(kind: type) -> list[str]:
+    return [name for name in TASKS.names() if isinstance(TASKS.get(name), kind)]
 
 
 def known_names() -> list[str]:
-    """Every task and mixture name."""
-    return TASKS.names() + MIXTURES.names()
+    """Every task and mixture name (tasks first)."""
+    return _names(Task) + _names(Mixture)
 
 
 def get_task(name: str, key: str = TASK_KEY) -> Task:
     """The registered task `name`; a one-line ConfigError naming `key` otherwise."""
-    if name not in TASKS.names():
-        raise ConfigError(f"{key}={name!r} is no known task; known: {', '.join(TASKS.names())}")
-    return TASKS.get(name)
+    task = _lookup(name)
+    if not isinstance(task, Task):
+        raise ConfigError(f"{key}={name!r} is no known task; known: {', '.join(_names(Task))}")
+    return task
 
 
 def get_mixture(name: str, key: str = TASK_KEY) -> Mixture:
     """A mixture by name, or a task as a mixture of itself; one-line ConfigError if neither."""
-    if name in MIXTURES.names():
-        return MIXTURES.get(name)
-    if name in TASKS.names():
-        return Mixture(name, (name,), (name,))
-    raise ConfigError(
-        f"{key}={name!r} is no known task or mixture; known: {', '.join(known_names())}"
-    )
+    entry = _lookup(name)
+    if entry is None:
+        raise ConfigError(
+            f"{key}={name!r} is no known task or mixture; known: {', '.join(known_names())}"
+        )
+    return entry if isinstance(entry, Mixture) else Mixture(name, (name,), (name,))
 
 
 def mixing_rates(num_examples: Mapping[str, int], cap: int = DEFAULT_RATE_CAP) -> dict[str, float]:
@@ -277,5 +290,5 @@ _GLUE_TRAIN = tuple(
 _SUPER_GLUE = tuple(
     f"super_glue/{t}" for t in ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")
 )
-MIXTURES.register("glue")(Mixture("glue", _GLUE_TRAIN, _GLUE_TRAIN + ("glue/mnli_mismatched",)))
-MIXTURES.register("super_glue")(Mixture("super_glue", _SUPER_GLUE, _SUPER_GLUE))
+register(Mixture("glue", _GLUE_TRAIN, _GLUE_TRAIN + ("glue/mnli_mismatched",)))
+register(Mixture("super_glue", _SUPER_GLUE, _SUPER_GLUE))

@@ -21,7 +21,7 @@ from framework.train.evaluators import decoding as decoding_eval
 from tests.framework.data.conftest import generated_lines
 from tests.framework.models import test_decoding
 
-T = {name: tasks.get_task(name) for name in tasks.TASKS.names()}
+T = {name: tasks.TASKS.get(name) for name in tasks.TASKS.names()}  # tasks and mixtures
 
 # ---------------------------------------------------------------- formats, by hand
 
@@ -413,7 +413,7 @@ def test_mixture_is_a_function_of_seed_and_step(polarity_dir, monkeypatch):
     twin = dataclasses.replace(T["polarity"], name="polarity_twin")
     monkeypatch.setitem(tasks.TASKS._entries, "polarity_twin", twin)
     mixture = tasks.Mixture("two", ("polarity", "polarity_twin"), ("polarity", "polarity_twin"))
-    monkeypatch.setitem(tasks.MIXTURES._entries, "two", mixture)
+    monkeypatch.setitem(tasks.TASKS._entries, "two", mixture)
     monkeypatch.setattr(task_dataset, "_BLOCK", 3)  # steps cross block boundaries
     ds = make(polarity_dir, task="two", batch=8)
     assert ds.mixing_rates == {"polarity": 60.0, "polarity_twin": 60.0}
