@@ -15,7 +15,7 @@ tokens (114, the paper's targets) with and without the key/value cache, for
 `--variant` dense | altup | recycled (K=2) at `--size`, batch `--batch_size` (8) of
 `--inputs_length` random encoder tokens, the config's initial parameters. The model,
 parameters and batch are built as `launch.train` builds them
-(`trainer.build_experiment`), and a decode is the sharded call evaluation makes
+(`experiment.build_experiment`), and a decode is the sharded call evaluation makes
 (`decoding.decode_batch` on the batch laid out over the mesh's data axis): the
 encoder once, then one step per token; the uncached one reruns the decoder on the
 whole [B, decode_length] buffer at every step. EOS is disabled so that every decode
@@ -36,8 +36,8 @@ from framework.data import pipeline
 from framework.errors import ConfigError
 from framework.experiments import step_timing, tables
 from framework.experiments.step_timing import BenchmarkArgs, TimedLoop
-from framework.models.t5 import decoding
-from framework.train import trainer
+from framework.models.t5 import decode_steps, decoding
+from framework.train import experiment as experiment_lib
 from projects.altup import paper_tables
 
 # The paper's T5-Small pre-training shapes (random tokens).
@@ -93,14 +93,16 @@ def altup_mode(args: BenchmarkArgs) -> None:
     step_timing.print_comparison(configs, steps, args, paper_tables.DENSE)
 
 
-def decode_loops(args: BenchmarkArgs) -> tuple[trainer.Experiment, Any, dict[str, TimedLoop]]:
+def decode_loops(
+    args: BenchmarkArgs,
+) -> tuple[experiment_lib.Experiment, Any, dict[str, TimedLoop]]:
     """(experiment, its initial parameters, compiled loops `cached`, `uncached` and
     `encoder alone`) of the decode mode; a decode loop's `output` is its tokens."""
     variant = args.variant or "dense"
     if variant not in DECODE_VARIANTS:
         raise ConfigError(f"--variant={variant}: --mode=decode takes {' | '.join(DECODE_VARIANTS)}")
     batch_size = args.batch_size or 8
-    experiment = trainer.build_experiment(_config(args, variant, batch_size))
+    experiment = experiment_lib.build_experiment(_config(args, variant, batch_size))
     model, params = experiment.model, experiment.init_state().params
     batch = pipeline.shard_batch(experiment.example_batch, experiment.mesh)
     length = args.decode_length or TARGETS_LENGTH
@@ -116,7 +118,7 @@ def decode_loops(args: BenchmarkArgs) -> tuple[trainer.Experiment, Any, dict[str
             eos_id=NO_EOS,
         )
 
-    encode = jax.jit(decoding.encode, static_argnums=0)
+    encode = jax.jit(decode_steps.encode, static_argnums=0)
     loops = {
         "cached": step_timing.timed_loop(decode(True), batch_size),
         "uncached": step_timing.timed_loop(decode(False), batch_size),

@@ -18,16 +18,17 @@ Packed rows add `encoder_segment_ids` / `decoder_segment_ids` (1, 2, ... per exa
 position differences inside a row, which equal those inside each packed example, so
 `*_positions` are not needed (as in T5X).
 
-Decoding (`framework.models.t5.decoding`): `T5Module.decode_step` runs the decoder on one
-new token per call with a key/value cache in flax's `cache` collection. Each decoder
-self-attention keeps `cached_key` / `cached_value` [B, max_len, H, d_kv] and a
-`cache_index`; each cross-attention keeps its projected encoder memory
-(`memory_key` / `memory_value` [B, Li, H, d_kv], computed once); the decoder keeps the
-`position` of the next token, which picks the causal relative-position bias row. A
-`decode_step` applied with `mutable=["cache"]` and no cache creates the cache (zeros of
-the shapes above, the memory projected) and writes its token at position 0;
-`decoding.init_cache` uses that call and resets all but the memory, so that the decode
-loop starts at position 0. The train/eval path never touches the cache.
+Decoding (`framework.models.t5.decoding`; its steps in `decode_steps`, beam search in
+`beam_search`): `T5Module.decode_step` runs the decoder on one new token per call with a
+key/value cache in flax's `cache` collection. Each decoder self-attention keeps
+`cached_key` / `cached_value` [B, max_len, H, d_kv] and a `cache_index`; each
+cross-attention keeps its projected encoder memory (`memory_key` / `memory_value`
+[B, Li, H, d_kv], computed once); the decoder keeps the `position` of the next token,
+which picks the causal relative-position bias row. A `decode_step` applied with
+`mutable=["cache"]` and no cache creates the cache (zeros of the shapes above, the memory
+projected) and writes its token at position 0; `decode_steps.init_cache` uses that call
+and resets all but the memory, so that the decode loop starts at position 0. The
+train/eval path never touches the cache.
 """
 
 from framework.models.t5.layers import (  # noqa: F401

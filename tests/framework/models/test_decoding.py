@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from framework.models import t5
-from framework.models.t5 import decoding
+from framework.models.t5 import beam_search, decode_steps, decoding
 
 VOCAB, D, FF, HEADS, KV, N_ENC, N_DEC = 40, 16, 32, 2, 8, 1, 2
 MAX_LEN = 6
-EOS = decoding.EOS_ID
+EOS = decode_steps.EOS_ID
 
 
 def tiny_config(model_class: type[t5.T5Model] = t5.T5Model):
@@ -107,7 +107,7 @@ def run_decoders(
     )
     if beams:
         for size, beam_alpha in ((1, 0.0), (3, alpha)):
-            out[f"beam{size}"], out[f"beam{size}_score"] = decoding.beam_search(
+            out[f"beam{size}"], out[f"beam{size}_score"] = beam_search.beam_search(
                 module,
                 params,
                 tokens,

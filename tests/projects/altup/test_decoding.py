@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework.models.t5 import decoding
+from framework.models.t5 import decode_steps, decoding
 from projects.altup.model import T5AltUpModel
 from tests.framework.models.test_decoding import (
     MAX_LEN,
@@ -44,8 +44,8 @@ def test_cached_greedy_matches_uncached_and_teacher_forcing(variant, altup):
     params = init_params(model, seed=1)
     inputs = encoder_batch()["encoder_input_tokens"]
     cache = jax.eval_shape(
-        lambda: decoding.init_cache(
-            model.module, params, decoding.encode(model.module, params, inputs), MAX_LEN
+        lambda: decode_steps.init_cache(
+            model.module, params, decode_steps.encode(model.module, params, inputs), MAX_LEN
         )
     )
     # The cache lives in the wrapped d-wide layer of every decoder layer.
