@@ -3,7 +3,10 @@
 Tables: `parity` (AdaTape vs Transformer vs Universal Transformer), `parity_ablation`
 (AdaTape on parity, one change per row), `altup` (T5 dense vs AltUp variants), `images`.
 Finished runs in DIR are reused, so an interrupted reproduction resumes. `--rows=A,B`
-runs and tabulates only those rows.
+runs and tabulates only those rows. `--parallel=N` trains the runs as N `launch.train`
+processes at a time (on a GPU host each with its own GPUs; each run's log in its
+directory), then tabulates them; without it they train one after another in this
+process.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from absl import flags
 from framework import app, errors
 from framework.config import registry
 from framework.experiments import tables
-from framework.train import workdir as workdir_lib  # also defines --accept_config_changes
+from framework.launchers import local
+from framework.train import run_config  # noqa: F401  (defines --accept_config_changes)
+from framework.train import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "quick", "Table preset, e.g. quick | full | tiny.")
@@ -22,6 +27,14 @@ flags.DEFINE_list(
     None,
     "Only these rows of the table (names or directory slugs), e.g. to rerun the "
     "rows a change affects; table.md then has only them.",
+)
+
+
+flags.DEFINE_integer(
+    "parallel",
+    0,
+    "Train the table's runs as N local launch.train processes at a time, then tabulate; "
+    "0: one after another in this process.",
 )
 
 
@@ -36,6 +49,14 @@ def main(argv: list[str]) -> None:
     table = registry.TABLES.get(argv[1])(FLAGS.preset)
     if FLAGS.rows:
         table = tables.select_rows(table, FLAGS.rows)
+    if FLAGS.parallel:
+        counts = local.run_local(tables.jobs(table, FLAGS.workdir), FLAGS.parallel, what="table")
+        unfinished = sum(n for status, n in counts.items() if status != local.DONE)
+        if unfinished:
+            raise errors.RunError(
+                f"{unfinished} run(s) did not finish (see their run.log in {FLAGS.workdir}); "
+                "rerun to resume them"
+            )
     tables.run_table(table, FLAGS.workdir)
 
 

@@ -119,7 +119,7 @@ def main() -> None:
         return
     if not FLAGS.report_only:
         try:
-            local.run_local(sweep, FLAGS.parallel, FLAGS.log_name)
+            local.run_local(sweeps.jobs(sweep), FLAGS.parallel, FLAGS.log_name)
         except KeyboardInterrupt:
             _report(sweep)
             raise errors.RunError("sweep stopped; rerun the same command to resume it")

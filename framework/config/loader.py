@@ -1,4 +1,5 @@
-"""The one config loader: `path.py[:arg]` -> the locked ConfigDict its `get_config` builds.
+"""The one config loader: `path.py[:arg]` -> the locked ConfigDict its `get_config` builds
+(or `path.json`: a config written as data, e.g. a table run's).
 
 Every command (`--config=`), table, sweep point and benchmark loads configs here, so a
 config file behaves the same everywhere: locked (a misspelt key is an error), and any
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -77,6 +79,8 @@ def load_config_file(argument: str) -> ml_collections.ConfigDict:
     """
     path, has_arg, arg = argument.partition(":")
     flag = f"--config={argument}"
+    if path.endswith(".json") and not has_arg:
+        return _load_json(path, flag)
     if not path:
         raise ConfigError(f"{flag}: give a config file, e.g. configs/parity/transformer.py:smoke")
     if not os.path.exists(path):
@@ -97,6 +101,23 @@ def load_config_file(argument: str) -> ml_collections.ConfigDict:
         raise ConfigError(
             f"{flag}: get_config() returned a {type(config).__name__}, not a ConfigDict"
         )
+    config.lock()
+    return config
+
+
+def _load_json(path: str, flag: str) -> ml_collections.ConfigDict:
+    """A config written as JSON (a table run's config, a workdir's config.json), locked."""
+    from etils import epath  # here: only JSON configs (which may be remote) need it
+
+    try:
+        values = json.loads(epath.Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{flag}: no such file {path}") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{flag}: cannot read it as a JSON config: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{flag}: holds a JSON {type(values).__name__}, not a config object")
+    config = ml_collections.ConfigDict(values)
     config.lock()
     return config
 

@@ -24,6 +24,7 @@ import ml_collections
 from framework.config import loader, schema
 from framework.errors import ConfigError
 from framework.experiments import hyper, report
+from framework.launchers import local
 from framework.train import run_record
 
 MAX_SLUG = report.MAX_SLUG
@@ -168,6 +169,15 @@ def train_command(sweep: Sweep, point: SweepPoint, python: str = sys.executable)
         f"--config={sweep.config_arg}",
         f"--workdir={point.workdir}",
         *(f"--{key}={format_value(value)}" for key, value in overrides),
+    ]
+
+
+def jobs(sweep: Sweep, python: str = sys.executable) -> list[local.Job]:
+    """The sweep's points as jobs for `framework.launchers.local.run_local`."""
+    return [
+        local.Job(p.slug, p.index, p.workdir, tuple(train_command(sweep, p, python)),
+                  p.num_train_steps)  # fmt: skip
+        for p in sweep.points
     ]
 
 

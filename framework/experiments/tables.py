@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -24,8 +25,11 @@ from etils import epath
 from framework.config import schema
 from framework.errors import ConfigError
 from framework.experiments import report
+from framework.launchers import local
 from framework.train import metric_writing, run_record
 from framework.train import workdir as workdir_lib
+
+RUN_CONFIG_FILE = "table_config.json"  # a run's config, for `jobs`
 
 
 def row_slug(name: str) -> str:
@@ -109,6 +113,39 @@ def run_dir(workdir: str, row: Row, seed: int) -> str:
     return os.path.join(workdir, row.slug, f"seed_{seed}")
 
 
+def run_config(row: Row, seed: int, workdir: str) -> ml_collections.ConfigDict:
+    """The config of `row`'s run with `seed` (`for_seed` applied)."""
+    config = row.config.copy_and_resolve_references()
+    with config.unlocked():
+        config.seed = seed
+    if row.for_seed is not None:
+        config = row.for_seed(config, seed, workdir)
+    return config
+
+
+def jobs(table: Table, workdir: str, python: str = sys.executable) -> list[local.Job]:
+    """Every run of the table as a `launch.train` process (for `local.run_local`).
+
+    Each run's config is written as `<run>/table_config.json`, which `launch.train`
+    loads as it loads any config file, so a table run is a run a user could start by
+    hand. A row's `for_seed` runs here, in this process (e.g. a pre-training run that a
+    fine-tuning row starts from is trained first, one after another).
+    """
+    out = []
+    for row in table.rows:
+        for seed in row.seeds:
+            path = run_dir(workdir, row, seed)
+            config = run_config(row, seed, workdir)
+            spec = epath.Path(path) / RUN_CONFIG_FILE
+            if jax.process_index() == 0:
+                spec.parent.mkdir(parents=True, exist_ok=True)
+                spec.write_text(json.dumps(config.to_dict(), indent=2, default=str) + "\n")
+            command = (python, "-m", "launch.train", f"--config={spec}", f"--workdir={path}")
+            name = f"{row.slug}/seed_{seed}"
+            out.append(local.Job(name, len(out) + 1, path, command, config.num_train_steps))
+    return out
+
+
 def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
     """The record of `row` with `seed`, trained first unless a finished run is there."""
     path = run_dir(workdir, row, seed)
@@ -116,11 +153,7 @@ def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
     record = run_record.read(path)
     if record["status"] == run_record.DONE:
         return {**labels, **record}
-    config = row.config.copy_and_resolve_references()
-    with config.unlocked():
-        config.seed = seed
-    if row.for_seed is not None:
-        config = row.for_seed(config, seed, workdir)
+    config = run_config(row, seed, workdir)
     metric_writing.log(f"== {row.name}, seed {seed} -> {path}")
     out = schema.trainer(config)(config, path)
     if out.preempted:

@@ -1,9 +1,10 @@
-"""Running a sweep's points as local processes, N at a time, each with its own devices.
+"""Running training jobs as local processes, N at a time, each with its own devices.
 
-`run_local` starts each unfinished point as the `launch.train` process a user could run
-by hand (`sweeps.train_command`), on a GPU host with disjoint GPUs per process
-(`device_groups`), records failures in the point's run record (`run.json`), and passes
-SIGINT / SIGTERM on to the running points (they checkpoint; a rerun resumes them).
+A `Job` is one `launch.train` command a user could run by hand with its workdir: a sweep
+point (`sweeps.jobs`) or a table run (`tables.jobs`). `run_local` starts the unfinished
+ones, N at a time (on a GPU host with disjoint GPUs per process, `device_groups`), shows
+progress with an ETA, records a failure in the job's run record (`run.json`) and passes
+SIGINT / SIGTERM on to the running jobs (they checkpoint; a rerun resumes them).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Callable
@@ -23,10 +23,21 @@ from typing import Callable
 from etils import epath
 
 from framework.errors import ConfigError
-from framework.experiments import sweeps
-from framework.experiments.sweeps import DONE, FAILED, STOPPED, Sweep, SweepPoint
 from framework.train import metric_writing, run_record
 from framework.train import workdir as workdir_lib
+
+DONE, FAILED, STOPPED = run_record.DONE, run_record.FAILED, run_record.STOPPED
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One training process: its command line, workdir and length (to tell if it is done)."""
+
+    name: str  # shown in progress lines: a sweep point's slug, a table run's directory
+    index: int  # 1-based, in the order of the jobs
+    workdir: str
+    command: tuple[str, ...]
+    num_train_steps: int
 
 
 def _gpu_ids() -> list[str]:
@@ -83,7 +94,7 @@ def _error_line(log_text: str) -> str:
 
 @dataclasses.dataclass
 class _Running:
-    point: SweepPoint
+    point: Job
     process: subprocess.Popen
     slot: int
     log_path: str  # where the output goes while it runs (local)
@@ -95,27 +106,25 @@ class _Stop(Exception):
 
 
 def run_local(
-    sweep: Sweep,
+    jobs: list[Job],
     parallel: int = 1,
     log_name: str = "run.log",
-    python: str = sys.executable,
     poll_seconds: float = 0.5,
     log: Callable[[str], None] = metric_writing.log,
-) -> None:
-    """Runs every unfinished point, `parallel` at a time; a failure does not stop the rest.
+    what: str = "sweep",
+) -> dict[str, int]:
+    """Runs every unfinished job, `parallel` at a time; a failure does not stop the rest.
 
-    Each point's output goes to `<point>/<log_name>` (`{host}` in it becomes the host
-    name; a remote workdir gets the file when the point ends). SIGINT / SIGTERM stop the
-    sweep: the running points get SIGTERM (the trainer checkpoints and exits) and are
-    marked stopped; a rerun resumes them.
+    Each job's output goes to `<workdir>/<log_name>` (`{host}` in it becomes the host
+    name; a remote workdir gets the file when the job ends). SIGINT / SIGTERM stop them:
+    the running jobs get SIGTERM (the trainer checkpoints and exits) and are marked
+    stopped; a rerun resumes them. Returns how many jobs ended in each status.
     """
     slots = device_groups(parallel)
-    results = {r["point"]: r for r in sweeps.collect(sweep)}
-    todo = [p for p in sweep.points if results[p.slug]["status"] != DONE]
-    done_before = len(sweep.points) - len(todo)
+    todo = [j for j in jobs if run_record.read(j.workdir, j.num_train_steps)["status"] != DONE]
     log(
-        f"sweep: {len(sweep.points)} point(s), {done_before} finished before, {len(todo)} to "
-        f"run, {parallel} at a time -> {sweep.workdir}"
+        f"{what}: {len(jobs)} run(s), {len(jobs) - len(todo)} finished before, {len(todo)} to "
+        f"run, {parallel} at a time"
     )
     pending = collections.deque(todo)
     running: list[_Running] = []
@@ -123,7 +132,7 @@ def run_local(
     durations: list[float] = []
     counts = collections.Counter()
     log_name = log_name.replace("{host}", os.uname().nodename)
-    scratch = tempfile.mkdtemp(prefix="sweep_logs_")
+    scratch = tempfile.mkdtemp(prefix="run_logs_")
 
     def stop_handler(signum, frame):
         raise _Stop()
@@ -132,13 +141,8 @@ def run_local(
     try:
         while pending or running:
             while pending and free:
-                running.append(
-                    _start(sweep, pending.popleft(), free.pop(0), slots, scratch, log_name, python)
-                )
-                log(
-                    f"[{running[-1].point.index}/{len(sweep.points)}] started "
-                    f"{running[-1].point.slug}"
-                )
+                running.append(_start(pending.popleft(), free.pop(0), slots, scratch, log_name))
+                log(f"[{running[-1].point.index}/{len(jobs)}] started {running[-1].point.name}")
             time.sleep(poll_seconds)
             for job in [j for j in running if j.process.poll() is not None]:
                 running.remove(job)
@@ -154,11 +158,11 @@ def run_local(
                     eta = f", ETA {metric_writing.format_duration(mean * remaining / parallel)}"
                 what = f": {error}" if error else ""
                 log(
-                    f"[{job.point.index}/{len(sweep.points)}] {status} {job.point.slug} in "
+                    f"[{job.point.index}/{len(jobs)}] {status} {job.point.name} in "
                     f"{metric_writing.format_duration(seconds)}{what} ({remaining} left{eta})"
                 )
     except _Stop:
-        log(f"sweep: stopping {len(running)} running point(s) (SIGTERM; they checkpoint)")
+        log(f"{what}: stopping {len(running)} running job(s) (SIGTERM; they checkpoint)")
         for job in running:
             job.process.send_signal(signal.SIGTERM)
         for job in running:
@@ -173,27 +177,22 @@ def run_local(
         for s, handler in previous.items():
             signal.signal(s, handler)
         shutil.rmtree(scratch, ignore_errors=True)
-    log(f"sweep: ran {len(todo)} point(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    log(f"{what}: ran {len(todo)} run(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return dict(counts)
 
 
 def _start(
-    sweep: Sweep,
-    point: SweepPoint,
-    slot: int,
-    slots: list[dict[str, str]],
-    scratch: str,
-    log_name: str,
-    python: str,
+    point: Job, slot: int, slots: list[dict[str, str]], scratch: str, log_name: str
 ) -> _Running:
     if workdir_lib.is_remote(point.workdir):
-        log_path = os.path.join(scratch, f"{point.slug}.log")
+        log_path = os.path.join(scratch, f"{point.index}.log")
     else:
         os.makedirs(point.workdir, exist_ok=True)
         log_path = os.path.join(point.workdir, log_name)
     env = {**os.environ, **slots[slot], "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w") as out:
         process = subprocess.Popen(
-            sweeps.train_command(sweep, point, python),
+            list(point.command),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -214,11 +213,11 @@ def _finish(job: _Running, log_name: str, seconds: float, stopped: bool = False)
     if record["status"] == DONE:
         return DONE, ""
     if stopped:
-        status, error = STOPPED, "stopped with the sweep; a rerun resumes it"
+        status, error = STOPPED, "stopped with the others; a rerun resumes it"
     else:
         code = job.process.returncode
         status, error = FAILED, _error_line(text) + f" (exit status {code})"
-    # The run's own record (if it wrote one) with why it ended, as the sweep saw it.
+    # The run's own record (if it wrote one) with why it ended, as the runner saw it.
     record.update(status=status, error=error, wall_seconds=round(seconds, 1))
     run_record.write(job.point.workdir, record)
     return status, error

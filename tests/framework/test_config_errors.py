@@ -7,6 +7,7 @@ The same classes run through the real CLI in `tests/launch/test_bad_input.py`.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -224,3 +225,22 @@ def test_unprepared_tfds_text_names_the_command(tmp_path):
         f"config.dataset.tfds_name='c4/en:3.1.0' is not prepared in {tmp_path}"
     )
     assert "tfds build c4/en:3.1.0 --data_dir=DIR" in message
+
+
+def test_a_json_config_loads_locked_and_bad_json_is_one_line(tmp_path):
+    config = loader.load_config("configs/parity/transformer.py:smoke")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config.to_dict()))
+    again = loader.load_config_file(str(path))
+    assert again.to_dict() == json.loads(json.dumps(config.to_dict()))
+    with pytest.raises(AttributeError):
+        again.no_such_field = 1  # locked, like a config file's config
+    (tmp_path / "bad.json").write_text("{not json")
+    assert load_error(str(tmp_path / "bad.json")).startswith(
+        f"--config={tmp_path / 'bad.json'}: cannot read it as a JSON config: "
+    )
+    (tmp_path / "list.json").write_text("[1, 2]")
+    listed = load_error(str(tmp_path / "list.json"))
+    assert listed.endswith("holds a JSON list, not a config object")
+    missing = str(tmp_path / "none.json")
+    assert load_error(missing).endswith(f"no such file {missing}")

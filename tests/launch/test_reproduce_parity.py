@@ -65,6 +65,25 @@ def test_unknown_table_and_preset_are_one_line_errors(tmp_path):
     assert "error: unknown preset 'huge' for parity" in result.stderr
 
 
+def test_parallel_runs_are_launch_train_processes_with_the_same_results(tmp_path):
+    """--parallel=2 trains each run as its own `launch.train` process (on its written
+    table_config.json) and tabulates the same figures as training in one process."""
+    args = ("parity", "--preset=tiny", "--rows=transformer,adatape")
+    one = cli.run("launch.reproduce", *args, f"--workdir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = cli.run("launch.reproduce", *args, f"--workdir={tmp_path / 'two'}", "--parallel=2")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "table: 2 run(s), 0 finished before, 2 to run, 2 at a time" in two.stdout
+    for row in ("transformer", "adatape"):
+        run = tmp_path / "two" / row / "seed_0"
+        assert (run / "run.log").read_text().count("eval at step 20:") == 1
+        assert (run / tables.RUN_CONFIG_FILE).exists()
+    rows = [json.loads((tmp_path / d / "results.json").read_text())["rows"] for d in ("one", "two")]
+    for name in ("Transformer", "AdaTape"):
+        for key in ("eval.accuracy", "num_params", "flops_per_example", "eval.tape_length"):
+            assert rows[0][name].get(key) == rows[1][name].get(key), (name, key)
+
+
 def test_rows_are_selected_by_name_or_slug():
     table = registry.TABLES.get("parity")("tiny")
     selected = tables.select_rows(table, ["AdaTape", "transformer"])

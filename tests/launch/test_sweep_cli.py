@@ -78,10 +78,10 @@ def test_tiny_sweep_runs_reports_and_skips_finished_points(tmp_path):
     original = local.subprocess.Popen
     local.subprocess.Popen = no_process
     try:
-        local.run_local(sweep, parallel=2, log=lines.append)
+        local.run_local(sweeps.jobs(sweep), parallel=2, log=lines.append)
     finally:
         local.subprocess.Popen = original
-    assert lines[0].startswith("sweep: 1 point(s), 1 finished before, 0 to run")
+    assert lines[0].startswith("sweep: 1 run(s), 1 finished before, 0 to run")
 
     # --dry_run prints each point's exact command, marking the finished ones.
     out = cli.run("launch.sweep", f"--config={CONFIG}", f"--workdir={workdir}", "--dry_run")
