@@ -28,7 +28,7 @@ The `span_corruption` dataset reads the result with
 Image data sets become tfds data sets in ArrayRecord format at DATA_DIR/<name>/<version>/
 (`--data_dir`, default tfds' own: $TFDS_DATA_DIR, else ~/tensorflow_datasets), read with
 `tfds.data_source(name, data_dir=DATA_DIR)`; a data set already there is left alone.
-The code lives in `framework.data.image_prepare`.
+The code lives in `framework.data.image_prepare` (one module per source).
 
   python -m launch.prepare_data fashion_mnist [--data_dir=D] [--source_dir=DIR]
       Fashion-MNIST (train 60000, test 10000) as tfds' `fashion_mnist` 3.0.1, from the
@@ -64,7 +64,7 @@ import time
 from absl import app, flags, logging
 
 from framework import app as framework_app
-from framework.data import image_prepare
+from framework.data.image_prepare import fashion_mnist, image_folder, imagenet, synthetic
 from framework.data.text import polarity, shakespeare, sources, vocabulary
 from framework.errors import ConfigError
 
@@ -154,7 +154,7 @@ def prepare_polarity() -> None:
 
 def prepare_fashion_mnist() -> None:
     """The `fashion_mnist` command."""
-    prepared = image_prepare.prepare_fashion_mnist(
+    prepared = fashion_mnist.prepare_fashion_mnist(
         FLAGS.data_dir or None, source_dir=FLAGS.source_dir or None
     )
     print(prepared.summary())
@@ -164,7 +164,7 @@ def prepare_image_folder() -> None:
     """The `image_folder` command."""
     if not FLAGS.input or not FLAGS.name:
         raise ConfigError("image_folder needs --input=DIR and --name=NAME")
-    prepared = image_prepare.prepare_image_folder(
+    prepared = image_folder.prepare_image_folder(
         FLAGS.input, FLAGS.name, data_dir=FLAGS.data_dir or None, version=FLAGS.version
     )
     print(prepared.summary())
@@ -173,17 +173,14 @@ def prepare_image_folder() -> None:
 def prepare_imagenet2012() -> None:
     """The `imagenet2012` command."""
     if not FLAGS.manual_dir:
-        raise ConfigError(
-            "imagenet2012 needs --manual_dir=DIR holding "
-            + image_prepare.expected_files(image_prepare.IMAGENET)
-        )
-    prepared = image_prepare.prepare_imagenet2012(FLAGS.manual_dir, FLAGS.data_dir or None)
+        raise ConfigError("imagenet2012 needs --manual_dir=DIR holding " + imagenet.EXPECTED_FILES)
+    prepared = imagenet.prepare_imagenet2012(FLAGS.manual_dir, FLAGS.data_dir or None)
     print(prepared.summary())
 
 
 def prepare_synthetic_images() -> None:
     """The `synthetic_images` command."""
-    prepared = image_prepare.prepare_synthetic_images(
+    prepared = synthetic.prepare_synthetic_images(
         FLAGS.name or "synthetic_jpegs",
         FLAGS.num_images,
         FLAGS.num_classes,

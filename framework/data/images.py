@@ -64,12 +64,12 @@ def open_source(tfds_name: str, split: str, data_dir: str | None):
 
 
 def _not_prepared_message(tfds_name: str, split: str, data_dir: str | None, error) -> str:
-    from framework.data import image_prepare  # its tfds builders import TensorFlow
+    from framework.data.image_prepare import advice  # its tfds builders import TensorFlow
 
     root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
     base_name = tfds_name.split(":")[0].split("/")[0]
     prepared = glob.glob(os.path.join(root, base_name, "**", "dataset_info.json"), recursive=True)
-    command = image_prepare.prepare_command(base_name, data_dir)
+    command = advice.prepare_command(base_name, data_dir)
     if isinstance(error, (KeyError, ValueError)) and prepared and "split" in str(error).lower():
         return f"dataset.tfds_name={tfds_name!r} has no split {split!r} ({error})"
     if prepared and "format" in str(error).lower():
@@ -79,7 +79,7 @@ def _not_prepared_message(tfds_name: str, split: str, data_dir: str | None, erro
         )
     return (
         f"dataset {tfds_name!r} is not prepared in {root} (needs "
-        f"{image_prepare.expected_files(base_name)}); prepare it with: {command}"
+        f"{advice.expected_files(base_name)}); prepare it with: {command}"
     )
 
 

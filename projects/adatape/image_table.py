@@ -10,8 +10,8 @@ computes). It then writes `accuracy_vs_speed.png` (accuracy against eval images/
 error bars over seeds: the paper's figure) and `selection_heatmap.png` (how often ATR
 reads each patch of the input-driven bank over the test split: the blog's figure).
 
-Fashion-MNIST is prepared on first use (`image_prepare.prepare_fashion_mnist`, from
-Debian's package, into tfds' data dir). Presets: `tiny` (a few steps, one seed: tests
+Fashion-MNIST is prepared on first use (`fashion_mnist.prepare_fashion_mnist` of
+`framework.data.image_prepare`, from Debian's package, into tfds' data dir). Presets: `tiny` (a few steps, one seed: tests
 the command), `quick` (400 steps of batch 128, 3 seeds; under 20 minutes on 2 CPU
 cores), `full` (the config's 3000 steps, 3 seeds).
 """
@@ -26,7 +26,7 @@ from typing import Any
 import ml_collections
 
 from framework.config import loader, registry
-from framework.data import image_prepare
+from framework.data.image_prepare import fashion_mnist
 from framework.experiments import run_budget, step_timing, tables
 from framework.train import metric_writing
 from projects.adatape import image_plots
@@ -139,7 +139,7 @@ def report(table: tables.Table, summary: dict[str, Any], workdir: str) -> None:
 @registry.TABLES.register("images")
 def images_table(preset_name: str) -> tables.Table:
     preset = tables.pick_preset("images", PRESETS, preset_name)
-    image_prepare.prepare_fashion_mnist()  # on first use; a no-op once prepared
+    fashion_mnist.prepare_fashion_mnist()  # on first use; a no-op once prepared
     rows = [
         tables.Row(name, _row_config(preset, model), preset.seeds)
         for name, model in ROWS.items()

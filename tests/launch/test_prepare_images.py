@@ -13,7 +13,13 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from framework.data import image_prepare
+from framework.data.image_prepare import (
+    advice,
+    common,
+    fashion_mnist,
+    image_folder,
+    imagenet,
+)
 from framework.errors import ConfigError
 from tests.launch import cli
 
@@ -50,7 +56,7 @@ def decode(data: bytes) -> np.ndarray:
 def test_fashion_mnist_reads_back_as_tfds_fashion_mnist(fashion_source, tmp_path):
     source, arrays = fashion_source
     data_dir = str(tmp_path / "tfds")
-    prepared = image_prepare.prepare_fashion_mnist(data_dir, source_dir=source)
+    prepared = fashion_mnist.prepare_fashion_mnist(data_dir, source_dir=source)
     assert prepared.created and prepared.num_examples == {"train": 5, "test": 3}
     assert prepared.path == os.path.join(data_dir, "fashion_mnist", "3.0.1")
 
@@ -67,7 +73,7 @@ def test_fashion_mnist_reads_back_as_tfds_fashion_mnist(fashion_source, tmp_path
 
     files = sorted(os.listdir(prepared.path))
     stamps = [os.path.getmtime(os.path.join(prepared.path, f)) for f in files]
-    again = image_prepare.prepare_fashion_mnist(data_dir, source_dir="/nonexistent")
+    again = fashion_mnist.prepare_fashion_mnist(data_dir, source_dir="/nonexistent")
     assert not again.created and "nothing to do" in again.summary()
     assert [os.path.getmtime(os.path.join(prepared.path, f)) for f in files] == stamps
 
@@ -94,17 +100,17 @@ def test_fashion_mnist_fetches_the_debian_package_once(fashion_source, tmp_path,
     )
     deb = tmp_path / "dataset-fashion-mnist_1_all.deb"
     subprocess.run(["dpkg-deb", "--build", str(package), str(deb)], check=True, capture_output=True)
-    monkeypatch.setattr(image_prepare, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "absent"))
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "absent"))
     path = os.environ["PATH"]
     monkeypatch.setenv("PATH", fake_apt_get(tmp_path, deb) + os.pathsep + path)
     data_dir = str(tmp_path / "tfds")
     cache = os.path.join(data_dir, "downloads", "fashion_mnist_deb")
-    assert image_prepare.fashion_mnist_source(data_dir) == cache
+    assert fashion_mnist.fashion_mnist_source(data_dir) == cache
     assert sorted(os.listdir(cache)) == sorted(os.listdir(source))
     monkeypatch.setenv("PATH", fake_apt_get(tmp_path / "failing") + os.pathsep + path)
-    assert image_prepare.fashion_mnist_source(data_dir) == cache  # no apt-get call
+    assert fashion_mnist.fashion_mnist_source(data_dir) == cache  # no apt-get call
     with pytest.raises(ConfigError, match="apt-get download dataset-fashion-mnist.*--source_dir"):
-        image_prepare.fashion_mnist_source(str(tmp_path / "other"))
+        fashion_mnist.fashion_mnist_source(str(tmp_path / "other"))
 
 
 def save(path, array, fmt):
@@ -136,7 +142,7 @@ def test_image_folder_stores_files_as_they_are(tmp_path):
     save(tmp_path / "in/dog/c.bmp", bmp, "BMP")  # not JPEG/PNG: stored as PNG
     (tmp_path / "in/dog/.DS_Store").write_bytes(b"junk")  # hidden files are skipped
     data_dir = str(tmp_path / "tfds")
-    prepared = image_prepare.prepare_image_folder(str(tmp_path / "in"), "pets", data_dir)
+    prepared = image_folder.prepare_image_folder(str(tmp_path / "in"), "pets", data_dir)
     assert prepared.num_examples == {"train": 5}
 
     info = tfds.builder("pets", data_dir=data_dir).info  # found from the files alone
@@ -151,7 +157,7 @@ def test_image_folder_stores_files_as_they_are(tmp_path):
     png = examples["dog/c.bmp"]["image"]
     assert png.startswith(b"\x89PNG") and np.array_equal(decode(png), bmp)
 
-    again = image_prepare.prepare_image_folder(str(tmp_path / "in"), "pets", data_dir)
+    again = image_folder.prepare_image_folder(str(tmp_path / "in"), "pets", data_dir)
     assert not again.created and again.num_examples == {"train": 5}
 
 
@@ -160,7 +166,7 @@ def test_image_folder_split_folders_and_gray_images(tmp_path):
     save(tmp_path / "in/val/dog/x.png", np.zeros((3, 4), np.uint8), "PNG")
     save(tmp_path / "in/val/emu/y.png", np.ones((3, 4), np.uint8), "PNG")
     data_dir = str(tmp_path / "tfds")
-    prepared = image_prepare.prepare_image_folder(
+    prepared = image_folder.prepare_image_folder(
         str(tmp_path / "in"), "birds_and_pets", data_dir, version="2.1.0"
     )
     assert prepared.path == os.path.join(data_dir, "birds_and_pets", "2.1.0")
@@ -185,11 +191,11 @@ def test_image_folder_rejects_bad_input(tmp_path):
     make_images(tmp_path / "in")
     data_dir = str(tmp_path / "tfds")
     with pytest.raises(ConfigError, match="is a tfds data set"):
-        image_prepare.prepare_image_folder(str(tmp_path / "in"), "mnist", data_dir)
+        image_folder.prepare_image_folder(str(tmp_path / "in"), "mnist", data_dir)
     with pytest.raises(ConfigError, match="lower-case"):
-        image_prepare.prepare_image_folder(str(tmp_path / "in"), "My-Pets", data_dir)
+        image_folder.prepare_image_folder(str(tmp_path / "in"), "My-Pets", data_dir)
     with pytest.raises(ConfigError, match="no such directory"):
-        image_prepare.prepare_image_folder(str(tmp_path / "none"), "pets", data_dir)
+        image_folder.prepare_image_folder(str(tmp_path / "none"), "pets", data_dir)
 
 
 def test_corrupt_image_is_one_line_error(tmp_path):
@@ -260,18 +266,18 @@ def test_imagenet2012_from_fake_tars(tmp_path):
     validation = read("imagenet2012", "validation", data_dir)
     assert [names[validation[k]["label"]] for k in sorted(validation)] == first
 
-    again = image_prepare.prepare_imagenet2012(str(tmp_path / "gone"), data_dir)
+    again = imagenet.prepare_imagenet2012(str(tmp_path / "gone"), data_dir)
     assert not again.created
 
 
 def test_imagenet2012_without_tars_names_them(tmp_path):
     (tmp_path / "ILSVRC2012_img_val.tar").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"lacks ILSVRC2012_img_train\.tar \(.*image-net\.org"):
-        image_prepare.prepare_imagenet2012(str(tmp_path), str(tmp_path / "tfds"))
+        imagenet.prepare_imagenet2012(str(tmp_path), str(tmp_path / "tfds"))
 
 
 def test_prepare_command_and_expected_files(monkeypatch):
-    command = image_prepare.prepare_command
+    command = advice.prepare_command
     assert command("fashion_mnist:3.0.1", "/d") == (
         "python -m launch.prepare_data fashion_mnist --data_dir=/d"
     )
@@ -283,8 +289,8 @@ def test_prepare_command_and_expected_files(monkeypatch):
         "python -m launch.prepare_data image_folder --input=<dir with one sub-folder of "
         "images per class> --name=pets --version=2.0.0 --data_dir='/my data'"
     )
-    assert "ILSVRC2012_img_train.tar" in image_prepare.expected_files("imagenet2012")
-    assert "dataset-fashion-mnist" in image_prepare.expected_files("fashion_mnist")
-    assert "class sub-folders" in image_prepare.expected_files("pets")
+    assert "ILSVRC2012_img_train.tar" in advice.expected_files("imagenet2012")
+    assert "dataset-fashion-mnist" in advice.expected_files("fashion_mnist")
+    assert "class sub-folders" in advice.expected_files("pets")
     monkeypatch.setenv("TFDS_DATA_DIR", "/elsewhere")
-    assert image_prepare.resolve_data_dir(None) == "/elsewhere"
+    assert common.resolve_data_dir(None) == "/elsewhere"

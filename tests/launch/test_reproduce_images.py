@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from framework.data import image_prepare
+from framework.data.image_prepare import fashion_mnist
 from framework.experiments.tables import row_slug
 from projects.adatape import image_table
 from tests.launch import cli
@@ -25,7 +25,7 @@ def test_images_tiny_table_end_to_end(tmp_path):
         write_idx(source / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(source / f"{prefix}-labels-idx1-ubyte.gz", labels)
     data_dir = tmp_path / "tfds"
-    image_prepare.prepare_fashion_mnist(str(data_dir), source_dir=str(source))
+    fashion_mnist.prepare_fashion_mnist(str(data_dir), source_dir=str(source))
 
     workdir = tmp_path / "table"
     env = {"TFDS_DATA_DIR": str(data_dir)}

@@ -92,7 +92,7 @@ def test_eval_covers_the_split_once_padded_and_masked(mock_imagenet):
 
 def test_eval_of_another_tfds_split(tmp_path):
     """A tiny prepared Fashion-MNIST (5 train, 3 test images): eval on its train split."""
-    from framework.data import image_prepare
+    from framework.data.image_prepare import fashion_mnist
     from tests.launch.test_prepare_images import write_idx
 
     rng = np.random.default_rng(0)
@@ -102,7 +102,7 @@ def test_eval_of_another_tfds_split(tmp_path):
         write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.array(split_labels))
     data_dir = str(tmp_path / "tfds")
-    image_prepare.prepare_fashion_mnist(data_dir, source_dir=str(tmp_path))
+    fashion_mnist.prepare_fashion_mnist(data_dir, source_dir=str(tmp_path))
     config = images.TfdsImages.default_config()
     config.update(tfds_name="fashion_mnist", data_dir=data_dir, eval_split="test", num_threads=1)
     data = images.TfdsImages(config, pipeline.HostSplit(2, 2), 0)
