@@ -13,7 +13,8 @@ picklable `Preprocess`, called as `preprocess(example, rng) -> example` in data 
 An example is a dict: `image` (encoded bytes, then uint8 [H, W, C], then float32),
 `label` (int) and optionally `id` (the record or file, named in error messages).
 
-Per-example ops (`ops.py`, `randaug.py`):
+Per-example ops (`ops.py`, `geometry.py`, `randaug.py`; their argument checks in
+`checks.py`):
 - `decode(channels=3)`: bytes -> uint8 [H, W, channels]; bad data raises `DataError`.
 - `inception_crop(size, area_min=0.05, area_max=1.0, ratio_min=3/4, ratio_max=4/3)`:
   random-resized crop to `size` (int or (h, w)).
@@ -34,9 +35,9 @@ New ops register with `@pp.register(name)` on a factory `factory(*args) -> op`, 
 """
 
 # Importing the op modules registers their ops.
-from framework.data.pp import batch_ops, ops, randaug
+from framework.data.pp import batch_ops, geometry, ops, randaug
 from framework.data.pp.batch_ops import MixupSettings, mixup
-from framework.data.pp.ops import inception_crop_box
+from framework.data.pp.geometry import inception_crop_box
 from framework.data.pp.registry import Op, Preprocess, known_ops, parse, register
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Op",
     "Preprocess",
     "batch_ops",
+    "geometry",
     "inception_crop_box",
     "known_ops",
     "mixup",

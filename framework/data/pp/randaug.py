@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from framework.data.pp.ops import record_id
+from framework.data.pp.checks import record_id
 from framework.data.pp.registry import Example, OpFn, register
 
 MAX_MAGNITUDE = 30

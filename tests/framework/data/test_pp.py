@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from framework.data import pp
-from framework.data.pp import batch_ops, ops
+from framework.data.pp import batch_ops, geometry
 from framework.errors import ConfigError, DataError
 
 RNG = np.random.default_rng
@@ -166,7 +166,7 @@ def test_inception_crop_box_within_bounds_area_and_ratio():
     area_min, area_max, ratio_min, ratio_max = 0.2, 0.9, 3 / 4, 4 / 3
     fallbacks = 0
     for seed in range(500):
-        top, left, h, w = ops.inception_crop_box(
+        top, left, h, w = geometry.inception_crop_box(
             height, width, RNG(seed), area_min, area_max, ratio_min, ratio_max
         )
         assert 0 <= top and 0 <= left and 0 < h and 0 < w
@@ -183,11 +183,11 @@ def test_inception_crop_box_within_bounds_area_and_ratio():
 
 def test_inception_crop_box_fallback_is_the_centred_largest_box_in_ratio():
     # A very wide image: no sampled box of ratio <= 4/3 and area >= 0.5 fits in 10 tries.
-    top, left, h, w = ops.inception_crop_box(10, 1000, RNG(0), 0.5, 1.0, 3 / 4, 4 / 3)
+    top, left, h, w = geometry.inception_crop_box(10, 1000, RNG(0), 0.5, 1.0, 3 / 4, 4 / 3)
     assert (h, w) == (10, 13)
     assert (top, left) == (0, (1000 - 13) // 2)
     # A very tall one: full width, height width / ratio_min.
-    assert ops.inception_crop_box(1000, 10, RNG(0), 0.5, 1.0, 3 / 4, 4 / 3) == (493, 0, 13, 10)
+    assert geometry.inception_crop_box(1000, 10, RNG(0), 0.5, 1.0, 3 / 4, 4 / 3) == (493, 0, 13, 10)
 
 
 def test_inception_crop_output_shape_and_determinism():
