@@ -24,8 +24,9 @@ import os
 import jax
 from absl import flags
 
-from framework import app, errors
-from framework.train import checkpoints, evaluators, metric_writing, trainer
+from framework import app
+from framework.train import checkpoints, evaluators, metric_writing, run_config
+from framework.train import experiment as experiment_lib
 from framework.train import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -36,27 +37,17 @@ flags.DEFINE_integer("checkpoint", None, "The step to evaluate (default: the lat
 
 def main() -> None:
     workdir_lib.check_workdir(FLAGS.workdir)
-    config = app.config() or workdir_lib.saved_config(FLAGS.workdir)
+    config = app.config() or run_config.saved_config(FLAGS.workdir)
     app.initialize_distributed()
-    experiment = trainer.build_experiment(config)
+    experiment = experiment_lib.build_experiment(config)
     evals = evaluators.from_config(experiment, FLAGS.workdir, suffix=SUFFIX)
-    ckpt = checkpoints.Checkpointer(FLAGS.workdir, keep=1_000_000, asynchronous=False)
-    try:
-        steps = ckpt.manager.all_steps()
-        if not steps:
-            raise errors.ConfigError(f"{ckpt.directory} holds no checkpoint to evaluate")
-        step = FLAGS.checkpoint if FLAGS.checkpoint is not None else max(steps)
-        if step not in steps:
-            raise errors.ConfigError(
-                f"--checkpoint={step}: {ckpt.directory} holds steps {sorted(steps)}"
-            )
-        ckpt.check_compatible(
-            experiment.abstract_state, "evaluate it with its own config (omit --config)"
-        )
-        params = ckpt.restore(step, experiment.abstract_state).params
-    finally:
-        ckpt.close()
-    result = evaluators.run(evals, params, step)
+    state, step = checkpoints.restore_state(
+        FLAGS.workdir,
+        experiment.abstract_state,
+        FLAGS.checkpoint,
+        advice="evaluate it with its own config (omit --config)",
+    )
+    result = evaluators.run(evals, state.params, step)
     writer = metric_writing.MetricWriter(
         FLAGS.workdir, resumed_step=None, tensorboard_dir=os.path.join(FLAGS.workdir, "evaluate")
     )

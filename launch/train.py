@@ -10,7 +10,8 @@ from absl import flags
 
 from framework import app, errors
 from framework.config import schema
-from framework.train import workdir as workdir_lib  # also defines --accept_config_changes
+from framework.train import run_config  # noqa: F401  (defines --accept_config_changes)
+from framework.train import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 

@@ -3,7 +3,7 @@
 Every timing is a `TimedLoop`: a compiled call without arguments (a train step fed its
 own state, an eval step, one whole decode), compiled and warmed up first, then timed
 per call with the device work waited on. `bare_loop` builds an experiment from its
-config exactly as the trainer does (`trainer.build_experiment`) and steps the trainer's
+config exactly as the trainer does (`experiment.build_experiment`) and steps the trainer's
 jitted train step on one fixed on-device batch, with nothing around it (no input
 pipeline, logging or checkpoints).
 `interleaved_step_times` times several experiments round by round, so that a machine's
@@ -28,6 +28,7 @@ import ml_collections
 from framework.data import pipeline
 from framework.experiments import run_budget, tables
 from framework.train import checkpoints, train_state, trainer
+from framework.train import experiment as experiment_lib
 
 
 @dataclasses.dataclass
@@ -77,7 +78,7 @@ class _Carried:
         return self.state
 
 
-def _state(experiment: trainer.Experiment, workdir: str | None) -> train_state.TrainState:
+def _state(experiment: experiment_lib.Experiment, workdir: str | None) -> train_state.TrainState:
     """The latest checkpointed state in `workdir`, or the initial state when None."""
     if workdir is None:
         return experiment.init_state()
@@ -91,7 +92,7 @@ def bare_loop(config: ml_collections.ConfigDict, workdir: str | None = None) -> 
     The state is the initial one, or the latest checkpoint of `workdir` (a trained
     adaptive model computes as much as its trained halting asks for).
     """
-    experiment = trainer.build_experiment(config)
+    experiment = experiment_lib.build_experiment(config)
     state = _state(experiment, workdir)
     batch = pipeline.shard_batch(experiment.example_batch, experiment.mesh)
     num_params = train_state.param_count(state.params)
@@ -101,7 +102,7 @@ def bare_loop(config: ml_collections.ConfigDict, workdir: str | None = None) -> 
 
 def bare_eval_loop(config: ml_collections.ConfigDict, workdir: str | None = None) -> TimedLoop:
     """`config`'s jitted eval step on its first eval batch (params as in `bare_loop`)."""
-    experiment = trainer.build_experiment(config)
+    experiment = experiment_lib.build_experiment(config)
     params = _state(experiment, workdir).params
     batch = pipeline.shard_batch(experiment.dataset.example_eval_batch(), experiment.mesh)
     step = experiment.jit_eval_step()

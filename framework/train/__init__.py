@@ -1,5 +1,6 @@
-"""Training: state, optimizers, schedules, checkpoints, metric writing, the trainer and
-its evaluators.
+"""Training: state, optimizers, schedules, the experiment (`experiment`), its steps
+(`steps`), the trainer and its evaluators, checkpoints, the workdir (`workdir`: lock and
+checks; `run_config`: the saved config), metric writing and the run record.
 
 `REGISTERED` says which module registers each trainer and evaluator, so that a lookup
 imports only it (see `framework.config.registry`).

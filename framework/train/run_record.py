@@ -23,8 +23,7 @@ from typing import Any
 import jax
 from etils import epath
 
-from framework.train import metric_writing
-from framework.train import workdir as workdir_lib
+from framework.train import metric_writing, run_config
 
 RECORD_FILE = "run.json"
 LEGACY_TABLE_RESULT = "result.json"  # tables' per-run file before run.json
@@ -129,7 +128,7 @@ def _from_metrics(workdir: str, num_train_steps: int | None) -> dict[str, Any]:
     evals = [r for r in rows if r.get("split") == "eval"]
     info = next((r for r in rows if r.get("split") == "info"), {})
     if num_train_steps is None:
-        saved = _read_json(epath.Path(workdir) / workdir_lib.CONFIG_FILE) or {}
+        saved = _read_json(epath.Path(workdir) / run_config.CONFIG_FILE) or {}
         num_train_steps = int(saved.get("num_train_steps", 0))
     step = max((int(r["step"]) for r in train + evals), default=0)
     finished = bool(evals) and num_train_steps > 0 and int(evals[-1]["step"]) >= num_train_steps

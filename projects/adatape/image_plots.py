@@ -19,7 +19,8 @@ import numpy as np
 from etils import epath
 
 from framework.config import schema
-from framework.train import checkpoints, evaluators, trainer
+from framework.train import checkpoints, evaluators
+from framework.train import experiment as experiment_lib
 
 matplotlib.use("Agg")  # files only; no display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -61,7 +62,7 @@ def selection_counts(config: ml_collections.ConfigDict, trained_dir: str) -> tup
     """(reads per bank entry over the eval split, number of eval images) for the
     checkpoint in `trained_dir`; each image counts an entry at most once (the
     `tape_selection` evaluator, `projects/adatape/evaluators.py`)."""
-    experiment = trainer.build_experiment(config)
+    experiment = experiment_lib.build_experiment(config)
     params = checkpoints.restore_state(trained_dir, experiment.abstract_state)[0].params
     entry = schema.eval_entry("tape_selection", "config.evals.selection")
     selection = evaluators.build("selection", entry, evaluators.Context(experiment, trained_dir))

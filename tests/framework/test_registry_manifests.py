@@ -38,8 +38,11 @@ def test_a_lookup_imports_only_the_named_entry():
         "registry.MODELS.get('transformer_classifier')\n"
         "registry.DATASETS.get('parity')\n"
         "registry.TRAINERS.get('default')\n"
+        "registry.EVALUATORS.get('metrics')\n"
         "heavy = [m for m in ('tensorflow', 'tensorflow_datasets', 'grain', 'matplotlib',\n"
-        "         'projects.altup.model', 'framework.data.images') if m in sys.modules]\n"
+        "         'projects.altup.model', 'framework.data.images',\n"
+        "         'framework.train.evaluators.decoding', 'framework.models.t5')\n"
+        "         if m in sys.modules]\n"
         "print(heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

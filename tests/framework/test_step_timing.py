@@ -14,7 +14,8 @@ import numpy as np
 from framework.config import loader
 from framework.data import pipeline
 from framework.experiments import step_timing
-from framework.train import checkpoints, trainer
+from framework.train import checkpoints
+from framework.train import experiment as experiment_lib
 
 VOCAB = 64
 
@@ -63,7 +64,7 @@ def test_bare_loop_steps_the_trainers_state(tmp_path):
     assert any("fusion" in e.get("name", "") for e in events if e.get("ph") == "X")
     assert int(loop.output.step) == 5 + 1 + 2  # one untraced step, two traced
     # The trainer's state: running sums of every training metric, grad norm and rate.
-    experiment = trainer.build_experiment(tiny_t5("dense"))
+    experiment = experiment_lib.build_experiment(tiny_t5("dense"))
     assert set(loop.output.metric_sums) == set(experiment.abstract_state.metric_sums)
     assert {"loss", "accuracy", "grad_norm", "learning_rate"} <= set(loop.output.metric_sums)
     # Eight steps on a batch of 2 rows of 8 target tokens each: 128 counted tokens.
@@ -91,7 +92,7 @@ def test_step_times_relative_to_the_reference():
 def test_loops_of_a_trained_workdir_start_from_its_latest_checkpoint(tmp_path):
     """`bare_loop` / `bare_eval_loop` with a workdir: the state `restore_state` reads."""
     config = tiny_t5("dense")
-    experiment = trainer.build_experiment(config)
+    experiment = experiment_lib.build_experiment(config)
     state = experiment.init_state()
     saved = state.replace(params=jax.tree.map(lambda x: x + 1, state.params), step=state.step + 9)
     ckpt = checkpoints.Checkpointer(str(tmp_path), keep=2, asynchronous=False)

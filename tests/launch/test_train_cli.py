@@ -11,6 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from configs.parity import transformer as parity_config
+from framework.train import experiment as experiment_lib
 from framework.train import trainer
 from tests.launch import cli
 
@@ -132,7 +133,7 @@ def test_two_processes_match_one_process(tmp_path):
     config = parity_config.get_config("smoke")
     config.num_train_steps, config.log_every_steps, config.eval_every_steps = 20, 5, 0
     trainer.train_and_evaluate(
-        config, str(tmp_path / "single"), mesh=trainer.make_mesh(jax.devices()[:1])
+        config, str(tmp_path / "single"), mesh=experiment_lib.make_mesh(jax.devices()[:1])
     )
     losses = lambda d: [r["loss"] for r in metrics(d) if r["split"] == "train"]  # noqa
     np.testing.assert_allclose(losses(tmp_path / "multi"), losses(tmp_path / "single"), rtol=1e-5)

@@ -11,7 +11,7 @@ import numpy as np
 from framework.config import schema
 from framework.data.pipeline import HostSplit
 from framework.models import base
-from framework.train import trainer
+from framework.train import steps
 
 
 def build(model_name: str, dataset_name: str, batch_size: int = 4, dataset=None, **model):
@@ -39,7 +39,7 @@ def init_and_grads(model: base.BaseModel, batch, random_head: bool = True):
     """Initial parameters, the trainer's training loss (task + auxiliary) there, its
     gradient and the auxiliaries, all in one compiled program (compiling is what tests
     wait for)."""
-    loss_fn = trainer.make_loss_fn(model)
+    loss_fn = steps.make_loss_fn(model)
 
     def run():
         params = model.init(jax.random.key(0, impl="rbg"), batch)  # compiles faster

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 import ml_collections
 
 from framework.config import registry
-from framework.train.evaluators import decoding, metrics  # noqa: F401  (register)
 from framework.train.evaluators.base import Context, Evaluator, Result
 
 if TYPE_CHECKING:
-    from framework.train.trainer import Experiment
+    from framework.train.experiment import Experiment
 
 __all__ = ["Context", "Evaluator", "Result", "build", "from_config", "run"]
 

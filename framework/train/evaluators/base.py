@@ -21,7 +21,7 @@ from framework.data import pipeline
 from framework.errors import ConfigError
 
 if TYPE_CHECKING:  # the trainer builds evaluators; they only read its Experiment
-    from framework.train.trainer import Experiment
+    from framework.train.experiment import Experiment
 
 @dataclasses.dataclass
 class Result:

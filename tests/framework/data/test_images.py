@@ -13,6 +13,7 @@ from configs.baselines import avit, u2t, uvit, vit
 from framework.config import schema
 from framework.data import images, pipeline, pp
 from framework.errors import ConfigError, DataError
+from framework.train import experiment as experiment_lib
 from framework.train import trainer
 from tests.launch import cli
 
@@ -41,7 +42,7 @@ def build(config, split=None, seed=0):
 
 def one_device_mesh():
     """Sharding is tested elsewhere; one device compiles these runs faster."""
-    return trainer.make_mesh(jax.devices()[:1])
+    return experiment_lib.make_mesh(jax.devices()[:1])
 
 
 def equal_batches(a, b):

@@ -16,7 +16,7 @@ from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
 from framework.models import t5
 from framework.models.t5 import decoding
-from framework.train import trainer
+from framework.train import experiment as experiment_lib
 from framework.train.evaluators import decoding as decoding_eval
 from tests.framework.data.conftest import generated_lines
 from tests.framework.models import test_decoding
@@ -485,7 +485,7 @@ def test_decode_texts_shards_each_eval_batch_over_the_mesh(polarity_dir, monkeyp
         return decode_batch(model, params, batch, *args, **kwargs)
 
     monkeypatch.setattr(decoding, "decode_batch", spy)
-    both, one = (trainer.make_mesh(jax.devices()[:n]) for n in (2, 1))
+    both, one = (experiment_lib.make_mesh(jax.devices()[:n]) for n in (2, 1))
     texts = decoding_eval.decode_texts(model, params, ds, settings, both)
     assert len(texts) == 10
     assert texts == decoding_eval.decode_texts(model, params, ds, settings, one)

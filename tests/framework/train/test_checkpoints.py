@@ -7,11 +7,12 @@ import pytest
 
 from framework.config import loader
 from framework.errors import ConfigError
-from framework.train import checkpoints, trainer
+from framework.train import checkpoints
+from framework.train import experiment as experiment_lib
 
 
 def experiment(**overrides):
-    return trainer.build_experiment(
+    return experiment_lib.build_experiment(
         loader.load_config("configs/parity/transformer.py:smoke", **overrides)
     )
 

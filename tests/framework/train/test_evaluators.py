@@ -10,8 +10,8 @@ from configs.altup import finetune
 from framework.config import loader, registry, schema
 from framework.data import parity
 from framework.errors import ConfigError
-from framework.train import evaluators, trainer
-from framework.train import workdir as workdir_lib
+from framework.train import evaluators, run_config, trainer
+from framework.train import experiment as experiment_lib
 from framework.train.evaluators import metrics
 from tests.framework.train.test_trainer import read_metrics, tiny_config
 from tests.launch import cli
@@ -115,7 +115,7 @@ def test_two_evaluators_on_two_splits_write_one_eval_row(tmp_path):
     assert [r["step"] for r in rows] == [10, 20]
     assert "accuracy" not in rows[0] and "head/accuracy" in rows[0]
     assert {"accuracy", "loss", "head/accuracy", "head/loss"} <= set(rows[1])
-    experiment = trainer.build_experiment(c)
+    experiment = experiment_lib.build_experiment(c)
     step = experiment.jit_eval_step()
     dataset, mesh = experiment.dataset, experiment.mesh
     everything = metrics.evaluate(step, result.params, dataset.eval_batches(), mesh)
@@ -148,7 +148,7 @@ def _write_old_config(workdir, config):
         saved["decode"].update(evals["decode"], at_eval=True)
         for key in ("type", "split", "every_steps"):
             del saved["decode"][key]
-    with open(os.path.join(workdir, workdir_lib.CONFIG_FILE), "w") as f:
+    with open(os.path.join(workdir, run_config.CONFIG_FILE), "w") as f:
         json.dump(saved, f)
     return saved
 
@@ -158,7 +158,7 @@ def test_an_old_config_json_resumes_and_evaluates(tmp_path):
     _write_old_config(str(tmp_path), schema.resolve(tiny_config(num_train_steps=10)))
     result = trainer.train_and_evaluate(tiny_config(), str(tmp_path))  # 20 steps
     assert result.step == 20 and "accuracy" in result.eval
-    with open(tmp_path / workdir_lib.CHANGES_FILE) as f:
+    with open(tmp_path / run_config.CHANGES_FILE) as f:
         changes = [json.loads(line)["changes"] for line in f]
     assert changes == [{"config.num_train_steps": [10, 20]}]  # nothing about decode/evals
 
@@ -181,15 +181,15 @@ def test_old_decode_at_eval_becomes_the_decoding_entry(tmp_path):
     resolved = schema.resolve(new)
     saved = _write_old_config(str(tmp_path), resolved)
     assert saved["decode"] == {**OLD_DECODE, "at_eval": True, "method": "beam", "beam_size": 2}
-    assert schema.resolve(workdir_lib.saved_config(str(tmp_path))) == resolved
-    workdir_lib.check_config(resolved, str(tmp_path), resumed_step=6)
-    assert not os.path.exists(tmp_path / workdir_lib.CHANGES_FILE)
-    with open(tmp_path / workdir_lib.CONFIG_FILE) as f:
+    assert schema.resolve(run_config.saved_config(str(tmp_path))) == resolved
+    run_config.check_config(resolved, str(tmp_path), resumed_step=6)
+    assert not os.path.exists(tmp_path / run_config.CHANGES_FILE)
+    with open(tmp_path / run_config.CONFIG_FILE) as f:
         rewritten = json.load(f)
     assert "decode" not in rewritten and rewritten["evals"]["decode"]["method"] == "beam"
     # Without at_eval the decode block is dropped: the default metrics only.
     _write_old_config(str(tmp_path), schema.resolve(tiny_config()))
-    assert list(schema.resolve(workdir_lib.saved_config(str(tmp_path))).evals) == ["metrics"]
+    assert list(schema.resolve(run_config.saved_config(str(tmp_path))).evals) == ["metrics"]
 
 
 def test_every_steps_may_change_on_resume_like_eval_every_steps(tmp_path):
@@ -206,7 +206,7 @@ def test_every_steps_may_change_on_resume_like_eval_every_steps(tmp_path):
 def test_from_config_builds_the_entries_in_name_order():
     c = tiny_config()
     schema.add_eval(c, "a_head", "metrics", split="eval", every_steps=3)
-    experiment = trainer.build_experiment(c)
+    experiment = experiment_lib.build_experiment(c)
     built = evaluators.from_config(experiment, "/unused")
     assert [(e.name, type(e).__name__, e.prefix) for e in built] == [
         ("a_head", "Metrics", "a_head/"),

@@ -8,6 +8,7 @@ import pytest
 
 from framework.errors import ConfigError
 from framework.train import checkpoints, trainer
+from framework.train import experiment as experiment_lib
 from tests.framework.train.test_trainer import read_metrics, restore_params, tiny_config
 
 
@@ -29,7 +30,7 @@ def test_init_from_loads_parameters_only_and_names_mismatches(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, result.params, saved)
     assert [r["step"] for r in read_metrics(finetune) if r["split"] == "train"] == [1]
     # ... which are not what seed 7 initialises.
-    fresh = trainer.build_experiment(tiny_config(seed=7)).init_state().params
+    fresh = experiment_lib.build_experiment(tiny_config(seed=7)).init_state().params
     fc1 = lambda params: params["encoder"]["block_0"]["mlp"]["fc1"]["kernel"]  # noqa: E731
     assert not np.allclose(fc1(fresh), fc1(saved))
 

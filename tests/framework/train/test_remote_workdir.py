@@ -14,7 +14,7 @@ from etils import epath
 from framework.config import loader, schema
 from framework.errors import ConfigError
 from framework.experiments import tables
-from framework.train import checkpoints, run_record
+from framework.train import checkpoints, run_config, run_record
 from framework.train import workdir as workdir_lib
 from projects.adatape import image_plots
 from tests import remote_fs
@@ -61,7 +61,7 @@ def test_training_run_writes_everything_in_the_remote_workdir_and_resumes(workdi
     assert second.step == 4 and not second.preempted and second.eval
     assert "Resumed from" in capsys.readouterr().out
     assert json.loads((root / "config.json").read_text())["log_every_steps"] == 1
-    (change,) = read_jsonl(root / workdir_lib.CHANGES_FILE)
+    (change,) = read_jsonl(root / run_config.CHANGES_FILE)
     assert change["step"] == 2 and "config.log_every_steps" in change["changes"]
     rows = {(row["step"], row["split"]) for row in read_jsonl(root / "metrics.jsonl")}
     assert rows == {(0, "info"), (2, "train"), (3, "train"), (4, "train"), (4, "eval")}

@@ -12,7 +12,8 @@ from configs.parity import transformer as parity_config
 from framework.config import registry, schema
 from framework.data import parity, pipeline
 from framework.errors import ConfigError
-from framework.train import trainer
+from framework.train import experiment as experiment_lib
+from framework.train import steps, trainer
 from framework.train.evaluators import metrics
 
 
@@ -50,12 +51,12 @@ def test_eval_metrics_count_every_example_once(tmp_path):
     # 50 eval examples in batches of 16: the last batch has 2 real rows and 14 padding.
     c = tiny_config(**{"dataset.num_eval_examples": 50, "eval_batch_size": 16})
     c = schema.resolve(c)
-    mesh = trainer.make_mesh()
+    mesh = experiment_lib.make_mesh()
     split = pipeline.HostSplit(c.batch_size, c.eval_batch_size)
     data = parity.Parity(c.dataset, split, c.seed)
     model = registry.MODELS.get(c.model_name)(c.model, data.meta)
     params = model.init(jax.random.key(1), data.example_batch())
-    eval_step = jax.jit(trainer.make_eval_step(model))
+    eval_step = jax.jit(steps.make_eval_step(model))
     got = metrics.evaluate(eval_step, params, data.eval_batches(), mesh).scalars
 
     batches = list(data.eval_batches())
@@ -74,7 +75,7 @@ def test_eval_metrics_count_every_example_once(tmp_path):
 def test_two_device_run_equals_one_device_run(tmp_path):
     assert jax.device_count() == 2
     one = trainer.train_and_evaluate(
-        tiny_config(), str(tmp_path / "one"), mesh=trainer.make_mesh(jax.devices()[:1])
+        tiny_config(), str(tmp_path / "one"), mesh=experiment_lib.make_mesh(jax.devices()[:1])
     )
     two = trainer.train_and_evaluate(tiny_config(), str(tmp_path / "two"))
     # atol: the attention key bias has an exactly zero gradient (softmax ignores a shift

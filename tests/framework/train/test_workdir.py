@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from framework.errors import ConfigError
-from framework.train import checkpoints, trainer
+from framework.train import checkpoints, preemption, run_config, trainer
 from framework.train import workdir as workdir_lib
 from tests.framework.train.test_trainer import read_metrics, restore_params, tiny_config
 
@@ -150,7 +150,7 @@ def test_config_change_is_refused_unless_accepted_and_then_recorded(tmp_path, ca
     assert "--accept_config_changes" in message and "\n" not in message
     assert (tmp_path / "config.json").read_bytes() == config_before
     assert (tmp_path / "metrics.jsonl").read_bytes() == metrics_before
-    assert not (tmp_path / workdir_lib.CHANGES_FILE).exists()
+    assert not (tmp_path / run_config.CHANGES_FILE).exists()
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
     assert not (tmp_path / ".lock").exists()
 
@@ -161,7 +161,7 @@ def test_config_change_is_refused_unless_accepted_and_then_recorded(tmp_path, ca
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["lr"]["base"] == 2 * old_lr and saved["num_train_steps"] == 20
     [entry] = [
-        json.loads(x) for x in (tmp_path / workdir_lib.CHANGES_FILE).read_text().splitlines()
+        json.loads(x) for x in (tmp_path / run_config.CHANGES_FILE).read_text().splitlines()
     ]
     assert entry["step"] == 10 and entry["time"]
     assert entry["changes"] == {
@@ -175,21 +175,21 @@ def test_config_change_is_refused_unless_accepted_and_then_recorded(tmp_path, ca
 def test_config_changes_lists_every_differing_leaf():
     saved = {"model": {"num_layers": 2, "name": "a"}, "seed": 0}
     new = {"model": {"num_layers": 4, "name": "a", "extra": True}, "seed": 0}
-    changes = workdir_lib.config_changes(saved, new)
-    assert workdir_lib.format_changes(changes) == (
+    changes = run_config.config_changes(saved, new)
+    assert run_config.format_changes(changes) == (
         "config.model.extra: (absent) -> true, config.model.num_layers: 2 -> 4"
     )
 
 
 def test_fields_added_by_the_code_since_the_run_started_are_not_refused(tmp_path, capsys):
     config = tiny_config()
-    workdir_lib.write_config(config, str(tmp_path))
+    run_config.write_config(config, str(tmp_path))
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["optimizer"]["nesterov"]  # as written by an older version of the framework
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    workdir_lib.check_config(config, str(tmp_path), resumed_step=10)
+    run_config.check_config(config, str(tmp_path), resumed_step=10)
     assert "config.optimizer.nesterov: (absent) -> false" in capsys.readouterr().out
-    entry = json.loads((tmp_path / workdir_lib.CHANGES_FILE).read_text())
+    entry = json.loads((tmp_path / run_config.CHANGES_FILE).read_text())
     assert entry["changes"] == {"config.optimizer.nesterov": [None, False]}
     assert entry["accepted_with_flag"] == []
     assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["nesterov"] is False
@@ -211,7 +211,7 @@ def test_sigterm_during_final_checkpoint_waits_for_it(tmp_path, monkeypatch, cap
     def close_with_sigterm(self):
         handler = signal.getsignal(signal.SIGTERM)
         seen["handler_is_the_runs"] = isinstance(
-            getattr(handler, "__self__", None), trainer._SigtermFlag
+            getattr(handler, "__self__", None), preemption.SigtermFlag
         )
         if seen["handler_is_the_runs"]:
             os.kill(os.getpid(), signal.SIGTERM)

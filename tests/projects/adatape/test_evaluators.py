@@ -11,6 +11,7 @@ from framework.data import pipeline
 from framework.errors import ConfigError
 from framework.models import base
 from framework.train import evaluators, trainer
+from framework.train import experiment as experiment_lib
 from projects.adatape import atr
 from tests.framework.train.test_trainer import read_metrics
 
@@ -61,7 +62,7 @@ def test_tape_selection_counts_and_writes_its_metrics(tmp_path):
     schema.add_eval(c, "selection", "tape_selection")
     result = trainer.train_and_evaluate(c, str(tmp_path))
 
-    experiment = trainer.build_experiment(c)
+    experiment = experiment_lib.build_experiment(c)
     selection = evaluators.from_config(experiment, str(tmp_path))[1]
     assert selection.name == "selection" and selection.prefix == ""
     counts, examples = selection.counts(result.params)
@@ -81,6 +82,6 @@ def test_tape_selection_counts_and_writes_its_metrics(tmp_path):
 def test_tape_selection_needs_a_model_with_atr():
     c = small_config(parity_transformer.get_config("smoke"))
     schema.add_eval(c, "selection", "tape_selection")
-    experiment = trainer.build_experiment(c)
+    experiment = experiment_lib.build_experiment(c)
     with pytest.raises(ConfigError, match=r"^config\.evals\.selection\.type='tape_selection' "):
         evaluators.from_config(experiment, "/unused")

@@ -1,4 +1,4 @@
-"""AltUp's decode benchmark mode: built by `trainer.build_experiment`, timed through the
+"""AltUp's decode benchmark mode: built by `experiment.build_experiment`, timed through the
 sharded `decoding.decode_batch` that evaluation uses, cached and uncached alike."""
 
 import jax.numpy as jnp
