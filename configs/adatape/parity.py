@@ -27,10 +27,7 @@ from configs.parity import budget
 def get_config(arg: str | None = None):
     spec = budget.parse_arg(arg)
     c = budget.base("adatape_parity", "parity_adatape", spec)
-    c.model.hidden_size = 64
-    c.model.num_layers = 2
-    c.model.num_heads = 4
-    c.model.mlp_dim = 256
+    budget.transformer_size(c, spec)  # the Transformer's, smoke preset included
     c.model.pooling = "gap"
     c.model.bank_type = "input"
     c.model.bank_position = "none"
@@ -41,10 +38,6 @@ def get_config(arg: str | None = None):
     c.model.ponder_weight = 0.01
     c.model.bank_init = "zeros"
     c.model.query_noise_std = 0.5  # per read (model.query_noise='per_read'), training only
-    if spec.smoke:
-        c.model.hidden_size = 32
-        c.model.num_layers = 1
-        c.model.mlp_dim = 64
     return c
 
 

@@ -3,7 +3,7 @@
 Data: the AdaTape release variant (32 symbols in {1, 0, -1}). Budget: 5000 steps of
 batch 64, AdamW lr 1e-3 with 200 warm-up steps then cosine decay, weight decay 1e-4,
 global-norm clip 1.0. The `smoke` preset is a CPU minute (60 steps of batch 32).
-Each model config sets only its model fields (and its smoke-size model).
+Each model config sets its model fields (`transformer_size`: the Transformer's size).
 """
 
 import ml_collections
@@ -43,3 +43,16 @@ def base(
         c.eval_every_steps = 30
         c.checkpoint_every_steps = 30
     return c
+
+
+def transformer_size(c: ml_collections.ConfigDict, spec: ml_collections.ConfigDict) -> None:
+    """The parity Transformer's size: 64 wide, 2 layers, 4 heads, MLP 256 (smoke: 32
+    wide, 1 layer, MLP 64)."""
+    c.model.hidden_size = 64
+    c.model.num_layers = 2
+    c.model.num_heads = 4
+    c.model.mlp_dim = 256
+    if spec.smoke:
+        c.model.hidden_size = 32
+        c.model.num_layers = 1
+        c.model.mlp_dim = 64

@@ -11,12 +11,5 @@ from configs.parity import budget
 def get_config(arg: str | None = None):
     spec = budget.parse_arg(arg)
     c = budget.base("transformer_classifier", "parity_transformer", spec)
-    c.model.hidden_size = 64
-    c.model.num_layers = 2
-    c.model.num_heads = 4
-    c.model.mlp_dim = 256
-    if spec.smoke:
-        c.model.hidden_size = 32
-        c.model.num_layers = 1
-        c.model.mlp_dim = 64
+    budget.transformer_size(c, spec)
     return c

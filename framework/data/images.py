@@ -116,37 +116,46 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class _TrainRow(_Load):
-    """Local row index -> the training example this process reads for it."""
+class _Row(_Load):
+    """Local row index -> (batch, global position) in global batches of the split's
+    `batch_size_field` rows, of which this process reads its own slice."""
+
+    batch_size_field = "global_batch_size"
 
     def __init__(self, *args, split: pipeline.HostSplit, num_records: int):
         super().__init__(*args)
-        self.local = split.local_batch_size
-        self.global_size = split.global_batch_size
-        self.offset = split.local_slice(split.global_batch_size).start
-        self.order = pipeline.EpochOrder(self.seed, _ORDER_STREAM, num_records)
+        self.global_size = getattr(split, self.batch_size_field)
+        rows = split.local_slice(self.global_size)
+        self.local = rows.stop - rows.start
+        self.offset = rows.start
+        self.num_records = num_records
+
+    def position(self, index: int) -> tuple[int, int]:
+        batch, row = divmod(int(index), self.local)
+        return batch, batch * self.global_size + self.offset + row
+
+
+class _TrainRow(_Row):
+    """Local row index -> the training example this process reads for it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.order = pipeline.EpochOrder(self.seed, _ORDER_STREAM, self.num_records)
 
     def __call__(self, index: int) -> dict[str, Any]:
-        step, row = divmod(int(index), self.local)
-        position = step * self.global_size + self.offset + row
+        step, position = self.position(index)
         out = self.load(self.order.index(position), position)
         out["step"] = np.int64(step)
         return out
 
 
-class _EvalRow(_Load):
+class _EvalRow(_Row):
     """Local row index -> the eval example (or a masked padding copy of record 0)."""
 
-    def __init__(self, *args, split: pipeline.HostSplit, num_records: int):
-        super().__init__(*args)
-        self.local = split.local_eval_batch_size
-        self.global_size = split.global_eval_batch_size
-        self.offset = split.local_slice(split.global_eval_batch_size).start
-        self.num_records = num_records
+    batch_size_field = "global_eval_batch_size"
 
     def __call__(self, index: int) -> dict[str, Any]:
-        batch_index, row = divmod(int(index), self.local)
-        position = batch_index * self.global_size + self.offset + row
+        _, position = self.position(index)
         real = position < self.num_records
         out = self.load(position if real else 0, position)
         out["mask"] = np.float32(real)

@@ -1,8 +1,9 @@
 """Vision Transformer classifier (pre-LN ViT) and its reusable pieces.
 
-The pieces (`PatchEmbedding`, `ViTStem`, `ViTClassifierModule`, `resolve_size`) are
-shared by the models that build on ViT (AdaTape-ViT, UViT), so they live here once; the
-skeleton itself (encoder factory, pooling, head) is `framework.models.classifier`.
+The pieces (`PatchEmbedding`, `ViTStem`, `ViTClassifierModule`, `resolve_size`,
+`SettingsViTClassifier`) are shared by the models that build on ViT (AdaTape-ViT, UViT,
+A-ViT), so they live here once; the skeleton itself (encoder factory, pooling, head)
+is `framework.models.classifier`.
 
 Sizes: `model.variant` names a size and a patch, e.g. 'S/16' or 'B/32'; any of
 `hidden_size`, `num_layers`, `num_heads`, `mlp_dim`, `patch_size` set explicitly
@@ -12,12 +13,13 @@ overrides the variant. 'nano' and 'micro' are tiny sizes for tests and small dat
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import ml_collections
 
-from framework.config import registry
+from framework.config import fields, registry
 from framework.errors import ConfigError
 from framework.models import base, classifier, layers
 
@@ -181,4 +183,43 @@ class ViTClassifier(base.ClassificationModel):
             size=size,
             encoder=vit_encoder(size, c),
             **classifier.skeleton_kwargs(c),
+        )
+
+
+class SettingsViTClassifier(base.ClassificationModel):
+    """A ViT classifier whose encoder is built from a settings dataclass (UViT, A-ViT).
+
+    `settings_class` is a frozen dataclass declared as config fields
+    (`framework.config.fields`) whose `resolved(num_layers)` fills in what depends on the
+    variant's depth; a subclass builds its encoder in `encoder(size, settings)`. Stem,
+    pooling and head are the ViT's.
+    """
+
+    settings_class: ClassVar[type]
+
+    @classmethod
+    def default_config(cls) -> ml_collections.ConfigDict:
+        config = super().default_config()
+        add_vit_fields(config, "nano/4")
+        fields.declare(config, cls.settings_class)
+        return config
+
+    @classmethod
+    def check_config(cls, config: ml_collections.ConfigDict) -> tuple[ViTSize, Any]:
+        """Checks the fields (ConfigError naming the key); returns the size and settings."""
+        super().check_config(config)
+        size = check_vit_fields(config)
+        return size, fields.build(cls.settings_class, config).resolved(size.num_layers)
+
+    def encoder(self, size: ViTSize, settings: Any) -> classifier.EncoderFactory:
+        """The encoder at `size` with the resolved `settings`."""
+        raise NotImplementedError
+
+    def build_module(self) -> nn.Module:
+        size, settings = self.check_config(self.config)
+        return ViTClassifierModule(
+            num_classes=self.num_classes,
+            size=size,
+            encoder=self.encoder(size, settings),
+            **classifier.skeleton_kwargs(self.config),
         )

@@ -52,7 +52,6 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from framework.config import fields, registry
@@ -235,32 +234,14 @@ class AViTEncoder(layers.BlockFields, kw_only=True):
 
 
 @registry.MODELS.register("avit")
-class AViT(base.ClassificationModel):
+class AViT(vit.SettingsViTClassifier):
     """A-ViT image classifier; batch `inputs` [B, H, W, C] float, `label` [B] int."""
 
     progress_metrics = ("loss", "accuracy", "avit_depth")
+    settings_class = AViTSettings
 
-    @classmethod
-    def default_config(cls) -> ml_collections.ConfigDict:
-        config = super().default_config()
-        vit.add_vit_fields(config, "nano/4")
-        fields.declare(config, AViTSettings)
-        return config
-
-    @classmethod
-    def check_config(cls, config: ml_collections.ConfigDict) -> tuple[vit.ViTSize, AViTSettings]:
-        """Checks the fields (ConfigError naming the key); returns the size and settings."""
-        super().check_config(config)
-        size = vit.check_vit_fields(config)
-        return size, fields.build(AViTSettings, config).resolved(size.num_layers)
-
-    def build_module(self) -> nn.Module:
-        c = self.config
-        size, settings = self.check_config(c)
-        factory = classifier.encoder_factory(AViTEncoder, size.num_heads, size.mlp_dim, config=c)
-        return vit.ViTClassifierModule(
-            num_classes=self.num_classes,
-            size=size,
-            encoder=functools.partial(factory, num_layers=size.num_layers, settings=settings),
-            **classifier.skeleton_kwargs(c),
+    def encoder(self, size: vit.ViTSize, settings: AViTSettings) -> classifier.EncoderFactory:
+        factory = classifier.encoder_factory(
+            AViTEncoder, size.num_heads, size.mlp_dim, config=self.config
         )
+        return functools.partial(factory, num_layers=size.num_layers, settings=settings)

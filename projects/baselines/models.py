@@ -62,31 +62,12 @@ class UTParity(base.ClassificationModel):
 
 
 @registry.MODELS.register("uvit")
-class UViT(base.ClassificationModel):
-    """Universal ViT with ACT (`variant` sets widths; depth bounds `max_steps`)."""
+class UViT(vit.SettingsViTClassifier):
+    """Universal ViT with ACT (`variant` sets widths; depth bounds `max_steps`, which
+    defaults to the variant's depth)."""
 
     progress_metrics = ("loss", "accuracy", "act_updates")
+    settings_class = ACTSettings
 
-    @classmethod
-    def default_config(cls) -> ml_collections.ConfigDict:
-        config = super().default_config()
-        vit.add_vit_fields(config, "nano/4")
-        fields.declare(config, ACTSettings)  # max_steps None: the variant's depth
-        return config
-
-    @classmethod
-    def check_config(cls, config: ml_collections.ConfigDict) -> tuple[vit.ViTSize, ACTSettings]:
-        """Checks the fields (ConfigError naming the key); returns the size and settings."""
-        super().check_config(config)
-        size = vit.check_vit_fields(config)
-        return size, fields.build(ACTSettings, config).resolved(size.num_layers)
-
-    def build_module(self) -> nn.Module:
-        c = self.config
-        size, settings = self.check_config(c)
-        return vit.ViTClassifierModule(
-            num_classes=self.num_classes,
-            size=size,
-            encoder=ut_encoder(size.num_heads, size.mlp_dim, settings, c),
-            **classifier.skeleton_kwargs(c),
-        )
+    def encoder(self, size: vit.ViTSize, settings: ACTSettings) -> classifier.EncoderFactory:
+        return ut_encoder(size.num_heads, size.mlp_dim, settings, self.config)
