@@ -32,7 +32,7 @@ import os
 import ml_collections
 
 from framework.config import args, schema
-from framework.models import t5
+from framework.models.t5 import layers as t5_layers
 
 SIZES = ("tiny", "mini", "small", "base", "large", "xl")
 VARIANTS = ("dense", "altup", "recycled", "sequence")
@@ -127,7 +127,7 @@ def config_from_spec(spec: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
     c.model.size = spec["size"]
     if spec["width"] > 1:
-        d_model, d_ff, num_heads, _, _ = t5.SIZES[spec["size"]]
+        d_model, d_ff, num_heads, _, _ = t5_layers.SIZES[spec["size"]]
         c.model.d_model = spec["width"] * d_model
         c.model.d_ff = spec["width"] * d_ff
         c.model.num_heads = spec["width"] * num_heads

@@ -37,8 +37,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from framework.config import registry
-from framework.data import pipeline, pp
+from framework.data import pipeline
 from framework.data.pp import batch_ops
+from framework.data.pp import registry as pp
 from framework.errors import ConfigError
 
 _TRAIN_STREAM, _EVAL_STREAM, _ORDER_STREAM, _BATCH_STREAM = 0, 1, 2, 3

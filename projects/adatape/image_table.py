@@ -10,9 +10,9 @@ computes). It then writes `accuracy_vs_speed.png` (accuracy against eval images/
 error bars over seeds: the paper's figure) and `selection_heatmap.png` (how often ATR
 reads each patch of the input-driven bank over the test split: the blog's figure).
 
-Fashion-MNIST is prepared on first use (`fashion_mnist.prepare_fashion_mnist` of
-`framework.data.image_prepare`, from Debian's package, into tfds' data dir). Presets: `tiny` (a few steps, one seed: tests
-the command), `quick` (400 steps of batch 128, 3 seeds; under 20 minutes on 2 CPU
+Fashion-MNIST is prepared on first use (`framework.data.image_prepare.fashion_mnist`,
+from Debian's package, into tfds' data dir). Presets: `tiny` (a few steps, one seed:
+tests the command), `quick` (400 steps of batch 128, 3 seeds; under 20 minutes on 2 CPU
 cores), `full` (the config's 3000 steps, 3 seeds).
 """
 
@@ -75,9 +75,7 @@ comparable cost.
 
 
 def _row_config(preset: Preset, model: str) -> ml_collections.ConfigDict:
-    config = loader.load_config(
-        f"{CONFIG}:{model},tiny" if preset.tiny else f"{CONFIG}:{model}"
-    )
+    config = loader.load_config(f"{CONFIG}:{model},tiny" if preset.tiny else f"{CONFIG}:{model}")
     if preset.steps:
         config = run_budget.RunBudget(preset.steps).apply(config)
     with config.unlocked():
@@ -141,16 +139,13 @@ def images_table(preset_name: str) -> tables.Table:
     preset = tables.pick_preset("images", PRESETS, preset_name)
     fashion_mnist.prepare_fashion_mnist()  # on first use; a no-op once prepared
     rows = [
-        tables.Row(name, _row_config(preset, model), preset.seeds)
-        for name, model in ROWS.items()
+        tables.Row(name, _row_config(preset, model), preset.seeds) for name, model in ROWS.items()
     ]
     columns = [
         tables.Column("eval.accuracy", "top-1 accuracy"),
         tables.Column("train_images_per_sec", "train images/s", "{:,.0f}", spread=False),
         tables.Column("eval_images_per_sec", "eval images/s", "{:,.0f}", spread=False),
-        tables.Column(
-            "flops_per_example", "forward MFLOPs", "{:,.2f}", spread=False, scale=1e-6
-        ),
+        tables.Column("flops_per_example", "forward MFLOPs", "{:,.2f}", spread=False, scale=1e-6),
         tables.Column("num_params", "parameters", "{:,.0f}", spread=False),
         tables.Column("eval.tape_length", "tape length", "{:.2f}"),
         tables.Column("eval.act_updates", "ACT steps", "{:.2f}"),

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from framework.config import fields
-from framework.models.t5 import StackAdapter
+from framework.models.t5.stack import StackAdapter
 from projects.altup.layers import ACTIVE_MODES, COMPUTE_INPUTS, AltUpLayer, SequenceAltUpLayer
 
 Array = jax.Array

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from framework.models.t5 import LayerContext
+from framework.models.t5.layers import LayerContext
 
 Array = jax.Array
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ml_collections
 
 from framework.config import fields, registry
-from framework.models.t5 import StackAdapter, T5Model
+from framework.models.t5.model import T5Model
+from framework.models.t5.stack import StackAdapter
 from projects.altup.adapters import AltUpSettings
 
 

@@ -46,7 +46,7 @@ from framework.config import loader, registry
 from framework.data.text import shakespeare
 from framework.errors import ConfigError
 from framework.experiments import run_budget, step_timing, tables
-from framework.models import t5
+from framework.models.t5 import layers as t5_layers
 from framework.train import metric_writing
 
 CONFIG = "configs/altup/t5.py"
@@ -216,8 +216,8 @@ def altup_table(preset_name: str) -> tables.Table:
         f"({len(preset.seeds)} seed(s), {c.num_train_steps} steps of batch {c.batch_size}, "
         f"inputs {c.dataset.inputs_length} / targets {c.dataset.targets_length} tokens)"
     )
-    dense = t5.dims_from_config(c.model, vocab_size=0)
-    wide = t5.dims_from_config(rows[-1].config.model, vocab_size=0)
+    dense = t5_layers.dims_from_config(c.model, vocab_size=0)
+    wide = t5_layers.dims_from_config(rows[-1].config.model, vocab_size=0)
     notes = NOTES.format(
         data_dir=f"`{path}`",
         warmup=preset.warmup_steps,

@@ -30,27 +30,8 @@ Per-example ops (`ops.py`, `geometry.py`, `randaug.py`; their argument checks in
 Batch ops (`batch_ops.py`): `mixup(batch, rng, mixup_alpha=, cutmix_alpha=, ...)` and
 its settings `MixupSettings`.
 
-New ops register with `@pp.register(name)` on a factory `factory(*args) -> op`, with
-`op(example, rng) -> new example`; the factory checks its arguments.
+`registry.parse` / `registry.known_ops` are the entry points (the built-in op modules
+load on first use). New ops register with `@registry.register(name)` on a factory
+`factory(*args) -> op`, with `op(example, rng) -> new example`; the factory checks its
+arguments.
 """
-
-# Importing the op modules registers their ops.
-from framework.data.pp import batch_ops, geometry, ops, randaug
-from framework.data.pp.batch_ops import MixupSettings, mixup
-from framework.data.pp.geometry import inception_crop_box
-from framework.data.pp.registry import Op, Preprocess, known_ops, parse, register
-
-__all__ = [
-    "MixupSettings",
-    "Op",
-    "Preprocess",
-    "batch_ops",
-    "geometry",
-    "inception_crop_box",
-    "known_ops",
-    "mixup",
-    "ops",
-    "parse",
-    "randaug",
-    "register",
-]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
 import inspect
 from typing import Any, Callable, Mapping, Sequence
 
@@ -43,8 +44,23 @@ def register(name: str) -> Callable[[Factory], Factory]:
     return decorator
 
 
+# The modules whose import registers the built-in ops; imported on first use, so that
+# they can import this module at their top without a cycle.
+BUILTIN_OP_MODULES = (
+    "framework.data.pp.ops",
+    "framework.data.pp.geometry",
+    "framework.data.pp.randaug",
+)
+
+
+def load_builtin_ops() -> None:
+    for module in BUILTIN_OP_MODULES:
+        importlib.import_module(module)
+
+
 def known_ops() -> list[str]:
     """The registered op names, sorted."""
+    load_builtin_ops()
     return sorted(_FACTORIES)
 
 
@@ -97,6 +113,7 @@ def parse(spec: str | Sequence[str], key: str = "dataset.pp_train") -> Preproces
     Any problem (empty spec, syntax, unknown op, arguments that do not fit the op's
     signature or fail its checks) raises a one-line `ConfigError` that names `key`.
     """
+    load_builtin_ops()
     if isinstance(spec, str):
         pieces = [spec]
     elif isinstance(spec, (list, tuple)) and all(isinstance(s, str) for s in spec):

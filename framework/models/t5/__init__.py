@@ -1,5 +1,9 @@
 """T5.1.1 encoder-decoder with a per-layer hook (`StackAdapter`) for projects.
 
+Modules: `layers` (sizes, norms, attention with the decoding cache, MLP), `stack`
+(encoder, decoder, `StackAdapter`, `T5Module`), `model` (the registered `t5` model and
+its metrics), `decode_steps` / `decoding` / `beam_search` (inference).
+
 T5.1.1 as in the 1.1 checkpoints and T5X: pre-norm RMSNorm without bias or mean
 subtraction, relative position bias (one table per stack, shared by its layers;
 bidirectional buckets in the encoder, causal in the decoder), no 1/sqrt(d_kv) scaling of
@@ -30,28 +34,3 @@ projected) and writes its token at position 0; `decode_steps.init_cache` uses th
 and resets all but the memory, so that the decode loop starts at position 0. The
 train/eval path never touches the cache.
 """
-
-from framework.models.t5.layers import (  # noqa: F401
-    MASK_BIAS,
-    SIZES,
-    GatedGeluMlp,
-    LayerContext,
-    MultiHeadAttention,
-    RelativePositionBias,
-    RMSNorm,
-    T5Dims,
-    attention_mask,
-    dims_from_config,
-    mask_to_bias,
-    relative_position_bucket,
-)
-from framework.models.t5.model import T5Model, seq2seq_metrics  # noqa: F401
-from framework.models.t5.stack import (  # noqa: F401
-    Decoder,
-    DecoderLayer,
-    EncodedInputs,
-    Encoder,
-    EncoderLayer,
-    StackAdapter,
-    T5Module,
-)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from framework.data import pp
-from framework.data.pp import batch_ops, geometry
+from framework.data.pp import batch_ops, geometry, randaug
+from framework.data.pp import registry as pp
 from framework.errors import ConfigError, DataError
 
 RNG = np.random.default_rng
@@ -298,7 +298,7 @@ def test_randaug_deterministic_per_seed_and_shape_preserving():
 
 def test_randaug_every_transform_at_full_magnitude():
     image = random_image(24, 20, seed=2)
-    transforms = pp.randaug.TRANSFORMS
+    transforms = randaug.TRANSFORMS
     assert len(transforms) == 14
     for name, transform in transforms.items():
         for sign in (1, -1):
@@ -320,7 +320,7 @@ def test_randaug_every_transform_at_full_magnitude():
     shifted = np.asarray(transforms["TranslateX"](Image.fromarray(wide), 1.0, 1))
     np.testing.assert_array_equal(shifted[:, :181], wide[:, 150:])
     assert np.all(shifted[:, 182:] == 128)
-    out = pp.randaug.randaugment(image, RNG(0), num_layers=0, magnitude=30)
+    out = randaug.randaugment(image, RNG(0), num_layers=0, magnitude=30)
     np.testing.assert_array_equal(out, image)
 
 

@@ -14,8 +14,8 @@ from framework.data import pipeline
 from framework.data.text import polarity, sources, task_dataset, tasks, vocabulary
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
-from framework.models import t5
 from framework.models.t5 import decoding
+from framework.models.t5 import model as t5_model
 from framework.train import experiment as experiment_lib
 from framework.train.evaluators import decoding as decoding_eval
 from tests.framework.data.conftest import generated_lines
@@ -474,7 +474,7 @@ def test_decode_texts_shards_each_eval_batch_over_the_mesh(polarity_dir, monkeyp
     ds = make(polarity_dir, eval_batch=4)
     config = test_decoding.tiny_config()
     config.vocab_size = ds.meta["vocab_size"]
-    model = t5.T5Model(config, {})
+    model = t5_model.T5Model(config, {})
     params = test_decoding.init_params(model)
     settings = schema.eval_entry("decoding", "config.evals.decode")
     shardings = []

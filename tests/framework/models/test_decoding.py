@@ -16,15 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework.models import t5
 from framework.models.t5 import beam_search, decode_steps, decoding
+from framework.models.t5 import model as t5_model
 
 VOCAB, D, FF, HEADS, KV, N_ENC, N_DEC = 40, 16, 32, 2, 8, 1, 2
 MAX_LEN = 6
 EOS = decode_steps.EOS_ID
 
 
-def tiny_config(model_class: type[t5.T5Model] = t5.T5Model):
+def tiny_config(model_class: type[t5_model.T5Model] = t5_model.T5Model):
     config = model_class.default_config()
     config.size = "tiny"
     config.vocab_size = VOCAB
@@ -48,7 +48,7 @@ def encoder_batch() -> dict[str, jax.Array]:
 REAL = np.array([True, True, False, False])  # rows of encoder_batch() that decode
 
 
-def init_params(model: t5.T5Model, seed: int = 0):
+def init_params(model: t5_model.T5Model, seed: int = 0):
     """Random parameters of the model's shapes (no compiled init: it costs seconds).
 
     Matrices ~ N(0, 1 / fan_in), vectors (norm scales, AltUp's g) ~ 1 + N(0, 0.01).
@@ -167,7 +167,7 @@ def eos_biased(params, greedy_tokens: np.ndarray):
 
 @pytest.fixture(scope="module")
 def dense():
-    model = t5.T5Model(tiny_config(), {})
+    model = t5_model.T5Model(tiny_config(), {})
     params = init_params(model)
     return model, params, decoded(model.module, params, alpha=0.0, beams=True)
 

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from framework.errors import ConfigError
-from framework.models import t5
+from framework.models.t5 import layers as t5_layers
+from framework.models.t5 import model as t5_model
 
 VOCAB = 50
 
 
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
-    config = t5.T5Model.default_config()
+    config = t5_model.T5Model.default_config()
     config.size = "tiny"
     config.vocab_size = VOCAB
     config.d_model = 24
@@ -48,7 +49,7 @@ def make_batch(seed: int = 0, batch: int = 2, inputs: int = 9, targets: int = 7)
 
 @pytest.fixture(scope="module")
 def model_and_params():
-    model = t5.T5Model(tiny_config(), {})
+    model = t5_model.T5Model(tiny_config(), {})
     params = model.init(jax.random.key(0), make_batch())
     return model, params
 
@@ -64,9 +65,9 @@ def test_bidirectional_buckets_by_hand():
     # 16 buckets a side, 8 exact; key before the query: 0..15, after it: 16..31.
     relative = np.array([0, -1, -7, -8, -12, -16, -32, -64, -127, -128, -1000])
     expected = np.array([0, 1, 7, 8, 9, 10, 12, 14, 15, 15, 15])
-    got = t5.relative_position_bucket(relative, True, 32, 128)
+    got = t5_layers.relative_position_bucket(relative, True, 32, 128)
     np.testing.assert_array_equal(got, expected)
-    got_after = t5.relative_position_bucket(-relative, True, 32, 128)
+    got_after = t5_layers.relative_position_bucket(-relative, True, 32, 128)
     np.testing.assert_array_equal(got_after, np.where(relative == 0, 0, expected + 16))
 
 
@@ -74,13 +75,13 @@ def test_causal_buckets_by_hand():
     # 32 buckets, 16 exact, keys after the query all in bucket 0.
     relative = np.array([5, 1, 0, -1, -15, -16, -20, -32, -64, -128, -500])
     expected = np.array([0, 0, 0, 1, 15, 16, 17, 21, 26, 31, 31])
-    got = t5.relative_position_bucket(relative, False, 32, 128)
+    got = t5_layers.relative_position_bucket(relative, False, 32, 128)
     np.testing.assert_array_equal(got, expected)
 
 
 def test_relative_position_bias_reads_table_by_bucket():
-    dims = t5.dims_from_config(tiny_config(), VOCAB)
-    module = t5.RelativePositionBias(dims, bidirectional=True)
+    dims = t5_layers.dims_from_config(tiny_config(), VOCAB)
+    module = t5_layers.RelativePositionBias(dims, bidirectional=True)
     table = np.arange(dims.num_heads * 32, dtype=np.float32).reshape(dims.num_heads, 32)
     bias = np.asarray(module.apply({"params": {"rel_embedding": table}}, 3, 5))
     assert bias.shape == (1, dims.num_heads, 3, 5)
@@ -92,10 +93,10 @@ def test_relative_position_bias_reads_table_by_bucket():
 def test_layer_context_take_keeps_true_positions():
     bias = jnp.arange(36.0).reshape(1, 1, 6, 6)
     memory_bias = jnp.arange(12.0).reshape(1, 1, 6, 2)
-    context = t5.LayerContext(bias, jnp.zeros((1, 2, 4)), memory_bias).take(np.array([1, 4]))
+    context = t5_layers.LayerContext(bias, jnp.zeros((1, 2, 4)), memory_bias).take(np.array([1, 4]))
     np.testing.assert_array_equal(context.self_bias[0, 0], [[7.0, 10.0], [25.0, 28.0]])
     np.testing.assert_array_equal(context.memory_bias[0, 0], [[2.0, 3.0], [8.0, 9.0]])
-    broadcast = t5.LayerContext(bias, None, jnp.ones((1, 1, 1, 2))).take(np.array([0]))
+    broadcast = t5_layers.LayerContext(bias, None, jnp.ones((1, 1, 1, 2))).take(np.array([0]))
     assert broadcast.memory_bias.shape == (1, 1, 1, 2)
 
 
@@ -105,17 +106,17 @@ def test_layer_context_take_keeps_true_positions():
 def test_rmsnorm_matches_numpy():
     x = np.random.default_rng(1).normal(size=(2, 3, 8)).astype(np.float32) * 3
     scale = np.linspace(0.5, 2.0, 8).astype(np.float32)
-    got = t5.RMSNorm().apply({"params": {"scale": scale}}, jnp.asarray(x))
+    got = t5_layers.RMSNorm().apply({"params": {"scale": scale}}, jnp.asarray(x))
     expected = x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-6) * scale
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 def test_attention_is_unscaled_and_query_init_carries_the_scale():
-    dims = t5.dims_from_config(tiny_config(d_model=64, num_heads=4, d_kv=32), VOCAB)
+    dims = t5_layers.dims_from_config(tiny_config(d_model=64, num_heads=4, d_kv=32), VOCAB)
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(size=(2, 5, 64)), jnp.float32)
     bias = jnp.asarray(rng.normal(size=(1, 4, 5, 5)), jnp.float32)
-    module = t5.MultiHeadAttention(dims)
+    module = t5_layers.MultiHeadAttention(dims)
     params = module.init(jax.random.key(3), x, x, bias, train=False)["params"]
     assert set(params) == {"query", "key", "value", "out"}
     assert all(set(p) == {"kernel"} for p in params.values())  # no biases
@@ -139,9 +140,9 @@ def test_attention_is_unscaled_and_query_init_carries_the_scale():
 
 
 def test_gated_gelu_mlp_matches_numpy():
-    dims = t5.dims_from_config(tiny_config(), VOCAB)
+    dims = t5_layers.dims_from_config(tiny_config(), VOCAB)
     x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 3, 24)), jnp.float32)
-    module = t5.GatedGeluMlp(dims)
+    module = t5_layers.GatedGeluMlp(dims)
     params = module.init(jax.random.key(5), x, train=False)["params"]
     p = jax.tree.map(np.asarray, params)
     h0 = np.asarray(x) @ p["wi_0"]["kernel"]
@@ -182,27 +183,27 @@ def test_parameter_count_and_structure(model_and_params):
 
 
 def test_sizes_and_overrides():
-    config = t5.T5Model.default_config()
+    config = t5_model.T5Model.default_config()
     assert config.size == "small"
-    small = t5.dims_from_config(config, 32128)
+    small = t5_layers.dims_from_config(config, 32128)
     assert (small.d_model, small.d_ff, small.num_heads, small.d_kv) == (512, 1024, 6, 64)
     assert (small.num_encoder_layers, small.num_decoder_layers) == (8, 8)
     config.size = "large"
     config.num_layers = 4
     config.num_decoder_layers = 2
-    large = t5.dims_from_config(config, 100)
+    large = t5_layers.dims_from_config(config, 100)
     assert (large.d_model, large.d_ff, large.num_heads) == (1024, 2816, 16)
     assert (large.num_encoder_layers, large.num_decoder_layers) == (4, 2)
     config.size = "huge"
     with pytest.raises(ConfigError, match="model.size"):
-        t5.dims_from_config(config, 100)
+        t5_layers.dims_from_config(config, 100)
 
 
 def test_vocab_size_from_dataset_meta():
     config = tiny_config(vocab_size=None)
-    assert t5.T5Model(config, {"vocab_size": 77}).vocab_size == 77
+    assert t5_model.T5Model(config, {"vocab_size": 77}).vocab_size == 77
     with pytest.raises(ConfigError, match="vocab_size"):
-        t5.T5Model(config, {})
+        t5_model.T5Model(config, {})
 
 
 def test_decoder_is_causal(model_and_params):
@@ -236,7 +237,7 @@ def test_padding_does_not_change_real_outputs(model_and_params):
 
 def test_dropout_is_used_in_training():
     config = tiny_config(dropout_rate=0.5, num_encoder_layers=1, num_decoder_layers=1)
-    model = t5.T5Model(config, {})
+    model = t5_model.T5Model(config, {})
     batch = make_batch()
     params = model.init(jax.random.key(0), batch)
     run = jax.jit(lambda rng: model.apply(params, batch, train=True, rng=rng)[0])
@@ -264,7 +265,7 @@ def test_loss_matches_numpy_and_ignores_padding():
     targets = rng.integers(1, 11, (3, 6))
     targets[0, 4:] = 0
     targets[2, :] = 0  # an example with no targets
-    metrics = t5.seq2seq_metrics(jnp.asarray(logits), jnp.asarray(targets), z_loss=1e-2)
+    metrics = t5_model.seq2seq_metrics(jnp.asarray(logits), jnp.asarray(targets), z_loss=1e-2)
     ce, z, correct, count = numpy_metrics(logits, targets, 1e-2)
     np.testing.assert_allclose(metrics["cross_entropy"][0], ce, rtol=1e-5)
     np.testing.assert_allclose(metrics["z_loss"][0], z, rtol=1e-5)
@@ -276,7 +277,7 @@ def test_loss_matches_numpy_and_ignores_padding():
     # Logits at padded target positions change nothing.
     noisy = logits.copy()
     noisy[targets == 0] += rng.normal(size=noisy[targets == 0].shape).astype(np.float32) * 50
-    again = t5.seq2seq_metrics(jnp.asarray(noisy), jnp.asarray(targets), z_loss=1e-2)
+    again = t5_model.seq2seq_metrics(jnp.asarray(noisy), jnp.asarray(targets), z_loss=1e-2)
     for name in metrics:
         np.testing.assert_allclose(again[name][0], metrics[name][0], rtol=1e-6)
 
@@ -288,7 +289,7 @@ def test_sequence_accuracy_counts_whole_sequences():
         logits[b, t, targets[b, t]] = 5.0
     logits[0, 2, 1] = 20.0  # wrong only at a padded position: still all correct
     logits[1, 1, 0] = 20.0  # one real token wrong
-    metrics = t5.seq2seq_metrics(jnp.asarray(logits), jnp.asarray(targets))
+    metrics = t5_model.seq2seq_metrics(jnp.asarray(logits), jnp.asarray(targets))
     np.testing.assert_array_equal(metrics["sequence_accuracy"][0], [1.0, 0.0, 0.0])
     np.testing.assert_array_equal(metrics["sequence_accuracy"][1], [1.0, 1.0, 0.0])
     np.testing.assert_array_equal(metrics["accuracy"][0], [2.0, 2.0, 0.0])
@@ -298,7 +299,9 @@ def test_label_smoothing_matches_numpy():
     rng = np.random.default_rng(7)
     logits = rng.normal(size=(2, 4, 6)).astype(np.float32)
     targets = rng.integers(1, 6, (2, 4))
-    metrics = t5.seq2seq_metrics(jnp.asarray(logits), jnp.asarray(targets), label_smoothing=0.1)
+    metrics = t5_model.seq2seq_metrics(
+        jnp.asarray(logits), jnp.asarray(targets), label_smoothing=0.1
+    )
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     soft = np.full(logits.shape, 0.1 / 5)
     np.put_along_axis(soft, targets[..., None], 0.9, -1)
@@ -326,7 +329,7 @@ def test_packed_sequence_accuracy_counts_each_example():
     logits = np.asarray(jax.nn.one_hot(targets, 6)) * 10
     logits[0, 2] = 0.0  # example 2 of row 0 is wrong
     logits[0, 2, 5] = 10.0
-    metrics = t5.seq2seq_metrics(
+    metrics = t5_model.seq2seq_metrics(
         jnp.asarray(logits), jnp.asarray(targets), segment_ids=jnp.asarray(segments)
     )
     np.testing.assert_array_equal(metrics["sequence_accuracy"][0], [2.0, 1.0])

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from framework.models import t5
+from framework.models.t5 import layers as t5_layers
+from framework.models.t5 import stack as t5_stack
 from projects.altup import layers
 
 
@@ -27,8 +28,8 @@ def toy_numpy(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return x + np.tanh(x @ w)
 
 
-def empty_context(length: int) -> t5.LayerContext:
-    return t5.LayerContext(self_bias=jnp.zeros((1, 1, length, length)))
+def empty_context(length: int) -> t5_layers.LayerContext:
+    return t5_layers.LayerContext(self_bias=jnp.zeros((1, 1, length, length)))
 
 
 @pytest.mark.parametrize("compute_input", ["original", "predicted"])
@@ -83,22 +84,24 @@ def test_mix_blocks_is_the_matrix_product():
 
 
 def test_altup_init_gives_every_block_the_layer_update():
-    dims = t5.T5Dims(
+    dims = t5_layers.T5Dims(
         vocab_size=10, d_model=16, d_ff=32, num_heads=2, d_kv=8,
         num_encoder_layers=1, num_decoder_layers=1,
     )  # fmt: skip
     k, index = 3, 1
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(k, 2, 4, 16)), jnp.float32)
-    context = t5.LayerContext(jnp.asarray(rng.normal(size=(1, 2, 4, 4)), jnp.float32))
+    context = t5_layers.LayerContext(jnp.asarray(rng.normal(size=(1, 2, 4, 4)), jnp.float32))
     module = layers.AltUpLayer(
-        layer=t5.EncoderLayer(dims, parent=None), index=index, k=k, active="alternating"
+        layer=t5_stack.EncoderLayer(dims, parent=None), index=index, k=k, active="alternating"
     )
     params = module.init(jax.random.key(2), x, context, train=False)["params"]
     np.testing.assert_array_equal(params["predict"], np.eye(k))
     np.testing.assert_array_equal(params["correct"], np.ones(k))
     out = module.apply({"params": params}, x, context, train=False)
-    y = t5.EncoderLayer(dims).apply({"params": params["layer"]}, x[index], context, train=False)
+    y = t5_stack.EncoderLayer(dims).apply(
+        {"params": params["layer"]}, x[index], context, train=False
+    )
     update = np.asarray(y - x[index])
     assert np.abs(update).max() > 1e-2
     for i in range(k):
@@ -172,7 +175,7 @@ def test_sequence_step_matches_numpy(stride, index, length):
 
 
 def test_sequence_layer_attends_among_computed_positions_with_true_offsets():
-    dims = t5.T5Dims(
+    dims = t5_layers.T5Dims(
         vocab_size=10, d_model=16, d_ff=32, num_heads=2, d_kv=8,
         num_encoder_layers=1, num_decoder_layers=1,
     )  # fmt: skip
@@ -180,16 +183,16 @@ def test_sequence_layer_attends_among_computed_positions_with_true_offsets():
     rng = np.random.default_rng(4)
     x = jnp.asarray(rng.normal(size=(2, length, 16)), jnp.float32)
     bias = jnp.asarray(rng.normal(size=(2, 2, length, length)), jnp.float32)
-    context = t5.LayerContext(bias)
+    context = t5_layers.LayerContext(bias)
     module = layers.SequenceAltUpLayer(
-        layer=t5.EncoderLayer(dims, parent=None), index=index, stride=stride
+        layer=t5_stack.EncoderLayer(dims, parent=None), index=index, stride=stride
     )
     params = module.init(jax.random.key(0), x, context, train=False)["params"]
     out = module.apply({"params": params}, x, context, train=False)
     computed = np.array([1, 3, 5])
     sub_bias = np.asarray(bias)[:, :, computed][:, :, :, computed]
-    y = t5.EncoderLayer(dims).apply(
-        {"params": params["layer"]}, x[:, computed], t5.LayerContext(jnp.asarray(sub_bias)),
+    y = t5_stack.EncoderLayer(dims).apply(
+        {"params": params["layer"]}, x[:, computed], t5_layers.LayerContext(jnp.asarray(sub_bias)),
         train=False,
     )  # fmt: skip
     np.testing.assert_allclose(out[:, computed], y, atol=1e-5)

@@ -12,7 +12,8 @@ import pytest
 
 from framework.config import fields
 from framework.errors import ConfigError
-from framework.models import t5
+from framework.models.t5 import model as t5_model
+from framework.models.t5 import stack as t5_stack
 from projects.altup import adapters
 from projects.altup.model import T5AltUpModel
 
@@ -71,7 +72,7 @@ def dense():
 
 def test_dense_variant_is_plain_t5(dense):
     model, params = dense
-    plain = t5.T5Model(model.config, {})
+    plain = t5_model.T5Model(model.config, {})
     shapes = jax.eval_shape(plain.init, jax.random.key(0), make_batch())
     assert jax.tree.map(jnp.shape, shapes) == jax.tree.map(jnp.shape, params)
 
@@ -254,7 +255,7 @@ def test_altup_config_is_declared_by_the_settings():
     assert set(adapters.VARIANTS) == {"none", "altup", "recycled", "sequence"}
     for variant, adapter_cls in adapters.VARIANTS.items():
         adapter = adapters.AltUpSettings(variant=variant).adapter()
-        assert type(adapter) is (t5.StackAdapter if variant == "none" else adapter_cls)
+        assert type(adapter) is (t5_stack.StackAdapter if variant == "none" else adapter_cls)
 
 
 def test_grads_reach_the_altup_scalars():
