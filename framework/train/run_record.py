@@ -1,8 +1,7 @@
 """The run record: one `run.json` per workdir saying how a run ended and what it measured.
 
-The trainer writes it when a run ends (finished, stopped by SIGTERM, or failed with a
-`RunError`), and the local sweep runner when a point's process died without writing
-one. Tables and sweeps read every run through `read(workdir)`, so a table row and a sweep
+The trainer writes it when a run ends (finished, or stopped by SIGTERM), and the local
+runner (`framework.launchers.local`) when a job's process failed or was stopped. Tables and sweeps read every run through `read(workdir)`, so a table row and a sweep
 point are recorded, reused and reported the same way. Workdirs written before the record
 existed are read from what they hold: a table's `result.json`, else `metrics.jsonl` and
 `config.json`.

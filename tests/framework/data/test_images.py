@@ -11,7 +11,8 @@ import tensorflow_datasets as tfds
 from configs.adatape import imagenet as adatape_imagenet
 from configs.baselines import avit, u2t, uvit, vit
 from framework.config import schema
-from framework.data import images, pipeline, pp
+from framework.data import images, pipeline
+from framework.data.pp import registry as pp
 from framework.errors import ConfigError, DataError
 from framework.train import experiment as experiment_lib
 from framework.train import trainer
