@@ -244,3 +244,15 @@ def test_a_json_config_loads_locked_and_bad_json_is_one_line(tmp_path):
     assert listed.endswith("holds a JSON list, not a config object")
     missing = str(tmp_path / "none.json")
     assert load_error(missing).endswith(f"no such file {missing}")
+
+
+def test_a_table_finds_its_config_from_any_directory(tmp_path, monkeypatch):
+    """Tables name configs by their path in the repository; from another directory the
+    loader finds them beside the installed `configs` package."""
+    monkeypatch.chdir(tmp_path)
+    config = loader.load_config("configs/parity/transformer.py:smoke", seed=3)
+    assert (config.experiment_name, config.seed) == ("parity_transformer", 3)
+    with pytest.raises(ConfigError, match="no such file configs/parity/nope.py"):
+        loader.load_config("configs/parity/nope.py")
+    with pytest.raises(ConfigError, match="no config field 'sed'"):
+        loader.load_config("configs/parity/transformer.py", sed=3)
