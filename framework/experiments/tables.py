@@ -225,10 +225,6 @@ def build_report(table: Table, summary: dict[str, Any], runs: dict[str, Any]) ->
     )
 
 
-def markdown(table: Table, summary: dict[str, Any]) -> str:
-    return build_report(table, summary, {}).markdown()
-
-
 def run_table(table: Table, workdir: str) -> dict[str, Any]:
     """Trains what is missing, then writes results.json and table.md in `workdir`."""
     workdir_lib.make_workdir(workdir)

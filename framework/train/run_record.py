@@ -1,8 +1,9 @@
 """The run record: one `run.json` per workdir saying how a run ended and what it measured.
 
 The trainer writes it when a run ends (finished, or stopped by SIGTERM), and the local
-runner (`framework.launchers.local`) when a job's process failed or was stopped. Tables and sweeps read every run through `read(workdir)`, so a table row and a sweep
-point are recorded, reused and reported the same way. Workdirs written before the record
+runner (`framework.launchers.local`) when a job's process failed or was stopped. Tables
+and sweeps read every run through `read(workdir)`, so a table row and a sweep point are
+recorded, reused and reported the same way. Workdirs written before the record
 existed are read from what they hold: a table's `result.json`, else `metrics.jsonl` and
 `config.json`.
 
@@ -126,15 +127,14 @@ def _from_metrics(workdir: str, num_train_steps: int | None) -> dict[str, Any]:
     train = [r for r in rows if r.get("split") == "train"]
     evals = [r for r in rows if r.get("split") == "eval"]
     info = next((r for r in rows if r.get("split") == "info"), {})
+    saved = _read_json(epath.Path(workdir) / run_config.CONFIG_FILE) or {}
     if num_train_steps is None:
-        saved = _read_json(epath.Path(workdir) / run_config.CONFIG_FILE) or {}
         num_train_steps = int(saved.get("num_train_steps", 0))
     step = max((int(r["step"]) for r in train + evals), default=0)
     finished = bool(evals) and num_train_steps > 0 and int(evals[-1]["step"]) >= num_train_steps
     rates = [float(r["steps_per_sec"]) for r in train if "steps_per_sec" in r]
     # The first interval includes compilation.
     rate = statistics.median(rates[1:] if len(rates) > 1 else rates) if rates else None
-    batch = (train[-1].get("examples_per_sec", 0.0) / rates[-1]) if rates and rates[-1] else 0
     status = DONE if finished else INCOMPLETE if rows else NOT_STARTED
     return make(
         status,
@@ -145,7 +145,7 @@ def _from_metrics(workdir: str, num_train_steps: int | None) -> dict[str, Any]:
         num_params=int(info.get("num_params", 0)),
         flops_per_example=float(info.get("flops_per_example", 0.0)),
         steps_per_sec=rate,
-        batch_size=round(batch),
+        batch_size=int(saved.get("batch_size", 0)),
     )
 
 

@@ -25,8 +25,10 @@ def test_every_registered_entry_is_in_a_manifest_under_its_module():
         declared = manifest.get(table.kind, {})
         for name in table.names():
             entry = table.get(name)
-            assert name in declared, f"{table.kind} {name!r} is missing from the manifests"
             module = getattr(entry, "__module__", None) or type(entry).__module__
+            if not module.startswith(("framework.", "projects.")):
+                continue  # a command's own entries (launch.benchmark's modes), or a test's
+            assert name in declared, f"{table.kind} {name!r} is missing from the manifests"
             assert module == declared[name], (table.kind, name, module, declared[name])
         assert set(declared) <= set(table.names()), f"manifest names unknown {table.kind}s"
 

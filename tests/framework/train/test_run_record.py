@@ -30,7 +30,7 @@ def _metrics(tmp_path, rows):
 
 
 def test_a_workdir_without_a_record_is_read_from_its_metrics_and_config(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"num_train_steps": 20}))
+    (tmp_path / "config.json").write_text(json.dumps({"num_train_steps": 20, "batch_size": 4}))
     info = {"step": 0, "split": "info", "num_params": 7, "flops_per_example": 5.0}
     train = [
         {"step": s, "split": "train", "loss": 1 / s, "steps_per_sec": r, "examples_per_sec": 4 * r}

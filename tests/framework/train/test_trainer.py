@@ -9,11 +9,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs.parity import transformer as parity_config
-from framework.config import registry, schema
+from framework.config import loader, registry, schema
 from framework.data import parity, pipeline
 from framework.errors import ConfigError
 from framework.train import experiment as experiment_lib
-from framework.train import steps, trainer
+from framework.train import run_record, steps, trainer
 from framework.train.evaluators import metrics
 
 
@@ -27,11 +27,7 @@ def tiny_config(**overrides):
     c.lr.warmup_steps = 2
     c.async_checkpointing = False
     for key, value in overrides.items():
-        target = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
+        loader.set_field(c, key, value)
     return c
 
 
@@ -92,8 +88,12 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     full = trainer.train_and_evaluate(tiny_config(), str(tmp_path / "full"))
     part = trainer.train_and_evaluate(tiny_config(), str(tmp_path / "part"), stop_after_step=7)
     assert part.preempted and part.step == 7
+    stopped = run_record.read(str(tmp_path / "part"))
+    assert (stopped["status"], stopped["step"], stopped["num_train_steps"]) == ("stopped", 7, 20)
     resumed = trainer.train_and_evaluate(tiny_config(), str(tmp_path / "part"))
     assert resumed.step == 20 and not resumed.preempted
+    done = run_record.read(str(tmp_path / "part"))  # the resumed run's record replaced it
+    assert (done["status"], done["step"], done["eval"]) == ("done", 20, resumed.eval)
     jax.tree.map(np.testing.assert_array_equal, full.params, resumed.params)
     # Metric lines, including the window that straddles the interruption, are identical.
     strip = lambda rows: [

@@ -1,0 +1,45 @@
+"""Paper-table pieces that need no training: cached extra columns and the table report."""
+
+from __future__ import annotations
+
+import json
+
+from framework.experiments import tables
+
+
+def test_cached_extra_reuses_its_rows_for_the_same_key_only(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"A": {"step_time_ms": float(len(calls))}}
+
+    key = {"configs": {"A": {"batch": (8, 16)}}, "steps": 2}
+    first = tables.cached_extra(str(tmp_path), "times.json", key, compute)
+    again = tables.cached_extra(str(tmp_path), "times.json", key, compute)  # tuples as lists
+    assert first == again == {"A": {"step_time_ms": 1.0}} and len(calls) == 1
+    other = tables.cached_extra(str(tmp_path), "times.json", dict(key, steps=3), compute)
+    assert other == {"A": {"step_time_ms": 2.0}} and len(calls) == 2
+    saved = json.loads((tmp_path / "times.json").read_text())
+    assert saved["key"]["steps"] == 3  # the file holds the latest key's rows
+
+
+def test_table_report_shows_spread_and_writes_csv_and_results(tmp_path):
+    columns = [
+        tables.Column("eval.accuracy", "accuracy"),
+        tables.Column("num_params", "parameters", "{:,.0f}", spread=False),
+    ]
+    table = tables.Table("T", [tables.Row("Model A", None, (0, 1))], columns, notes="n")
+    summary = {
+        "Model A": {
+            "seeds": [0, 1],
+            "eval.accuracy": {"mean": 0.5, "std": 0.1, "values": [0.4, 0.6]},
+            "num_params": {"mean": 1234.0, "std": 0.0, "values": [1234.0, 1234.0]},
+        }
+    }
+    report = tables.build_report(table, summary, {"Model A": []})
+    assert "| Model A | 0.500 ± 0.100 | 1,234 |" in report.markdown()
+    assert report.csv().splitlines() == ["model,accuracy,parameters", "Model A,0.5,1234.0"]
+    paths = tables.report.write(report, str(tmp_path))
+    assert sorted(paths) == ["results.json", "table.csv", "table.md"]
+    assert json.loads((tmp_path / "results.json").read_text())["rows"] == summary
