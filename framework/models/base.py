@@ -113,13 +113,19 @@ class BaseModel:
     def metrics(self, outputs: Any, batch: Batch) -> MetricPairs:
         raise NotImplementedError
 
-    def init(self, rng: Array, batch: Batch) -> Any:
-        """Returns the parameters for a batch of the dataset's shapes."""
+    def init_boxed(self, rng: Array, batch: Batch) -> Any:
+        """The parameters as `model.init` makes them: each boxed with its logical axis
+        names (`framework.models.partitioning`). Run it under `jax.eval_shape` to read
+        the names without materialising anything."""
         params_rng, dropout_rng = jax.random.split(rng)
         variables = self.module.init(
             {"params": params_rng, "dropout": dropout_rng}, **self.module_inputs(batch), train=False
         )
         return variables["params"]
+
+    def init(self, rng: Array, batch: Batch) -> Any:
+        """Returns the parameters (plain arrays) for a batch of the dataset's shapes."""
+        return nn.meta.unbox(self.init_boxed(rng, batch))
 
     def apply(
         self, params: Any, batch: Batch, *, train: bool, rng: Array | None = None

@@ -26,6 +26,7 @@ import ml_collections
 from framework.config import fields
 from framework.errors import ConfigError
 from framework.models import layers
+from framework.models import partitioning as pt
 
 Array = jax.Array
 EncoderFactory = Callable[..., nn.Module]
@@ -38,24 +39,27 @@ class ClassToken(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        cls = self.param("cls", nn.initializers.zeros, (1, 1, x.shape[-1]), x.dtype)
+        init = pt.param_init(nn.initializers.zeros, pt.UNSHARDED, pt.UNSHARDED, pt.EMBED)
+        cls = self.param("cls", init, (1, 1, x.shape[-1]), jnp.float32).astype(x.dtype)
         return jnp.concatenate([jnp.tile(cls, (x.shape[0], 1, 1)), x], axis=1)
 
 
 class ClassifierHead(nn.Module):
-    """Linear head with a zero kernel; the bias init is configurable (e.g. -6.9)."""
+    """Linear head with a zero kernel, in float32 (it feeds the loss); the bias init is
+    configurable (e.g. -6.9)."""
 
     num_classes: int
     bias_init: float = 0.0
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        return nn.Dense(
+        return pt.dense(
             self.num_classes,
+            (pt.EMBED, pt.CLASSES),
             kernel_init=nn.initializers.zeros,
             bias_init=nn.initializers.constant(self.bias_init),
             name="head",
-        )(x)
+        )(x.astype(jnp.float32))
 
 
 def finish_tokens(x: Array, *, class_token: bool, dropout_rate: float, train: bool) -> Array:
@@ -81,6 +85,7 @@ class ClassifierSkeleton(nn.Module):
     pooling: str = "gap"
     dropout_rate: float = 0.0
     head_bias_init: float = 0.0
+    dtype: Any = jnp.float32  # computation of the stem (the encoder has its own)
 
     def embed(self, inputs: Array, *, train: bool) -> Array:
         """Inputs -> [B, L, D] tokens."""
@@ -113,6 +118,7 @@ def add_classifier_fields(config: ml_collections.ConfigDict, *, pooling: str) ->
     config.dropout_rate = 0.0
     config.attention_dropout_rate = 0.0
     config.head_bias_init = 0.0
+    pt.add_precision_fields(config)
 
 
 def check_classifier_fields(config: ml_collections.ConfigDict) -> None:
@@ -124,17 +130,21 @@ def check_classifier_fields(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config.model.head_bias_init must be finite, got {config.head_bias_init}"
         )
+    pt.check_precision_fields(config)
 
 
 def encoder_factory(
     encoder_cls: type[nn.Module], *widths: Any, config: ml_collections.ConfigDict
 ) -> EncoderFactory:
-    """`encoder_cls(*widths, dropout_rate=..., attention_dropout_rate=...)` from config."""
+    """`encoder_cls(*widths, dropout_rate=..., attention_dropout_rate=..., dtype=...,
+    remat=...)` from config."""
     return functools.partial(
         encoder_cls,
         *widths,
         dropout_rate=config.dropout_rate,
         attention_dropout_rate=config.attention_dropout_rate,
+        dtype=pt.compute_dtype(config),
+        remat=config.get("remat", "none"),
     )
 
 
@@ -145,4 +155,5 @@ def skeleton_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
         pooling=config.pooling,
         dropout_rate=config.dropout_rate,
         head_bias_init=config.head_bias_init,
+        dtype=pt.compute_dtype(config),
     )

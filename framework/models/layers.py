@@ -1,4 +1,8 @@
-"""Shared Transformer layers: attention with key padding masks, MLP, encoder blocks."""
+"""Shared Transformer layers: attention with key padding masks, MLP, encoder blocks.
+
+Every parameter carries logical axis names and every layer computes in its `dtype`
+with float32 parameters, norms and softmax (`framework.models.partitioning`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from framework.models import partitioning as pt
 
 Array = jax.Array
 
@@ -26,22 +32,28 @@ class MlpBlock(nn.Module):
     dropout_rate: float = 0.0
     activation: Callable[[Array], Array] = nn.gelu
     kernel_init: Callable = nn.initializers.xavier_uniform()
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool) -> Array:
         out_dim = self.out_dim or x.shape[-1]
-        x = nn.Dense(
+        bias_init = nn.initializers.normal(1e-6)
+        x = pt.dense(
             self.mlp_dim,
+            (pt.EMBED, pt.MLP),
+            dtype=self.dtype,
             kernel_init=self.kernel_init,
-            bias_init=nn.initializers.normal(1e-6),
+            bias_init=bias_init,
             name="fc1",
         )(x)
-        x = self.activation(x)
+        x = pt.constrain(self.activation(x), pt.BATCH, pt.LENGTH, pt.MLP)
         x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-        x = nn.Dense(
+        x = pt.dense(
             out_dim,
+            (pt.MLP, pt.EMBED),
+            dtype=self.dtype,
             kernel_init=self.kernel_init,
-            bias_init=nn.initializers.normal(1e-6),
+            bias_init=bias_init,
             name="fc2",
         )(x)
         return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
@@ -53,12 +65,20 @@ class SelfAttention(nn.Module):
     num_heads: int
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array, valid: Array | None = None, *, train: bool) -> Array:
+        kernel_init = nn.initializers.xavier_uniform()
         y = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads,
-            kernel_init=nn.initializers.xavier_uniform(),
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=pt.param_init(kernel_init, pt.EMBED, pt.HEADS, pt.KV),
+            bias_init=pt.param_init(nn.initializers.zeros, pt.HEADS, pt.KV),
+            out_kernel_init=pt.param_init(kernel_init, pt.HEADS, pt.KV, pt.EMBED),
+            out_bias_init=pt.param_init(nn.initializers.zeros, pt.EMBED),
+            force_fp32_for_softmax=True,
             dropout_rate=self.attention_dropout_rate,
             deterministic=not train,
             name="attention",
@@ -74,9 +94,10 @@ class BlockFields(nn.Module):
     mlp_dim: int
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
+    dtype: Any = jnp.float32  # computation; parameters are float32
 
 
-BLOCK_FIELDS = ("num_heads", "mlp_dim", "dropout_rate", "attention_dropout_rate")
+BLOCK_FIELDS = ("num_heads", "mlp_dim", "dropout_rate", "attention_dropout_rate", "dtype")
 
 
 def block_kwargs(module: BlockFields | Encoder) -> dict[str, Any]:
@@ -92,45 +113,54 @@ class EncoderBlock(BlockFields):
 
     def attention(self, x: Array, valid: Array | None, *, train: bool) -> Array:
         """The attention half, x + Attn(LN(x)); call from a compact method."""
-        y = nn.LayerNorm(name="ln_attention")(x)
+        y = pt.layer_norm(dtype=self.dtype, name="ln_attention")(x)
         return x + SelfAttention(
-            self.num_heads, self.dropout_rate, self.attention_dropout_rate, name="self_attention"
+            self.num_heads,
+            self.dropout_rate,
+            self.attention_dropout_rate,
+            dtype=self.dtype,
+            name="self_attention",
         )(y, valid, train=train)
 
     def feed_forward(self, x: Array, *, train: bool, prefix: str = "") -> Array:
         """The feed-forward half, x + MLP(LN(x)), in `{prefix}mlp` and `ln_{prefix}mlp`."""
-        y = nn.LayerNorm(name=f"ln_{prefix}mlp")(x)
-        return x + MlpBlock(self.mlp_dim, dropout_rate=self.dropout_rate, name=f"{prefix}mlp")(
-            y, train=train
-        )
+        y = pt.layer_norm(dtype=self.dtype, name=f"ln_{prefix}mlp")(x)
+        return x + MlpBlock(
+            self.mlp_dim, dropout_rate=self.dropout_rate, dtype=self.dtype, name=f"{prefix}mlp"
+        )(y, train=train)
 
     @nn.compact
     def __call__(self, x: Array, valid: Array | None = None, *, train: bool) -> Array:
-        return self.feed_forward(self.attention(x, valid, train=train), train=train)
+        x = self.feed_forward(self.attention(x, valid, train=train), train=train)
+        return pt.constrain_tokens(x)
 
 
 class Encoder(nn.Module):
-    """`num_layers` encoder blocks and a final LayerNorm."""
+    """`num_layers` encoder blocks (rematerialised by `remat`) and a final LayerNorm."""
 
     num_layers: int
     num_heads: int
     mlp_dim: int
     dropout_rate: float = 0.0
     attention_dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+    remat: str = "none"  # a `partitioning.REMAT_POLICIES` name
 
     def make_block(self, index: int) -> nn.Module:
         """Block `index`, named `block_{index}`; subclasses may build other blocks."""
-        return EncoderBlock(**block_kwargs(self), name=f"block_{index}")
+        return pt.remat(EncoderBlock, self.remat)(**block_kwargs(self), name=f"block_{index}")
 
     @nn.compact
     def __call__(self, x: Array, valid: Array | None = None, *, train: bool) -> Array:
+        x = pt.constrain_tokens(x.astype(self.dtype))
         for i in range(self.num_layers):
             x = self.make_block(i)(x, valid, train=train)
-        return nn.LayerNorm(name="ln_final")(x)
+        return pt.layer_norm(dtype=self.dtype, name="ln_final")(x)
 
 
 def masked_mean_pool(x: Array, valid: Array | None) -> Array:
-    """Mean over the sequence axis of [B, L, D], counting only valid positions."""
+    """Mean over the sequence axis of [B, L, D] in float32, counting only valid positions."""
+    x = x.astype(jnp.float32)
     if valid is None:
         return x.mean(axis=1)
     weights = valid.astype(x.dtype)[..., None]
@@ -147,13 +177,12 @@ def pool(x: Array, kind: str, valid: Array | None = None) -> Array:
 
 
 class AddPositionEmbedding(nn.Module):
-    """Adds a learned position embedding of shape [1, L, D]."""
+    """Adds a learned (float32) position embedding of shape [1, L, D]."""
 
     std: float = 0.02
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        pos = self.param(
-            "pos_embedding", nn.initializers.normal(self.std), (1,) + x.shape[1:], x.dtype
-        )
-        return x + pos
+        init = pt.param_init(nn.initializers.normal(self.std), pt.UNSHARDED, pt.LENGTH, pt.EMBED)
+        pos = self.param("pos_embedding", init, (1,) + x.shape[1:], jnp.float32)
+        return x + pos.astype(x.dtype)

@@ -8,6 +8,8 @@ models on sequences supply their encoder (`add_sequence_fields` declares their c
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,6 +18,7 @@ import ml_collections
 from framework.config import fields, registry
 from framework.errors import ConfigError
 from framework.models import base, classifier, layers
+from framework.models import partitioning as pt
 
 Array = jax.Array
 
@@ -25,14 +28,24 @@ class SequenceEmbedding(nn.Module):
 
     hidden_size: int
     vocab_size: int | None = None
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
         if jnp.issubdtype(inputs.dtype, jnp.integer):
             if self.vocab_size is None:
                 raise ConfigError("integer inputs need config.model.vocab_size")
-            return nn.Embed(self.vocab_size, self.hidden_size, name="token_embedding")(inputs)
-        return nn.Dense(self.hidden_size, name="input_projection")(inputs)
+            return nn.Embed(
+                self.vocab_size,
+                self.hidden_size,
+                dtype=self.dtype,
+                param_dtype=jnp.float32,
+                embedding_init=pt.param_init(nn.linear.default_embed_init, pt.VOCAB, pt.EMBED),
+                name="token_embedding",
+            )(inputs)
+        return pt.dense(
+            self.hidden_size, (pt.UNSHARDED, pt.EMBED), dtype=self.dtype, name="input_projection"
+        )(inputs)
 
 
 class SequenceClassifierModule(classifier.ClassifierSkeleton, kw_only=True):
@@ -42,7 +55,9 @@ class SequenceClassifierModule(classifier.ClassifierSkeleton, kw_only=True):
     vocab_size: int | None = None
 
     def embed(self, inputs: Array, *, train: bool) -> Array:
-        x = SequenceEmbedding(self.hidden_size, self.vocab_size, name="embedding")(inputs)
+        x = SequenceEmbedding(
+            self.hidden_size, self.vocab_size, dtype=self.dtype, name="embedding"
+        )(inputs)
         return classifier.finish_tokens(
             x, class_token=self.pooling == "token", dropout_rate=self.dropout_rate, train=train
         )

@@ -17,11 +17,13 @@ from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from framework.config import fields, registry
 from framework.errors import ConfigError
 from framework.models import base, classifier, layers
+from framework.models import partitioning as pt
 
 Array = jax.Array
 
@@ -100,6 +102,7 @@ class PatchEmbedding(nn.Module):
 
     hidden_size: int
     patch_size: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: Array) -> Array:
@@ -111,8 +114,20 @@ class PatchEmbedding(nn.Module):
                 f"config.model.patch_size={p} does not divide the images' size "
                 f"{images.shape[1]}x{images.shape[2]}"
             )
-        x = nn.Conv(self.hidden_size, (p, p), strides=(p, p), padding="VALID", name="conv")(images)
-        return x.reshape(x.shape[0], -1, self.hidden_size)
+        x = nn.Conv(
+            self.hidden_size,
+            (p, p),
+            strides=(p, p),
+            padding="VALID",
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=pt.param_init(
+                nn.initializers.lecun_normal(), pt.PATCH, pt.PATCH, pt.PATCH, pt.EMBED
+            ),
+            bias_init=pt.param_init(nn.initializers.zeros, pt.EMBED),
+            name="conv",
+        )(images)
+        return pt.constrain_tokens(x.reshape(x.shape[0], -1, self.hidden_size))
 
 
 class ViTStem(nn.Module):
@@ -122,10 +137,13 @@ class ViTStem(nn.Module):
     patch_size: int
     class_token: bool = False
     dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: Array, *, train: bool) -> Array:
-        x = PatchEmbedding(self.hidden_size, self.patch_size, name="patch_embedding")(images)
+        x = PatchEmbedding(
+            self.hidden_size, self.patch_size, dtype=self.dtype, name="patch_embedding"
+        )(images)
         return classifier.finish_tokens(
             x, class_token=self.class_token, dropout_rate=self.dropout_rate, train=train
         )
@@ -143,6 +161,7 @@ class ViTClassifierModule(classifier.ClassifierSkeleton, kw_only=True):
             s.patch_size,
             class_token=self.pooling == "token",
             dropout_rate=self.dropout_rate,
+            dtype=self.dtype,
             name="stem",
         )(inputs, train=train)
 

@@ -304,5 +304,3 @@ class GatedGeluMlp(nn.Module):
         h = nn.gelu(dense(d.d_ff, name="wi_0")(x), approximate=True) * dense(d.d_ff, name="wi_1")(x)
         h = nn.Dropout(d.dropout_rate)(h, deterministic=not train)
         return dense(d.d_model, name="wo")(h)
-
-

@@ -17,6 +17,7 @@ from framework.models.t5.stack import StackAdapter, T5Module
 
 Array = jax.Array
 
+
 def _sequences_all_correct(
     correct: Array, weights: Array, segment_ids: Array | None
 ) -> tuple[Array, Array]:

@@ -27,6 +27,7 @@ from framework.models.t5.layers import (
 
 Array = jax.Array
 
+
 class EncoderLayer(nn.Module):
     """x + SelfAttention(norm(x)); x + MLP(norm(x)), on d-wide states."""
 
@@ -311,5 +312,3 @@ class T5Module(nn.Module):
         return self.decode(
             encoded, decoder_input_tokens, decoder_target_tokens, decoder_segment_ids, train=train
         )
-
-
