@@ -42,6 +42,12 @@ def trainer_defaults() -> ml_collections.ConfigDict:
     c.seed = 0
     c.batch_size = 128  # global, over all processes and devices
     c.eval_batch_size = 256  # global
+    # Split each training batch into this many micro-batches inside the step (same
+    # update as the whole batch; activation memory of one micro-batch).
+    c.grad_accum_steps = 1
+    # Devices per mesh axis (data, fsdp, model); one may be -1, the devices left over.
+    # See framework/train/sharding.py and docs/scaling.md.
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1})
     c.num_train_steps = 1000
     c.log_every_steps = 50
     c.eval_every_steps = 500  # also evaluates at the last step; 0: only then
@@ -261,7 +267,14 @@ def _check_values(c: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.eval_every_steps must be >= 0, got {c.eval_every_steps}")
     if not 0 <= c.seed < 2**63:
         raise ConfigError(f"config.seed must be an integer in [0, 2**63), got {c.seed}")
-    from framework.train import optimizers, schedules  # here: framework.train imports us
+    if c.grad_accum_steps <= 0 or c.batch_size % c.grad_accum_steps:
+        raise ConfigError(
+            f"config.grad_accum_steps={c.grad_accum_steps} must be positive and divide "
+            f"config.batch_size={c.batch_size}"
+        )
+    from framework.train import optimizers, schedules, sharding  # framework.train imports us
+
+    sharding.check_mesh_config(c.mesh)
 
     optimizers.check_config(c.optimizer)
     schedules.check_config(c.lr, c.num_train_steps)

@@ -151,13 +151,19 @@ def pad_batch(batch: Mapping[str, np.ndarray], size: int) -> Batch:
     return out
 
 
+# The mesh axes a batch is split over, those of them the mesh has (`fsdp` splits the
+# batch like `data`; see `framework.train.sharding`).
+BATCH_MESH_AXES = (DATA_AXIS, "fsdp")
+
+
 def data_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) axis split over the mesh's `data` axis."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    """Leading (batch) axis split over the mesh's `data` (and `fsdp`) axes."""
+    axes = tuple(axis for axis in BATCH_MESH_AXES if axis in mesh.axis_names)
+    return NamedSharding(mesh, PartitionSpec(axes[0] if len(axes) == 1 else axes))
 
 
 def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Assembles host-local numpy batches into global arrays sharded over `data`."""
+    """Assembles host-local numpy batches into global arrays split over the batch axes."""
     sharding = data_sharding(mesh)
     if jax.process_count() == 1:
         return jax.device_put(dict(batch), sharding)  # one host: a plain (faster) transfer

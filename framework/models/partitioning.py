@@ -19,7 +19,9 @@ backward pass for activation memory.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+import contextvars
+from typing import Any, Callable, Iterator
 
 import flax.linen as nn
 import jax
@@ -97,9 +99,27 @@ def layer_norm(*, dtype: Any = jnp.float32, name: str | None = None, axis_name: 
     )
 
 
+_MESH: contextvars.ContextVar[Any] = contextvars.ContextVar("constraint_mesh", default=None)
+
+
+@contextlib.contextmanager
+def constraint_mesh(mesh: Any) -> Iterator[None]:
+    """Within: `constrain` places activations on `mesh` (entered while tracing a step,
+    with the rules; see `framework.train.sharding.rules_context`)."""
+    token = _MESH.set(mesh)
+    try:
+        yield
+    finally:
+        _MESH.reset(token)
+
+
 def constrain(x: Array, *names: str | None) -> Array:
-    """Constrains activation `x` to the sharding the rules give its logical `names`."""
-    return nn.with_logical_constraint(x, names)
+    """Constrains activation `x` to the sharding the rules give its logical `names`
+    (a no-op outside `constraint_mesh` and the rules)."""
+    mesh = _MESH.get()
+    if mesh is None:
+        return x
+    return nn.with_logical_constraint(x, names, mesh=mesh)
 
 
 def constrain_tokens(x: Array) -> Array:

@@ -263,13 +263,22 @@ def load_params(path: str, abstract_params: Any) -> tuple[Any, int]:
                 f"{flag}={path} (step {step}) does not fit the config's model: "
                 + "; ".join(problems)
             )
-        sharding = jax.tree.leaves(abstract_params)[0].sharding
+        # The parameters are read straight into their own shardings; the rest of the
+        # saved state (read, then dropped) replicated.
+        replicated = jax.sharding.NamedSharding(
+            jax.tree.leaves(abstract_params)[0].sharding.mesh, jax.sharding.PartitionSpec()
+        )
         target = jax.tree.map(
-            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), tree
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), tree
+        )
+        target["params"] = jax.tree.map(
+            lambda m, a: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=a.sharding),
+            tree["params"],
+            abstract_params,
         )
         restored = manager.restore(step, args=ocp.args.StandardRestore(target))
     params = jax.tree.map(
-        lambda x, a: jax.device_put(x.astype(a.dtype), a.sharding),
+        lambda x, a: x if x.dtype == a.dtype else x.astype(a.dtype),
         restored["params"],
         abstract_params,
     )

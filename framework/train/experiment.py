@@ -1,7 +1,9 @@
 """An `Experiment`: a resolved config with everything built from it, before any state.
 
-`build_experiment(config, mesh)` resolves the config, checks its batch sizes against
-the mesh and builds the dataset, model, optimizer and the state's layout. The trainer,
+`build_experiment(config, mesh)` resolves the config, builds the mesh (`config.mesh`)
+unless given one, checks its batch sizes against the mesh and builds the dataset,
+model, optimizer and the state's layout: every parameter and optimizer-state leaf
+sharded by its logical axis names (`framework.train.sharding`). The trainer,
 `launch.evaluate`, the benchmarks and the tests build runs through this one path, so
 they all compile the same steps (`framework.train.steps`) on the same state layout.
 """
@@ -14,7 +16,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -22,24 +23,32 @@ from framework.config import registry, schema
 from framework.data import pipeline
 from framework.errors import ConfigError
 from framework.models import base
-from framework.train import metric_sums, optimizers, steps, train_state
+from framework.train import metric_sums, optimizers, sharding, steps, train_state
 
 
-def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh over all devices (or those given) with axis `data`."""
-    devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (pipeline.DATA_AXIS,))
+def make_mesh(devices: list[jax.Device] | None = None, mesh_config: Any = None) -> Mesh:
+    """The (data, fsdp, model) mesh of `mesh_config` (default: data parallel over all
+    devices, or those given)."""
+    return sharding.make_mesh(mesh_config, devices)
 
 
 def check_batch_sizes(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
-    """A one-line ConfigError naming the batch size that does not divide over `mesh`."""
-    n = mesh.devices.size
-    for key in ("batch_size", "eval_batch_size"):
-        if config[key] % n:
-            raise ConfigError(
-                f"config.{key}={config[key]} does not divide over {n} devices; "
-                f"use a multiple of {n}"
-            )
+    """A one-line ConfigError naming the batch size that does not divide over the mesh's
+    batch axes (`data x fsdp`), for training per micro-batch."""
+    n = sharding.batch_shards(mesh)
+    where = f"{n} batch shards (data x fsdp of mesh {sharding.describe_mesh(mesh)})"
+    k = config.get("grad_accum_steps", 1)
+    if config.batch_size % (n * k):
+        per = f" in each of {k} micro-batches" if k > 1 else ""
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} does not divide over {where}{per}; "
+            f"use a multiple of {n * k}"
+        )
+    if config.eval_batch_size % n:
+        raise ConfigError(
+            f"config.eval_batch_size={config.eval_batch_size} does not divide over {where}; "
+            f"use a multiple of {n}"
+        )
 
 
 def _global_abstract_batch(batch: pipeline.Batch, split: pipeline.HostSplit, mesh: Mesh):
@@ -82,9 +91,10 @@ class Experiment:
     tx: optax.GradientTransformation
     lr_fn: Callable[[Any], Any]
     example_batch: pipeline.Batch  # host-local, the first training batch
-    abstract_batch: dict[str, jax.ShapeDtypeStruct]  # global, sharded over `data`
-    abstract_state: Any  # ShapeDtypeStructs carrying their (replicated) shardings
+    abstract_batch: dict[str, jax.ShapeDtypeStruct]  # global, split over the batch axes
+    abstract_state: Any  # ShapeDtypeStructs carrying their shardings
     init_fn: Callable[[jax.Array], train_state.TrainState]
+    param_axes: dict[tuple[str, ...], Any]  # parameter path -> logical axis names
 
     @property
     def state_sharding(self) -> Any:
@@ -92,22 +102,55 @@ class Experiment:
 
     def init_state(self) -> train_state.TrainState:
         """The initial state for `config.seed`, laid out over the mesh."""
-        init = jax.jit(self.init_fn, out_shardings=self.state_sharding)
+        init = jax.jit(
+            sharding.with_rules(self.init_fn, self.mesh), out_shardings=self.state_sharding
+        )
         return init(jax.random.key(self.config.seed))
 
     def jit_train_step(self) -> Callable:
         """The trainer's train step, jitted for this state and batch layout."""
+        step = steps.make_train_step(
+            self.model,
+            self.tx,
+            self.lr_fn,
+            self.config.seed,
+            self.config.get("grad_accum_steps", 1),
+        )
         return jax.jit(
-            steps.make_train_step(self.model, self.tx, self.lr_fn, self.config.seed),
+            sharding.with_rules(step, self.mesh),
             in_shardings=(self.state_sharding, pipeline.data_sharding(self.mesh)),
             out_shardings=self.state_sharding,
             donate_argnums=(0,),
         )
 
+    def compile_train_step(self) -> tuple[Callable, dict[str, Any]]:
+        """The train step compiled ahead of its first call, and what one device holds
+        for it (`memory`): the mesh, bytes of parameters, optimizer state and batch, and
+        XLA's argument, output and temporary bytes of the compiled step."""
+        compiled = self.jit_train_step().lower(self.abstract_state, self.abstract_batch).compile()
+        return compiled, self.memory(compiled)
+
+    def memory(self, compiled: Any = None) -> dict[str, Any]:
+        """The mesh's axis sizes (`mesh_data`, ...) and per-device bytes of the state and
+        batch (and of `compiled`'s buffers), as numbers for the metrics' info line."""
+        out: dict[str, Any] = {
+            **{f"mesh_{axis}": int(size) for axis, size in self.mesh.shape.items()},
+            "param_bytes_per_device": sharding.bytes_per_device(self.abstract_state.params),
+            "opt_state_bytes_per_device": sharding.bytes_per_device(self.abstract_state.opt_state),
+            "batch_bytes_per_device": sharding.bytes_per_device(self.abstract_batch),
+        }
+        analysis = compiled.memory_analysis() if compiled is not None else None
+        if analysis is not None:
+            for name in ("argument", "output", "temp", "alias"):
+                value = getattr(analysis, f"{name}_size_in_bytes", None)
+                if value is not None:
+                    out[f"xla_{name}_bytes_per_device"] = int(value)
+        return out
+
     def jit_eval_step(self) -> Callable:
         """The trainer's eval step, jitted for these parameters and batch layout."""
         return jax.jit(
-            steps.make_eval_step(self.model),
+            sharding.with_rules(steps.make_eval_step(self.model), self.mesh),
             in_shardings=(self.state_sharding.params, pipeline.data_sharding(self.mesh)),
             out_shardings=NamedSharding(self.mesh, PartitionSpec()),
         )
@@ -116,7 +159,7 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
     """Resolves `config` and builds its dataset, model, optimizer and state layout."""
     config = schema.resolve(config)
-    mesh = make_mesh() if mesh is None else mesh
+    mesh = make_mesh(mesh_config=config.mesh) if mesh is None else mesh
     check_batch_sizes(config, mesh)
     split = pipeline.HostSplit.current(config.batch_size, config.eval_batch_size)
     dataset = registry.DATASETS.get(config.dataset_name)(config.dataset, split, config.seed)
@@ -125,8 +168,10 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     example_batch = dataset.example_batch()
     abstract_batch = _global_abstract_batch(example_batch, split, mesh)
     init_fn = _state_initializer(model, tx, abstract_batch)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    shapes = jax.eval_shape(init_fn, jax.random.key(config.seed))
+    rng = jax.random.key(config.seed)
+    shapes = jax.eval_shape(init_fn, rng)
+    param_axes = sharding.logical_axes(jax.eval_shape(model.init_boxed, rng, abstract_batch))
+    shardings = sharding.state_shardings(shapes, param_axes, mesh)
     return Experiment(
         config=config,
         mesh=mesh,
@@ -137,7 +182,8 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
         example_batch=example_batch,
         abstract_batch=abstract_batch,
         abstract_state=jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), shapes
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, shardings
         ),
         init_fn=init_fn,
+        param_axes=param_axes,
     )

@@ -2,7 +2,8 @@
 
 A workdir belongs to one run, and a rerun continues that run: `check_config` compares a
 resumed run's config with the saved `config.json`. Only the run-length and cadence
-fields (`RUN_LENGTH_FIELDS`, each evaluator's `every_steps`) may change, unless the user
+fields (`RUN_LENGTH_FIELDS`, each evaluator's `every_steps`) and the layout fields
+(`LAYOUT_FIELDS`: the mesh, micro-batching, rematerialisation) may change, unless the user
 accepts other changes knowingly (`--accept_config_changes`); every change is recorded
 in `config_changes.jsonl`, and `config.json` then describes the run that continues.
 A `config.json` written before `config.evals` existed is read in today's shape
@@ -39,6 +40,9 @@ RUN_LENGTH_FIELDS = (
     "async_checkpointing",
     "compute_flops",
 )
+# Fields that change how a step is laid out on the devices, not what it computes (the
+# same update up to float rounding): a rerun may change them, e.g. resume on another mesh.
+LAYOUT_FIELDS = ("mesh", "grad_accum_steps", "model.remat")
 
 ACCEPT_FLAG = "accept_config_changes"
 if ACCEPT_FLAG not in flags.FLAGS:  # a launch module may define it before this is imported
@@ -98,10 +102,15 @@ def format_changes(changes: dict[str, tuple[Any, Any]], limit: int = 10) -> str:
 
 
 def _is_free(key: str) -> bool:
-    """A run-length or cadence field (an evaluator's `every_steps` too)."""
+    """A run-length, cadence or layout field (an evaluator's `every_steps` too)."""
     top = key.split(".")
-    return key in {f"config.{name}" for name in RUN_LENGTH_FIELDS} or (
-        len(top) == 4 and top[1] == "evals" and top[3] == "every_steps"
+    layout = any(
+        key == f"config.{name}" or key.startswith(f"config.{name}.") for name in LAYOUT_FIELDS
+    )
+    return (
+        layout
+        or key in {f"config.{name}" for name in RUN_LENGTH_FIELDS}
+        or (len(top) == 4 and top[1] == "evals" and top[3] == "every_steps")
     )
 
 

@@ -37,12 +37,13 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from framework.data import pipeline
 from framework.errors import ConfigError
 from framework.models import partitioning as pt
 
 DATA, FSDP, MODEL = "data", "fsdp", "model"
 MESH_AXES = (DATA, FSDP, MODEL)
-BATCH_AXES = (DATA, FSDP)
+BATCH_AXES = pipeline.BATCH_MESH_AXES
 
 # Logical axis name -> mesh axis (None: never split). Order matters: for each array
 # the first rule whose mesh axis is still free wins.
@@ -69,20 +70,28 @@ def default_mesh_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({DATA: -1, FSDP: 1, MODEL: 1})
 
 
-def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> tuple[int, int, int]:
-    """(data, fsdp, model) sizes for `num_devices`; a one-line ConfigError if they do
-    not fit."""
-    sizes = {axis: int(mesh_config.get(axis, 1)) for axis in MESH_AXES}
+def check_mesh_config(mesh_config: Mapping[str, int]) -> dict[str, int]:
+    """The axis sizes of `config.mesh`; a one-line ConfigError unless each is positive
+    and at most one is -1 (checked at config time, before the devices are known)."""
     unknown = sorted(set(mesh_config) - set(MESH_AXES))
     if unknown:
         raise ConfigError(f"config.mesh: unknown axis {unknown[0]!r}; axes: {', '.join(MESH_AXES)}")
-    free = [axis for axis, size in sizes.items() if size == -1]
-    bad = [axis for axis, size in sizes.items() if size == 0 or size < -1]
-    if bad or len(free) > 1:
+    sizes = {axis: mesh_config.get(axis, 1) for axis in MESH_AXES}
+    if not all(isinstance(size, int) and (size > 0 or size == -1) for size in sizes.values()) or (
+        list(sizes.values()).count(-1) > 1
+    ):
         raise ConfigError(
             f"config.mesh: each axis must be a positive size and at most one -1, got "
             f"{_describe(sizes)}"
         )
+    return sizes
+
+
+def mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> tuple[int, int, int]:
+    """(data, fsdp, model) sizes for `num_devices`; a one-line ConfigError if they do
+    not fit."""
+    sizes = check_mesh_config(mesh_config)
+    free = [axis for axis, size in sizes.items() if size == -1]
     fixed = math.prod(size for size in sizes.values() if size != -1)
     if free:
         if num_devices % fixed:
@@ -134,7 +143,7 @@ def batch_shards(mesh: Mesh) -> int:
 @contextlib.contextmanager
 def rules_context(mesh: Mesh) -> Iterator[None]:
     """Logical constraints inside resolve with `RULES` on `mesh` (enter while tracing)."""
-    with nn.logical_axis_rules(RULES), jax.set_mesh(mesh):
+    with nn.logical_axis_rules(RULES), pt.constraint_mesh(mesh):
         yield
 
 

@@ -33,6 +33,7 @@ from framework.train import (
     preemption,
     run_config,
     run_record,
+    sharding,
     train_state,
 )
 from framework.train import experiment as experiment_lib
@@ -114,6 +115,30 @@ def record(result: RunResult, config: ml_collections.ConfigDict, seconds: float)
     )
 
 
+def memory_line(mesh: Mesh, memory: dict[str, Any], grad_accum_steps: int) -> str:
+    """'mesh data=2 fsdp=1 model=1 (2 devices); per device: parameters 1.2 MiB, ...'."""
+
+    def size(key: str) -> str:
+        value = memory.get(key)
+        return "n/a" if value is None else _bytes(value)
+
+    micro = f", {grad_accum_steps} micro-batches per step" if grad_accum_steps > 1 else ""
+    return (
+        f"mesh {sharding.describe_mesh(mesh)}{micro}; per device: parameters "
+        f"{size('param_bytes_per_device')}, optimizer state "
+        f"{size('opt_state_bytes_per_device')}, batch {size('batch_bytes_per_device')}, "
+        f"XLA temporaries {size('xla_temp_bytes_per_device')}"
+    )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
 def _run(
     experiment: experiment_lib.Experiment,
     workdir: str,
@@ -167,10 +192,11 @@ def _run(
             f"{flops / 1e6:.2f} MFLOPs/example forward, {mesh.devices.size} device(s), "
             f"{jax.process_count()} process(es), global batch {config.batch_size}"
         )
+        train_step, memory = experiment.compile_train_step()
+        metric_writing.log(memory_line(mesh, memory, config.get("grad_accum_steps", 1)))
         if start_step == 0:
-            writer.write(0, "info", {"num_params": num_params, "flops_per_example": flops})
-
-        train_step = experiment.jit_train_step()
+            info = {"num_params": num_params, "flops_per_example": flops}
+            writer.write(0, "info", {**info, **memory})
         reset_sums = jax.jit(
             train_state.reset_metric_sums, out_shardings=state_sharding, donate_argnums=(0,)
         )

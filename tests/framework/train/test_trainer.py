@@ -128,7 +128,7 @@ def test_unknown_names_list_known_ones(field, value, message):
 
 
 def test_batch_size_must_divide_over_devices(tmp_path):
-    with pytest.raises(ConfigError, match="batch_size=33 does not divide over 2 devices"):
+    with pytest.raises(ConfigError, match="batch_size=33 does not divide over 2 batch shards"):
         trainer.train_and_evaluate(tiny_config(batch_size=33), str(tmp_path))
     assert not os.path.exists(tmp_path / "checkpoints")
 
