@@ -12,4 +12,5 @@ REGISTERED = {
         "decoding": "framework.train.evaluators.decoding",
         "metrics": "framework.train.evaluators.metrics",
     },
+    "benchmark mode": {"scale": "framework.experiments.scale_benchmark"},
 }

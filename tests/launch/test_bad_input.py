@@ -109,7 +109,7 @@ CASES = [
         "batch_does_not_divide_over_devices",
         PARITY,
         "--config.batch_size=33",
-        expect="config.batch_size=33 does not divide over 2 devices",
+        expect="config.batch_size=33 does not divide over 2 batch shards",
         devices=2,
         cli=True,
     ),
