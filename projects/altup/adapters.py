@@ -8,6 +8,12 @@
   blocks back to d before the final norm.
 - Sequence-AltUp: d-wide states, each layer computed on every s-th position.
 
+Scale: each wrapper (`AltUpLayer`, `SequenceAltUpLayer`) is rematerialised as a whole
+by the stack's policy (`pt.remat`), so only its input blocks are kept for the backward
+pass. Every block is constrained to (batch, length, embed); the K*d-wide embedding and
+concatenated readout keep one flattened width axis, named `embed` (its columns are
+the K blocks side by side; a separate `altup` axis would change the parameter shapes).
+
 AltUp and Recycled-AltUp decode one token at a time with the key/value cache of the
 wrapped layers (embedding, predict / correct and readout are per position); Sequence-
 AltUp mixes positions, so `supports_decode_cache` is False and decoding recomputes
@@ -24,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from framework.config import fields
+from framework.models import partitioning as pt
 from framework.models.t5.stack import StackAdapter
 from projects.altup.layers import ACTIVE_MODES, COMPUTE_INPUTS, AltUpLayer, SequenceAltUpLayer
 
@@ -71,9 +78,11 @@ class BlocksAdapter(StackAdapter):
 
     settings: AltUpSettings
 
-    def wrap_layer(self, make_layer: Callable[..., nn.Module], index: int, name: str):
+    def wrap_layer(
+        self, make_layer: Callable[..., nn.Module], index: int, name: str, *, remat: str = "none"
+    ):
         s = self.settings
-        return AltUpLayer(
+        return pt.remat(AltUpLayer, remat)(
             layer=make_layer(parent=None),
             index=index,
             k=s.k,
@@ -94,12 +103,13 @@ class AltUpAdapter(BlocksAdapter):
         return self.settings.k * d_model
 
     def expand(self, embedded: Array) -> tuple[Array, ...]:
-        return tuple(jnp.split(embedded, self.settings.k, axis=-1))
+        blocks = jnp.split(embedded, self.settings.k, axis=-1)
+        return tuple(pt.constrain_tokens(block) for block in blocks)
 
     def output(self, state: tuple[Array, ...]) -> Array:
         if self.settings.readout == "sum":
             return sum_blocks(state)
-        return jnp.concatenate(state, axis=-1)
+        return pt.constrain_tokens(jnp.concatenate(state, axis=-1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +132,10 @@ class SequenceAltUpAdapter(StackAdapter):
     def supports_decode_cache(self) -> bool:
         return False
 
-    def wrap_layer(self, make_layer: Callable[..., nn.Module], index: int, name: str):
-        return SequenceAltUpLayer(
+    def wrap_layer(
+        self, make_layer: Callable[..., nn.Module], index: int, name: str, *, remat: str = "none"
+    ):
+        return pt.remat(SequenceAltUpLayer, remat)(
             layer=make_layer(parent=None),
             index=index,
             stride=self.settings.sequence_stride,

@@ -6,6 +6,10 @@ Both wrap any module `layer(x, context, train=...) -> x` that maps d-wide states
 d-wide states with its residuals included, and are initialised so that every block or
 position receives the layer's update.
 
+Parameters are float32 with logical names: the predict / correct coefficients and the
+Sequence-AltUp scalars index K blocks (or stride distances) along `altup`. Outputs are
+constrained to (batch, length, embed), per block. Mixing runs in the blocks' dtype.
+
 Decoding: AltUp's predict / compute / correct act on each position alone, so an
 `AltUpLayer` decodes one token at a time and the key/value cache lives in the wrapped
 layer (`layers_i/layer/self_attention/cached_key`, ...). A `SequenceAltUpLayer` mixes
@@ -22,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from framework.models import partitioning as pt
 from framework.models.t5.layers import LayerContext
 
 Array = jax.Array
@@ -95,14 +100,16 @@ class AltUpLayer(nn.Module):
         if self.compute_input not in COMPUTE_INPUTS:
             raise ValueError(f"compute_input must be one of {COMPUTE_INPUTS}")
         x = tuple(x)
-        p = self.param("predict", _identity_init, (self.k, self.k), jnp.float32)
-        g = self.param("correct", nn.initializers.ones, (self.k,), jnp.float32)
+        predict_init = pt.param_init(_identity_init, pt.ALTUP, pt.ALTUP)
+        p = self.param("predict", predict_init, (self.k, self.k), jnp.float32)
+        correct_init = pt.param_init(nn.initializers.ones, pt.ALTUP)
+        g = self.param("correct", correct_init, (self.k,), jnp.float32)
         a = active_block(self.index, self.k, self.active)
         x_hat = mix_blocks(p, x)
         y = self.layer(x[a] if self.compute_input == "original" else x_hat[a], context, train=train)
         update = y - x_hat[a]
         g = g.astype(update.dtype)
-        return tuple(x_hat[i] + g[i] * update for i in range(self.k))
+        return tuple(pt.constrain_tokens(x_hat[i] + g[i] * update) for i in range(self.k))
 
 
 def sequence_plan(length: int, index: int, stride: int) -> dict[str, np.ndarray]:
@@ -160,23 +167,27 @@ class SequenceAltUpLayer(nn.Module):
             raise ValueError(
                 "Sequence-AltUp has no cached one-token step; decode with use_cache=False"
             )
-        num_scalars = self.stride - 1
-        own = self.param("own", nn.initializers.ones, (num_scalars,), jnp.float32)
-        anchor_w = self.param("anchor", nn.initializers.zeros, (num_scalars,), jnp.float32)
-        correct = self.param("correct", nn.initializers.ones, (num_scalars,), jnp.float32)
+        shape = (self.stride - 1,)  # one scalar per distance r = 1 .. s - 1
+
+        def distance_param(name: str, init: Callable) -> Array:
+            return self.param(name, pt.param_init(init, pt.ALTUP), shape, jnp.float32)
+
+        own = distance_param("own", nn.initializers.ones)
+        anchor_w = distance_param("anchor", nn.initializers.zeros)
+        correct = distance_param("correct", nn.initializers.ones)
         plan = sequence_plan(x.shape[1], self.index, self.stride)
         computed = plan["computed"]
         x_c = jnp.take(x, computed, axis=1)
         y_c = self.layer(x_c, context.take(computed), train=train)
         if self.stride == 1:
-            return y_c
+            return pt.constrain_tokens(y_c)
         which = np.maximum(plan["distance"] - 1, 0)
 
         def per_position(scalars: Array) -> Array:
             return scalars.astype(x.dtype)[which][None, :, None]
 
         if computed.size == 0:  # a sequence shorter than this layer's offset
-            return per_position(own) * x
+            return pt.constrain_tokens(per_position(own) * x)
         slot = plan["slot"]
         x_anchor = jnp.take(x_c, slot, axis=1)
         y_anchor = jnp.take(y_c, slot, axis=1)
@@ -192,4 +203,4 @@ class SequenceAltUpLayer(nn.Module):
             + per_position(correct) * has_anchor * delta_anchor
         )
         is_computed = (plan["distance"] == 0)[None, :, None]
-        return jnp.where(is_computed, y_anchor, predicted)
+        return pt.constrain_tokens(jnp.where(is_computed, y_anchor, predicted))

@@ -1,5 +1,10 @@
 """T5.1.1 building blocks: sizes, RMSNorm, relative position bias, attention (with the
-decoding key/value cache), the gated-GELU MLP and the per-layer context."""
+decoding key/value cache), the gated-GELU MLP and the per-layer context.
+
+Every parameter is float32 and carries logical axis names
+(`framework.models.partitioning`); the computation runs in `T5Dims.dtype`, with float32
+norm statistics, attention logits and softmax.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from framework import errors
+from framework.models import partitioning as pt
 
 Array = jax.Array
 
@@ -51,6 +57,7 @@ class T5Dims:
     num_buckets: int = 32
     max_distance: int = 128
     dtype: str = "float32"  # activations; parameters are always float32
+    remat: str = "none"  # a `partitioning.REMAT_POLICIES` name, applied to every layer
 
     @property
     def activation_dtype(self) -> jnp.dtype:
@@ -80,6 +87,7 @@ def dims_from_config(config: ml_collections.ConfigDict, vocab_size: int) -> T5Di
         num_buckets=int(config.relative_attention_num_buckets),
         max_distance=int(config.relative_attention_max_distance),
         dtype=str(config.dtype),
+        remat=str(config.get("remat", "none")),
     )
 
 
@@ -117,13 +125,15 @@ def _kernel_init(distribution: str = "truncated_normal") -> Callable:
 
 
 class RMSNorm(nn.Module):
-    """T5's layer norm: x / rms(x) * scale (no mean subtraction, no bias)."""
+    """T5's layer norm: x / rms(x) * scale (no mean subtraction, no bias); float32
+    statistics and scale, output in the input's dtype."""
 
     epsilon: float = 1e-6
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+        init = pt.param_init(nn.initializers.ones, pt.EMBED)
+        scale = self.param("scale", init, (x.shape[-1],), jnp.float32)
         x32 = x.astype(jnp.float32)
         y = x32 * jax.lax.rsqrt(jnp.mean(x32**2, axis=-1, keepdims=True) + self.epsilon)
         return (y * scale).astype(x.dtype)
@@ -146,7 +156,9 @@ class RelativePositionBias(nn.Module):
     ) -> Array:
         table = self.param(
             "rel_embedding",
-            nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+            pt.param_init(
+                nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"), pt.HEADS, pt.BUCKETS
+            ),
             (self.dims.num_heads, self.dims.num_buckets),
             jnp.float32,
         )
@@ -230,6 +242,7 @@ class MultiHeadAttention(nn.Module):
     the whole cache (`bias` masks the positions not yet written). `cache='memory'`:
     the keys/values of `inputs_kv` are projected on the first call and kept as
     `memory_key` / `memory_value`. Both live in the `cache` collection.
+    Logits and softmax are float32 whatever `dims.dtype` (`bias` is float32).
     """
 
     dims: T5Dims
@@ -252,16 +265,24 @@ class MultiHeadAttention(nn.Module):
         def query_init(key, shape, dtype=jnp.float32):
             return kernel_init(key, shape, dtype) / math.sqrt(d.d_kv)
 
-        project = functools.partial(
-            nn.DenseGeneral, features=(d.num_heads, d.d_kv), use_bias=False, dtype=dtype
-        )
-        q = project(kernel_init=query_init, name="query")(inputs_q)
+        def project(init: Callable, name: str, inputs: Array) -> Array:
+            y = nn.DenseGeneral(
+                features=(d.num_heads, d.d_kv),
+                use_bias=False,
+                dtype=dtype,
+                param_dtype=jnp.float32,
+                kernel_init=pt.param_init(init, pt.EMBED, pt.HEADS, pt.KV),
+                name=name,
+            )(inputs)
+            return pt.constrain(y, pt.BATCH, pt.LENGTH, pt.HEADS, pt.KV)
+
+        q = project(query_init, "query", inputs_q)
         if cache == "memory" and self.has_variable("cache", "memory_key"):
             k = self.get_variable("cache", "memory_key")
             v = self.get_variable("cache", "memory_value")
         else:
-            k = project(kernel_init=kernel_init, name="key")(inputs_kv)
-            v = project(kernel_init=kernel_init, name="value")(inputs_kv)
+            k = project(kernel_init, "key", inputs_kv)
+            v = project(kernel_init, "value", inputs_kv)
             if cache == "memory":  # the first decoding step: keep the projected memory
                 self.put_variable("cache", "memory_key", k)
                 self.put_variable("cache", "memory_value", v)
@@ -284,8 +305,9 @@ class MultiHeadAttention(nn.Module):
             d.d_model,
             axis=(-2, -1),
             use_bias=False,
-            kernel_init=kernel_init,
+            kernel_init=pt.param_init(kernel_init, pt.HEADS, pt.KV, pt.EMBED),
             dtype=dtype,
+            param_dtype=jnp.float32,
             name="out",
         )(out)
 
@@ -299,8 +321,11 @@ class GatedGeluMlp(nn.Module):
     def __call__(self, x: Array, *, train: bool) -> Array:
         d = self.dims
         dense = functools.partial(
-            nn.Dense, use_bias=False, kernel_init=_kernel_init(), dtype=d.activation_dtype
+            pt.dense, use_bias=False, kernel_init=_kernel_init(), dtype=d.activation_dtype
         )
-        h = nn.gelu(dense(d.d_ff, name="wi_0")(x), approximate=True) * dense(d.d_ff, name="wi_1")(x)
+        wi_0 = dense(d.d_ff, (pt.EMBED, pt.MLP), name="wi_0")
+        wi_1 = dense(d.d_ff, (pt.EMBED, pt.MLP), name="wi_1")
+        h = nn.gelu(wi_0(x), approximate=True) * wi_1(x)
+        h = pt.constrain(h, pt.BATCH, pt.LENGTH, pt.MLP)
         h = nn.Dropout(d.dropout_rate)(h, deterministic=not train)
-        return dense(d.d_model, name="wo")(h)
+        return dense(d.d_model, (pt.MLP, pt.EMBED), name="wo")(h)

@@ -12,6 +12,7 @@ import ml_collections
 from framework import errors
 from framework.config import fields, registry
 from framework.models import base
+from framework.models import partitioning as pt
 from framework.models.t5.layers import SIZES, T5Dims, dims_from_config
 from framework.models.t5.stack import StackAdapter, T5Module
 
@@ -98,12 +99,14 @@ class T5Model(base.BaseModel):
         config.dropout_rate = 0.0
         config.relative_attention_num_buckets = 32
         config.relative_attention_max_distance = 128
-        config.dtype = "float32"  # activations: float32 | bfloat16
+        # dtype: the computation's, float32 | bfloat16 (parameters, loss, norms and
+        # softmax stay float32); remat: a `partitioning.REMAT_POLICIES` name per layer.
+        pt.add_precision_fields(config)
         config.z_loss = 1e-4
         config.label_smoothing = 0.0
         return config
 
-    DTYPES = ("float32", "bfloat16")
+    DTYPES = pt.DTYPES
     DIM_FIELDS = (
         "vocab_size",
         "d_model",
@@ -127,7 +130,7 @@ class T5Model(base.BaseModel):
         for key in cls.DIM_FIELDS:
             if config.get(key) is not None:
                 fields.check_positive(f"config.model.{key}", config[key])
-        fields.check_one_of("config.model.dtype", config.dtype, cls.DTYPES)
+        pt.check_precision_fields(config)
         fields.check_rate("config.model.dropout_rate", config.dropout_rate)
         fields.check_rate("config.model.label_smoothing", config.label_smoothing)
         fields.check_non_negative("config.model.z_loss", config.z_loss)

@@ -1,5 +1,10 @@
 """T5's encoder and decoder stacks, and `StackAdapter`: the hook through which projects
-change how token states flow through the layers (e.g. AltUp's K blocks)."""
+change how token states flow through the layers (e.g. AltUp's K blocks).
+
+Token states are constrained to (batch, length, embed) at every layer boundary, and
+each layer (or the adapter's wrapper around it) is rematerialised by `T5Dims.remat`
+(`framework.models.partitioning`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from framework.models import partitioning as pt
 from framework.models.t5.layers import (
     GatedGeluMlp,
     LayerContext,
@@ -40,7 +46,8 @@ class EncoderLayer(nn.Module):
         y = MultiHeadAttention(self.dims, name="attention")(y, y, context.self_bias, train=train)
         x = x + drop(y)
         y = RMSNorm(name="pre_mlp_norm")(x)
-        return x + drop(GatedGeluMlp(self.dims, name="mlp")(y, train=train))
+        x = x + drop(GatedGeluMlp(self.dims, name="mlp")(y, train=train))
+        return pt.constrain_tokens(x)
 
 
 class DecoderLayer(nn.Module):
@@ -75,7 +82,8 @@ class DecoderLayer(nn.Module):
         )
         x = x + drop(y)
         y = RMSNorm(name="pre_mlp_norm")(x)
-        return x + drop(GatedGeluMlp(self.dims, name="mlp")(y, train=train))
+        x = x + drop(GatedGeluMlp(self.dims, name="mlp")(y, train=train))
+        return pt.constrain_tokens(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +93,10 @@ class StackAdapter:
     T5 calls only these methods, so a project can widen the state (e.g. K blocks of
     width d) and wrap every layer without T5 knowing. `wrap_layer` is called inside the
     stack's compact method; `make_layer(**kwargs)` builds the d-wide layer (pass
-    `parent=None` to hand it to a wrapper module, which then adopts it).
+    `parent=None` to hand it to a wrapper module, which then adopts it), and
+    `make_layer(remat=policy, ...)` a rematerialised one. `wrap_layer` applies the
+    stack's `remat` policy once, to the outermost module it returns (`pt.remat` on
+    that module's class), so that a wrapper's own steps are recomputed too.
     """
 
     def embedding_features(self, d_model: int) -> int:
@@ -96,9 +107,12 @@ class StackAdapter:
         """Embedded tokens [B, L, embedding_features] -> the stack's state."""
         return embedded
 
-    def wrap_layer(self, make_layer: Callable[..., nn.Module], index: int, name: str) -> nn.Module:
-        """The module applied as layer `index` of a stack: state, context -> state."""
-        return make_layer(name=name)
+    def wrap_layer(
+        self, make_layer: Callable[..., nn.Module], index: int, name: str, *, remat: str = "none"
+    ) -> nn.Module:
+        """The module applied as layer `index` of a stack: state, context -> state,
+        rematerialised by the policy `remat`."""
+        return make_layer(name=name, remat=remat)
 
     def memory(self, state: Any) -> Array:
         """Encoder state -> [B, L, d] before the encoder's final norm."""
@@ -126,11 +140,16 @@ def _run_layers(
     context: LayerContext,
     train: bool,
 ) -> Any:
-    """The adapter's state for `x`, through `num_layers` wrapped layers."""
-    make_layer = functools.partial(layer_class, dims)
-    state = adapter.expand(x)
+    """The adapter's state for `x`, through `num_layers` wrapped layers (each
+    rematerialised by `dims.remat`)."""
+
+    def make_layer(remat: str = "none", **kwargs: Any) -> nn.Module:
+        return pt.remat(layer_class, remat)(dims, **kwargs)
+
+    state = adapter.expand(pt.constrain_tokens(x))
     for i in range(num_layers):
-        state = adapter.wrap_layer(make_layer, i, f"layers_{i}")(state, context, train=train)
+        layer = adapter.wrap_layer(make_layer, i, f"layers_{i}", remat=dims.remat)
+        state = layer(state, context, train=train)
     return state
 
 
@@ -155,8 +174,9 @@ class Encoder(nn.Module):
             self_bias=position_bias + mask_to_bias(mask), segment_ids=segment_ids
         )
         state = _run_layers(EncoderLayer, d, self.adapter, d.num_encoder_layers, x, context, train)
-        x = RMSNorm(name="final_norm")(self.adapter.memory(state))
-        return nn.Dropout(d.dropout_rate)(x, deterministic=not train)
+        x = RMSNorm(name="final_norm")(pt.constrain_tokens(self.adapter.memory(state)))
+        x = nn.Dropout(d.dropout_rate)(x, deterministic=not train)
+        return pt.constrain_tokens(x)
 
 
 @flax.struct.dataclass
@@ -221,20 +241,28 @@ class Decoder(nn.Module):
                 decode_length=decode_length,
             )
         state = _run_layers(DecoderLayer, d, self.adapter, d.num_decoder_layers, x, context, train)
-        x = RMSNorm(name="final_norm")(self.adapter.output(state))
+        x = RMSNorm(name="final_norm")(pt.constrain_tokens(self.adapter.output(state)))
         x = nn.Dropout(d.dropout_rate)(x, deterministic=not train)
+        # Inputs in the compute dtype, float32 logits straight from the matmul's
+        # accumulator: no rounding of the loss's inputs to bfloat16.
         logits = nn.Dense(
             d.vocab_size,
             use_bias=False,
-            kernel_init=_kernel_init(),
+            kernel_init=pt.param_init(_kernel_init(), pt.EMBED, pt.VOCAB),
             dtype=d.activation_dtype,
+            param_dtype=jnp.float32,
+            dot_general=functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32),
             name="logits_dense",
         )(x)
-        return logits.astype(jnp.float32)
+        return pt.constrain(logits.astype(jnp.float32), pt.BATCH, pt.LENGTH, pt.VOCAB)
 
 
 class T5Module(nn.Module):
-    """Shared input embedding, encoder and decoder; returns logits [B, Lt, vocab]."""
+    """Shared input embedding, encoder and decoder; returns logits [B, Lt, vocab].
+
+    The embedding table is (vocab, embed), its width the adapter's
+    `embedding_features` (K * d_model for AltUp: the widened axis is still `embed`).
+    """
 
     dims: T5Dims
     adapter: StackAdapter = StackAdapter()
@@ -243,8 +271,9 @@ class T5Module(nn.Module):
         self.token_embedding = nn.Embed(
             self.dims.vocab_size,
             self.adapter.embedding_features(self.dims.d_model),
-            embedding_init=nn.initializers.normal(stddev=1.0),
+            embedding_init=pt.param_init(nn.initializers.normal(stddev=1.0), pt.VOCAB, pt.EMBED),
             dtype=self.dims.activation_dtype,
+            param_dtype=jnp.float32,
         )
         self.encoder = Encoder(self.dims, self.adapter)
         self.decoder = Decoder(self.dims, self.adapter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -117,7 +118,7 @@ def test_attention_is_unscaled_and_query_init_carries_the_scale():
     x = jnp.asarray(rng.normal(size=(2, 5, 64)), jnp.float32)
     bias = jnp.asarray(rng.normal(size=(1, 4, 5, 5)), jnp.float32)
     module = t5_layers.MultiHeadAttention(dims)
-    params = module.init(jax.random.key(3), x, x, bias, train=False)["params"]
+    params = nn.meta.unbox(module.init(jax.random.key(3), x, x, bias, train=False))["params"]
     assert set(params) == {"query", "key", "value", "out"}
     assert all(set(p) == {"kernel"} for p in params.values())  # no biases
     q_std = float(np.std(params["query"]["kernel"]))
@@ -143,7 +144,7 @@ def test_gated_gelu_mlp_matches_numpy():
     dims = t5_layers.dims_from_config(tiny_config(), VOCAB)
     x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 3, 24)), jnp.float32)
     module = t5_layers.GatedGeluMlp(dims)
-    params = module.init(jax.random.key(5), x, train=False)["params"]
+    params = nn.meta.unbox(module.init(jax.random.key(5), x, train=False))["params"]
     p = jax.tree.map(np.asarray, params)
     h0 = np.asarray(x) @ p["wi_0"]["kernel"]
     gelu = 0.5 * h0 * (1 + np.tanh(math.sqrt(2 / math.pi) * (h0 + 0.044715 * h0**3)))

@@ -95,7 +95,7 @@ def test_altup_init_gives_every_block_the_layer_update():
     module = layers.AltUpLayer(
         layer=t5_stack.EncoderLayer(dims, parent=None), index=index, k=k, active="alternating"
     )
-    params = module.init(jax.random.key(2), x, context, train=False)["params"]
+    params = nn.meta.unbox(module.init(jax.random.key(2), x, context, train=False))["params"]
     np.testing.assert_array_equal(params["predict"], np.eye(k))
     np.testing.assert_array_equal(params["correct"], np.ones(k))
     out = module.apply({"params": params}, x, context, train=False)
@@ -153,7 +153,9 @@ def test_sequence_step_matches_numpy(stride, index, length):
     rng = np.random.default_rng(stride * 10 + index)
     x = rng.normal(size=(2, length, 6)).astype(np.float32)
     module = layers.SequenceAltUpLayer(layer=ToyLayer(parent=None), index=index, stride=stride)
-    variables = module.init(jax.random.key(0), jnp.asarray(x), empty_context(length), train=False)
+    variables = nn.meta.unbox(
+        module.init(jax.random.key(0), jnp.asarray(x), empty_context(length), train=False)
+    )
     params = dict(variables["params"])
     assert params["own"].shape == (stride - 1,)
     np.testing.assert_array_equal(params["own"], 1.0)
