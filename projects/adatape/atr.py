@@ -19,6 +19,12 @@ takes read ones too, with weights near 0 while any unread one remains (as the re
 
 Gradients flow through the weights w (into the query and the bank) and through the
 emitted values; the top-k choice, the halting comparisons and n carry none.
+
+Precision: ATR runs in float32 whatever the model's compute dtype (its query and bank
+are cast on entry, its LayerNorm, scores, softmax weights, halting sums H, ponder R and
+the emitted tape are float32), so the reading order and the tape length n do not
+change with bfloat16 compute; the caller casts the tape back to its own dtype. ATR is
+cheap next to the blocks (T reads of B x N x key_dim scores).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from framework.errors import ConfigError
+from framework.models import partitioning as pt
 
 if TYPE_CHECKING:  # settings.py imports this module, for the option tables below
     from projects.adatape.settings import AdaTapeSettings
@@ -60,11 +67,11 @@ def _replace_update(query: Array, emitted: Array) -> Array:
 
 
 def _gap_query(tokens: Array) -> Array:
-    return tokens.mean(axis=1)
+    return tokens.mean(axis=1, dtype=jnp.float32)
 
 
 def _token_query(tokens: Array) -> Array:
-    return tokens[:, 0]
+    return tokens[:, 0].astype(jnp.float32)
 
 
 # ATR's options by config value: `AdaTapeSettings` accepts exactly these keys.
@@ -77,7 +84,8 @@ QUERY_UPDATES: dict[str, Callable[[Array, Array], Array]] = {
 }
 # model.query_noise: where training noise enters the query (see the module docstring).
 QUERY_NOISES = ("per_read", "release")
-# model.query_source: the first query from [B, L, D] tokens, their mean or the class token.
+# model.query_source: the first query from [B, L, D] tokens, their mean or the class token
+# (float32, whatever the tokens' dtype).
 QUERY_SOURCES: dict[str, Callable[[Array], Array]] = {"gap": _gap_query, "token": _token_query}
 
 
@@ -85,13 +93,13 @@ QUERY_SOURCES: dict[str, Callable[[Array], Array]] = {"gap": _gap_query, "token"
 class TapeReading:
     """What ATR read, per example ([B, ...]); T = max_tape_tokens, k = num_candidates."""
 
-    tape: Array  # [B, T, D] emitted tape tokens; zero in slots t >= length
+    tape: Array  # [B, T, D] float32 emitted tape tokens; zero in slots t >= length
     valid: Array  # [B, T] bool, slot t < length
     length: Array  # [B] int32, tape tokens read (n)
-    ponder: Array  # [B] ponder cost R
-    halting: Array  # [B] final halting sum H
+    ponder: Array  # [B] float32 ponder cost R
+    halting: Array  # [B] float32 final halting sum H
     indices: Array  # [B, T, k] int32 bank entries read at each step (0 where not read)
-    weights: Array  # [B, T, k] their weights (0 where not read)
+    weights: Array  # [B, T, k] float32 their weights (0 where not read)
     used: Array  # [B, N] bool, bank entries read
 
 
@@ -125,7 +133,8 @@ class AdaptiveTapeReading(nn.Module):
 
     Call with a query [B, D] and a bank [B, N, D] (per example) or [N, D] (shared),
     optionally with `bank_valid` [B, N] (False: a padding entry, blocked like an entry
-    already read); returns a `TapeReading`. Query and bank share one LayerNorm; keys
+    already read); returns a `TapeReading`, computed in float32 (see the module
+    docstring) from inputs of any float dtype. Query and bank share one LayerNorm; keys
     are the first `key_dim` features of the normalised bank, and the query is cut to as
     many.
     Training-only options: Gaussian query noise (`query_noise_std`, where as
@@ -144,6 +153,8 @@ class AdaptiveTapeReading(nn.Module):
         if s.key_dim is None:
             raise ValueError("AdaptiveTapeReading needs resolved settings (key_dim is None)")
         batch, width = query.shape
+        # float32 throughout: halting decisions must not depend on the compute dtype.
+        query, bank = query.astype(jnp.float32), bank.astype(jnp.float32)
         if not s.num_candidates or s.num_candidates > bank.shape[-2]:
             # Known only once the bank's size is: raised while the model is first traced,
             # before anything is written.
@@ -156,7 +167,7 @@ class AdaptiveTapeReading(nn.Module):
             noise = s.query_noise_std * jax.random.normal(rng, query.shape, query.dtype)
             self.sow("intermediates", "query_noise", noise)
             query = query + noise
-        norm = nn.LayerNorm(name="norm")  # shared by the query and the bank
+        norm = pt.layer_norm(name="norm")  # float32; shared by the query and the bank
         q0 = norm(query)[:, : s.key_dim]
         source = _Bank(norm(bank), s.key_dim)
         steps, k, dk = s.max_tape_tokens, s.num_candidates, s.key_dim

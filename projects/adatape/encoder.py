@@ -4,6 +4,10 @@ Shared by AdaTape-ViT and AdaTape-parity (`AdaTapeClassifier` is their model bas
 `TapeEncoding` their modules' encode step: tape bank, then this encoder). It sows
 the ponder loss (`ponder_weight * R`, aux loss `ponder`), the ponder cost R (aux
 metric) and the tape length (aux histogram), all per example.
+
+Precision: blocks, tape bank and tape MLP compute in the model's `dtype`; ATR reads in
+float32 (`atr`), so its halting, ponder cost and tape lengths do not depend on it. The
+blocks are rematerialised by `remat`; activations are constrained at block boundaries.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import ml_collections
 
 from framework.config import fields
 from framework.models import base, classifier, layers
+from framework.models import partitioning as pt
 from projects.adatape import atr, tape_bank, tape_layers
 from projects.adatape.settings import AdaTapeSettings
 
@@ -27,41 +32,46 @@ Array = jax.Array
 class AdaTapeEncoder(layers.BlockFields, kw_only=True):
     """`tape_insert_layer` blocks on the tokens, ATR, the other blocks on [tokens ; tape].
 
-    `num_layers` blocks in all, of the inherited widths; `settings` resolved.
-    Returns (final tokens [B, L + T, D], validity [B, L + T], the `TapeReading`).
+    `num_layers` blocks in all, of the inherited widths (computing in `dtype`,
+    rematerialised by `remat`); `settings` resolved. Returns (final tokens
+    [B, L + T, D] in `dtype`, validity [B, L + T], the float32 `TapeReading`).
     """
 
     num_layers: int
     settings: AdaTapeSettings
+    remat: str = "none"  # a `partitioning.REMAT_POLICIES` name
 
     @nn.compact
     def __call__(
         self, x: Array, bank: Array, *, train: bool, bank_valid: Array | None = None
     ) -> tuple[Array, Array, atr.TapeReading]:
         s = self.settings
+        x = pt.constrain_tokens(x.astype(self.dtype))
+        block = pt.remat(layers.EncoderBlock, self.remat)
         for i in range(s.tape_insert_layer):
-            x = layers.EncoderBlock(**layers.block_kwargs(self), name=f"block_{i}")(x, train=train)
+            x = block(**layers.block_kwargs(self), name=f"block_{i}")(x, train=train)
 
         query = atr.QUERY_SOURCES[s.query_source](x)
         reading = atr.AdaptiveTapeReading(settings=s, name="atr")(
             query, bank, train=train, bank_valid=bank_valid
         )
-        tape = reading.tape
+        tape = pt.constrain_tokens(reading.tape.astype(self.dtype))
         if s.tape_mlp_dim:
-            tape = tape_layers.TapeGLU(s.tape_mlp_dim, name="tape_mlp")(tape)
+            tape = tape_layers.TapeGLU(s.tape_mlp_dim, dtype=self.dtype, name="tape_mlp")(tape)
         tape = tape * reading.valid[..., None].astype(tape.dtype)
 
         base.sow_aux_loss(self, "ponder", s.ponder_weight * reading.ponder)
         base.sow_aux_metric(self, "ponder_cost", reading.ponder)
         base.sow_aux_histogram(self, "tape_length", reading.length.astype(jnp.float32))
 
-        x = jnp.concatenate([x, tape.astype(x.dtype)], axis=1)
+        x = pt.constrain_tokens(jnp.concatenate([x, tape.astype(x.dtype)], axis=1))
         valid = jnp.concatenate(
             [jnp.ones(x.shape[:1] + (x.shape[1] - tape.shape[1],), bool), reading.valid], axis=1
         )
         x = tape_layers.TapeBlocks(
             self.num_layers - s.tape_insert_layer,
             **layers.block_kwargs(self),
+            remat=self.remat,
             num_tape=s.max_tape_tokens,
             first_index=s.tape_insert_layer,
             separate_tape_ffn=s.separate_tape_ffn,
@@ -107,7 +117,8 @@ def adatape_encoder(
     settings: AdaTapeSettings,
     config: ml_collections.ConfigDict,
 ) -> classifier.EncoderFactory:
-    """An `AdaTapeEncoder` factory, dropout rates from `config`."""
+    """An `AdaTapeEncoder` factory, dropout rates, compute dtype and remat policy from
+    `config`."""
     factory = classifier.encoder_factory(AdaTapeEncoder, num_heads, mlp_dim, config=config)
     return functools.partial(factory, num_layers=num_layers, settings=settings)
 

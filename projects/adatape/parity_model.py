@@ -17,6 +17,7 @@ import ml_collections
 
 from framework.config import registry
 from framework.models import classifier, transformer
+from framework.models import partitioning as pt
 from projects.adatape import tape_bank
 from projects.adatape.encoder import AdaTapeClassifier, TapeEncoding, adatape_encoder
 from projects.adatape.settings import AdaTapeSettings
@@ -32,13 +33,15 @@ class AdaTapeParityModule(TapeEncoding, classifier.ClassifierSkeleton, kw_only=T
 
     def embed(self, inputs: Array, *, train: bool) -> Array:
         flat = inputs.reshape(inputs.shape[0], -1)
-        x = nn.Dense(self.hidden_size, name="input_projection")(flat)[:, None, :]
+        x = pt.dense(
+            self.hidden_size, (pt.UNSHARDED, pt.EMBED), dtype=self.dtype, name="input_projection"
+        )(flat)[:, None, :]
         return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
 
     def input_bank(self, inputs: Array) -> Array:
         s = self.settings
         return tape_bank.SymbolTapeBank(
-            self.hidden_size, s.bank_position, s.bank_init, name="tape_bank"
+            self.hidden_size, s.bank_position, s.bank_init, dtype=self.dtype, name="tape_bank"
         )(inputs)
 
     def input_bank_valid(self, inputs: Array) -> Array | None:

@@ -8,14 +8,21 @@
   init and ATR's preference is learnt rather than inherited from the init).
 - `learn`: a parameter [bank_size, D] shared by all examples (truncated normal, std
   0.02).
+
+Input banks compute in their `dtype` (the model's); the learned bank is a float32
+parameter named (TAPE, EMBED). ATR reads any of them in float32.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from framework.models import layers, vit
+from framework.models import partitioning as pt
 
 Array = jax.Array
 
@@ -31,12 +38,16 @@ class ImageTapeBank(nn.Module):
 
     hidden_size: int
     patch_size: int
+    dtype: Any = jnp.float32  # computation; parameters are float32
 
     @nn.compact
     def __call__(self, images: Array) -> Array:
-        x = vit.PatchEmbedding(self.hidden_size, self.patch_size, name="patch_embedding")(images)
+        x = vit.PatchEmbedding(
+            self.hidden_size, self.patch_size, dtype=self.dtype, name="patch_embedding"
+        )(images)
         x = layers.AddPositionEmbedding(name="pos_embedding")(x)
-        return nn.Dense(self.hidden_size, name="projection")(x)
+        x = pt.dense(self.hidden_size, (pt.EMBED, pt.EMBED), dtype=self.dtype, name="projection")(x)
+        return pt.constrain_tokens(x)
 
 
 class SymbolTapeBank(nn.Module):
@@ -45,15 +56,20 @@ class SymbolTapeBank(nn.Module):
     hidden_size: int
     position: str  # one of BANK_POSITIONS: none (as released) | learned
     initializer: str = "lecun_normal"  # one of BANK_INITS
+    dtype: Any = jnp.float32  # computation; parameters are float32
 
     @nn.compact
     def __call__(self, symbols: Array) -> Array:
-        x = nn.Dense(self.hidden_size, kernel_init=BANK_INITS[self.initializer], name="projection")(
-            symbols
-        )
+        x = pt.dense(
+            self.hidden_size,
+            (pt.UNSHARDED, pt.EMBED),
+            dtype=self.dtype,
+            kernel_init=BANK_INITS[self.initializer],
+            name="projection",
+        )(symbols)
         if self.position == "learned":
             x = layers.AddPositionEmbedding(name="pos_embedding")(x)
-        return x
+        return pt.constrain_tokens(x)
 
 
 class LearnedTapeBank(nn.Module):
@@ -64,8 +80,5 @@ class LearnedTapeBank(nn.Module):
 
     @nn.compact
     def __call__(self) -> Array:
-        return self.param(
-            "bank",
-            nn.initializers.truncated_normal(stddev=0.02),
-            (self.bank_size, self.hidden_size),
-        )
+        init = pt.param_init(nn.initializers.truncated_normal(stddev=0.02), pt.TAPE, pt.EMBED)
+        return self.param("bank", init, (self.bank_size, self.hidden_size), jnp.float32)

@@ -3,15 +3,21 @@
 The tape occupies the last `num_tape` positions of the sequence. `valid` ([B, L]) marks
 the positions that take part: unread tape slots are masked out of attention (as keys)
 and out of pooling, so they cannot change any other token.
+
+Every layer computes in its `dtype` with float32, logically named parameters; the
+blocks are rematerialised by `remat` (`framework.models.partitioning`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from framework.models import layers
+from framework.models import partitioning as pt
 
 Array = jax.Array
 
@@ -20,12 +26,14 @@ class TapeGLU(nn.Module):
     """Dense(2m) -> GLU (a * sigmoid(b)) -> Dense(d): transforms tape tokens."""
 
     mlp_dim: int
+    dtype: Any = jnp.float32  # computation; parameters are float32
 
     @nn.compact
     def __call__(self, tape: Array) -> Array:
-        hidden = nn.Dense(2 * self.mlp_dim, name="fc1")(tape)
+        width = tape.shape[-1]
+        hidden = pt.dense(2 * self.mlp_dim, (pt.EMBED, pt.MLP), dtype=self.dtype, name="fc1")(tape)
         a, b = jnp.split(hidden, 2, axis=-1)
-        return nn.Dense(tape.shape[-1], name="fc2")(a * nn.sigmoid(b))
+        return pt.dense(width, (pt.MLP, pt.EMBED), dtype=self.dtype, name="fc2")(a * nn.sigmoid(b))
 
 
 class SeparateTapeFFNBlock(layers.EncoderBlock, kw_only=True):
@@ -56,6 +64,6 @@ class TapeBlocks(layers.Encoder, kw_only=True):
         index += self.first_index
         if not self.separate_tape_ffn:
             return super().make_block(index)
-        return SeparateTapeFFNBlock(
+        return pt.remat(SeparateTapeFFNBlock, self.remat)(
             **layers.block_kwargs(self), num_tape=self.num_tape, name=f"block_{index}"
         )

@@ -28,7 +28,9 @@ class AdaTapeViTModule(TapeEncoding, vit.ViTClassifierModule, kw_only=True):
 
     def input_bank(self, inputs: Array) -> Array:
         patch = self.settings.bank_patch_size
-        return tape_bank.ImageTapeBank(self.size.hidden_size, patch, name="tape_bank")(inputs)
+        return tape_bank.ImageTapeBank(
+            self.size.hidden_size, patch, dtype=self.dtype, name="tape_bank"
+        )(inputs)
 
 
 @registry.MODELS.register("adatape_vit")
