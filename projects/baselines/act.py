@@ -8,6 +8,12 @@ An example (token) halts at the first step N where the sum of its p_n reaches
 `threshold` (1 - act_epsilon), or at `max_steps`. Its output is sum_n w_n s_n with
 w_n = p_n for n < N and w_N = R = 1 - sum_{n<N} p_n, so the weights sum to 1. The ponder
 cost is N + R; gradients reach the halting unit through R.
+
+Precision: the layer computes in its own dtype (that of `x`), but the halting unit,
+the halting sums, the remainders, the weights and the weighted output sum are float32
+(the summary is cast to float32 before the halting logit), so the halting decisions on
+a batch do not depend on the compute dtype. Parameters are float32 with logical axis
+names: the halting kernel (EMBED), the step embedding (LAYERS, EMBED).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import jax.numpy as jnp
 from framework.config import fields
 from framework.errors import ConfigError
 from framework.models import layers
+from framework.models import partitioning as pt
 
 Array = jax.Array
 
@@ -67,9 +74,10 @@ _Carry = tuple[Array, Array, Array, Array, Array, Array]
 
 @flax.struct.dataclass
 class ACTOutput:
-    """Halting shape H is [B] (per example) or [B, L] (per token)."""
+    """Halting shape H is [B] (per example) or [B, L] (per token); all but `output`
+    are float32."""
 
-    output: Array  # [B, L, D] halting-weighted sum of the step states
+    output: Array  # [B, L, D] halting-weighted sum of the step states (x's dtype)
     weights: Array  # [max_steps, *H] the weights w_n (0 after halting)
     updates: Array  # [*H] N, steps taken
     remainder: Array  # [*H] R
@@ -82,7 +90,8 @@ class AdaptiveComputationTime(nn.Module):
 
     `settings` must be resolved (`max_steps` set). With `act_early_exit`, once every
     example (token) in the batch has halted the remaining steps are skipped
-    (`lax.cond`); the results are the same as without it.
+    (`lax.cond`); the results are the same as without it. `x` is in the compute dtype
+    (the layer's); `output` comes back in it, the halting quantities in float32.
     """
 
     layer: nn.Module
@@ -95,21 +104,34 @@ class AdaptiveComputationTime(nn.Module):
             raise ValueError("AdaptiveComputationTime needs resolved settings (max_steps None)")
         max_steps, per_token, threshold = s.max_steps, s.halting == "token", s.threshold
         width = x.shape[-1]
-        kernel = self.param("halting_kernel", nn.initializers.zeros, (width,))
-        bias = self.param("halting_bias", nn.initializers.constant(s.halting_bias_init), ())
+        kernel = self.param(
+            "halting_kernel", pt.param_init(nn.initializers.zeros, pt.EMBED), (width,), jnp.float32
+        )
+        bias = self.param(
+            "halting_bias",
+            pt.param_init(nn.initializers.constant(s.halting_bias_init)),
+            (),
+            jnp.float32,
+        )
         steps_emb = None
         if s.step_embedding:
             steps_emb = self.param(
-                "step_embedding", nn.initializers.normal(0.02), (max_steps, width)
+                "step_embedding",
+                pt.param_init(nn.initializers.normal(0.02), pt.LAYERS, pt.EMBED),
+                (max_steps, width),
+                jnp.float32,
             )
         rng = self.make_rng("dropout") if train and self.has_rng("dropout") else None
 
         def step(n: int, carry: _Carry, layer_fn) -> tuple[_Carry, Array]:
             state, halted, total, remainder, updates, output = carry
             if steps_emb is not None:
-                state = state + steps_emb[n]
-            state = layer_fn(state)
-            summary = state if per_token else layers.masked_mean_pool(state, valid)
+                state = state + steps_emb[n].astype(state.dtype)
+            state = pt.constrain_tokens(layer_fn(pt.constrain_tokens(state)))
+            # The halting unit in float32 (masked_mean_pool is float32 already).
+            summary = (
+                state.astype(jnp.float32) if per_token else layers.masked_mean_pool(state, valid)
+            )
             p = nn.sigmoid(summary @ kernel + bias)
             running = ~halted
             if n == max_steps - 1:
@@ -123,14 +145,15 @@ class AdaptiveComputationTime(nn.Module):
             updates = updates + running.astype(updates.dtype)
             halted = halted | halts_now
             w_tokens = w[..., None] if per_token else w[:, None, None]
-            output = output + w_tokens * state
+            output = output + w_tokens * state.astype(jnp.float32)
             return (state, halted, total, remainder, updates, output), w
 
         # Step 0 runs the bound layer (creating its parameters at init); later steps run
         # it as a pure function of those parameters, so that they can sit in lax.cond.
         shape = x.shape[:2] if per_token else x.shape[:1]
-        zeros = jnp.zeros(shape, x.dtype)
-        carry = (x, jnp.zeros(shape, bool), zeros, zeros, zeros, jnp.zeros_like(x))
+        zeros = jnp.zeros(shape, jnp.float32)
+        output = jnp.zeros(x.shape, jnp.float32)
+        carry = (x, jnp.zeros(shape, bool), zeros, zeros, zeros, output)
         carry, w = step(0, carry, lambda s: self.layer(s, valid, train=train))
         weights = [w]
         layer_variables = self.layer.variables
@@ -160,7 +183,7 @@ class AdaptiveComputationTime(nn.Module):
             ponder = _token_mean(ponder, valid)
             mean_updates = _token_mean(updates, valid)
         return ACTOutput(
-            output=output,
+            output=pt.constrain_tokens(output.astype(x.dtype)),
             weights=jnp.stack(weights),
             updates=updates,
             remainder=remainder,

@@ -36,6 +36,12 @@ number of blocks (the release's "batchmean" over a 1-D tensor divides by 12).
 Metrics: `ponder_cost` (mean rho), `avit_depth` (mean N, also as a histogram),
 `avit_token_fraction` (mean N / L, the fraction of token-blocks computed).
 
+Precision: the blocks compute in `config.model.dtype`; the halting scores (the first
+feature cast to float32 before the gate and its sigmoid), the cumulative scores, the
+remainders, the halting weights, the mean-field sum and the auxiliary losses are
+float32, so which tokens halt where does not depend on the compute dtype beyond the
+blocks' own rounding. `config.model.remat` rematerialises each block.
+
 Compute: as in most JAX reimplementations, halting is dense computation with masks, so
 the FLOPs and time on accelerators are those of the full ViT (plus the halting
 bookkeeping); nothing is gathered away. FLOPs accounting of the adaptive depth is out
@@ -57,6 +63,7 @@ import numpy as np
 from framework.config import fields, registry
 from framework.errors import ConfigError
 from framework.models import base, classifier, layers, vit
+from framework.models import partitioning as pt
 
 Array = jax.Array
 
@@ -105,7 +112,8 @@ class AViTSettings:
 
 @flax.struct.dataclass
 class AViTOutput:
-    """Per-block values have shape [L, B, T] (blocks, examples, tokens)."""
+    """Per-block values have shape [L, B, T] (blocks, examples, tokens); all float32 but
+    `output` (the blocks' dtype) and `running` (bool)."""
 
     output: Array  # [B, T, D] the mean-field output sum_l w^l * t^l
     halting: Array  # [L, B, T] h^l from each block's output (1 at the last block)
@@ -122,7 +130,7 @@ def masked_block_update(block: nn.Module, x: Array, running: Array, *, train: bo
     masked as keys) and are updated; halted tokens keep their state. x [B, T, D],
     running [B, T] bool."""
     y = block(x, running, train=train)
-    return jnp.where(running[..., None], y, x)
+    return pt.constrain_tokens(jnp.where(running[..., None], y, x))
 
 
 class AdaptiveTokens(nn.Module):
@@ -131,7 +139,10 @@ class AdaptiveTokens(nn.Module):
 
     With the `intermediates` collection mutable, the state after every block and its
     halting scores are sown there as `states` and `halting` (tuples with one [B, T, D],
-    resp. [B, T], per block), e.g. to check the halting of a whole model.
+    resp. [B, T], per block), and the blocks each token went through as `updates` (a
+    1-tuple of [B, T]), e.g. to check the halting of a whole model.
+
+    `x` is in the blocks' compute dtype; the halting bookkeeping is float32.
     """
 
     blocks: Sequence[nn.Module]
@@ -143,25 +154,26 @@ class AdaptiveTokens(nn.Module):
         depth = len(self.blocks)
         shape = x.shape[:2]
         running = jnp.ones(shape, bool)
-        cumulative = jnp.zeros(shape, x.dtype)
-        remainder = jnp.zeros(shape, x.dtype)
-        updates = jnp.zeros(shape, x.dtype)
-        output = jnp.zeros_like(x)
+        cumulative = jnp.zeros(shape, jnp.float32)
+        remainder = jnp.zeros(shape, jnp.float32)
+        updates = jnp.zeros(shape, jnp.float32)
+        output = jnp.zeros(x.shape, jnp.float32)
         per_block: dict[str, list[Array]] = {k: [] for k in ("h", "c", "w", "running")}
         for i, block in enumerate(self.blocks):
             x = masked_block_update(block, x, running, train=train)
             self.sow("intermediates", "states", x)
             if i == depth - 1:
-                h = jnp.ones(shape, x.dtype)
+                h = jnp.ones(shape, jnp.float32)
                 halts_now = running
             else:
-                h = nn.sigmoid(s.halting_gamma * x[..., 0] - s.halting_beta)
+                t = x[..., 0].astype(jnp.float32)
+                h = nn.sigmoid(s.halting_gamma * t - s.halting_beta)
                 halts_now = running & (cumulative + h >= s.threshold)
             still = running & ~halts_now
             w = jnp.where(still, h, jnp.where(halts_now, 1.0 - cumulative, 0.0))
             remainder = jnp.where(halts_now, 1.0 - cumulative, remainder)
-            updates = updates + running.astype(x.dtype)
-            output = output + w[..., None] * x
+            updates = updates + running.astype(jnp.float32)
+            output = output + w[..., None] * x.astype(jnp.float32)
             per_block["running"].append(running)
             cumulative = jnp.where(running, cumulative + h, cumulative)
             running = still
@@ -169,8 +181,9 @@ class AdaptiveTokens(nn.Module):
             per_block["h"].append(h)
             per_block["c"].append(cumulative)
             per_block["w"].append(w)
+        self.sow("intermediates", "updates", updates)
         return AViTOutput(
-            output=output,
+            output=pt.constrain_tokens(output.astype(x.dtype)),
             halting=jnp.stack(per_block["h"]),
             cumulative=jnp.stack(per_block["c"]),
             weights=jnp.stack(per_block["w"]),
@@ -204,20 +217,24 @@ def distribution_prior_kl(weights: Array, prior: np.ndarray) -> Array:
 
 class AViTEncoder(layers.BlockFields, kw_only=True):
     """`num_layers` distinct blocks with per-token halting, then LayerNorm;
-    [B, T, D] -> [B, T, D]. `settings` resolved. Sows the auxiliary losses and metrics."""
+    [B, T, D] -> [B, T, D]. `settings` resolved. Sows the auxiliary losses and metrics.
+    The blocks compute in `dtype` and are rematerialised by `remat`."""
 
     num_layers: int
     settings: AViTSettings
+    remat: str = "none"  # a `partitioning.REMAT_POLICIES` name, for each block
 
     @nn.compact
     def __call__(self, x: Array, *, train: bool) -> Array:
         s = self.settings
         if s.prior_mean is None:
             raise ValueError("AViTEncoder needs resolved settings (prior_mean None)")
+        block_cls = pt.remat(layers.EncoderBlock, self.remat)
         blocks = tuple(
-            layers.EncoderBlock(**layers.block_kwargs(self), name=f"block_{i}")
+            block_cls(**layers.block_kwargs(self), name=f"block_{i}")
             for i in range(self.num_layers)
         )
+        x = pt.constrain_tokens(x.astype(self.dtype))
         result = AdaptiveTokens(blocks=blocks, settings=s, name="act")(x, train=train)
         ponder = result.ponder.mean(-1)
         depth = result.updates.mean(-1)
@@ -230,7 +247,7 @@ class AViTEncoder(layers.BlockFields, kw_only=True):
         base.sow_aux_metric(self, "ponder_cost", ponder)
         base.sow_aux_histogram(self, "avit_depth", depth)
         base.sow_aux_metric(self, "avit_token_fraction", depth / self.num_layers)
-        return nn.LayerNorm(name="ln_final")(result.output)
+        return pt.layer_norm(dtype=self.dtype, name="ln_final")(result.output)
 
 
 @registry.MODELS.register("avit")

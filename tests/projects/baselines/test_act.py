@@ -118,7 +118,8 @@ def test_early_exit_gives_identical_results():
 def test_ponder_gradient_reaches_halting_unit():
     module = _act(AddOne(), max_steps=4, step_embedding=False)
     x = jnp.ones((2, 3, 8))
-    variables = module.init(jax.random.key(0), x, train=False)
+    # Parameters are boxed with their logical axis names; differentiate the plain arrays.
+    variables = nn.meta.unbox(module.init(jax.random.key(0), x, train=False))
     grads = jax.grad(lambda v: module.apply(v, x, train=False).ponder.sum())(variables)
     # R = 1 - (sum of p before the halting step): raising the bias raises p, lowers R.
     assert float(grads["params"]["halting_bias"]) < 0
