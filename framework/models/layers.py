@@ -59,6 +59,15 @@ class MlpBlock(nn.Module):
         return nn.Dropout(self.dropout_rate)(x, deterministic=not train)
 
 
+def constrained_attention(query: Array, key: Array, value: Array, *args, **kwargs) -> Array:
+    """`nn.dot_product_attention` with its per-head inputs and output constrained to
+    (batch, length, heads, kv): split over the batch (and heads), never over the width,
+    so GSPMD gathers an FSDP-sharded kernel rather than the activations."""
+    names = (pt.BATCH, pt.LENGTH, pt.HEADS, pt.KV)
+    query, key, value = (pt.constrain(t, *names) for t in (query, key, value))
+    return pt.constrain(nn.dot_product_attention(query, key, value, *args, **kwargs), *names)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention; keys where `valid` is False are ignored."""
 
@@ -79,6 +88,7 @@ class SelfAttention(nn.Module):
             out_kernel_init=pt.param_init(kernel_init, pt.HEADS, pt.KV, pt.EMBED),
             out_bias_init=pt.param_init(nn.initializers.zeros, pt.EMBED),
             force_fp32_for_softmax=True,
+            attention_fn=constrained_attention,
             dropout_rate=self.attention_dropout_rate,
             deterministic=not train,
             name="attention",

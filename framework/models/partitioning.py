@@ -43,14 +43,14 @@ KV = "kv"  # the width of one attention head
 VOCAB = "vocab"  # token vocabulary (embedding rows, logits)
 CLASSES = "classes"  # classifier outputs
 PATCH = "patch"  # a patch-embedding kernel's spatial and input-channel axes
-TAPE = "tape"  # the entries of an AdaTape tape bank
-ALTUP = "altup"  # AltUp's K sub-blocks (predict / correct coefficients, K-wide readout)
+BANK = "bank"  # the entries of a bank of tokens a model reads from (e.g. a tape bank)
+SUBBLOCKS = "subblocks"  # the K sub-blocks of a widened representation (mixing weights)
 BUCKETS = "buckets"  # T5's relative-position buckets
 LAYERS = "layers"  # one value per layer (e.g. A-ViT's halting schedule)
 UNSHARDED = "unsharded"  # a small axis never worth splitting (scalars' unit axes)
 
 LOGICAL_AXES = (
-    BATCH, LENGTH, EMBED, MLP, HEADS, KV, VOCAB, CLASSES, PATCH, TAPE, ALTUP, BUCKETS, LAYERS,
+    BATCH, LENGTH, EMBED, MLP, HEADS, KV, VOCAB, CLASSES, PATCH, BANK, SUBBLOCKS, BUCKETS, LAYERS,
     UNSHARDED,
 )  # fmt: skip
 

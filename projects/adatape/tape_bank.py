@@ -10,7 +10,7 @@
   0.02).
 
 Input banks compute in their `dtype` (the model's); the learned bank is a float32
-parameter named (TAPE, EMBED). ATR reads any of them in float32.
+parameter named (BANK, EMBED). ATR reads any of them in float32.
 """
 
 from __future__ import annotations
@@ -80,5 +80,5 @@ class LearnedTapeBank(nn.Module):
 
     @nn.compact
     def __call__(self) -> Array:
-        init = pt.param_init(nn.initializers.truncated_normal(stddev=0.02), pt.TAPE, pt.EMBED)
+        init = pt.param_init(nn.initializers.truncated_normal(stddev=0.02), pt.BANK, pt.EMBED)
         return self.param("bank", init, (self.bank_size, self.hidden_size), jnp.float32)

@@ -100,9 +100,9 @@ class AltUpLayer(nn.Module):
         if self.compute_input not in COMPUTE_INPUTS:
             raise ValueError(f"compute_input must be one of {COMPUTE_INPUTS}")
         x = tuple(x)
-        predict_init = pt.param_init(_identity_init, pt.ALTUP, pt.ALTUP)
+        predict_init = pt.param_init(_identity_init, pt.SUBBLOCKS, pt.SUBBLOCKS)
         p = self.param("predict", predict_init, (self.k, self.k), jnp.float32)
-        correct_init = pt.param_init(nn.initializers.ones, pt.ALTUP)
+        correct_init = pt.param_init(nn.initializers.ones, pt.SUBBLOCKS)
         g = self.param("correct", correct_init, (self.k,), jnp.float32)
         a = active_block(self.index, self.k, self.active)
         x_hat = mix_blocks(p, x)
@@ -170,7 +170,7 @@ class SequenceAltUpLayer(nn.Module):
         shape = (self.stride - 1,)  # one scalar per distance r = 1 .. s - 1
 
         def distance_param(name: str, init: Callable) -> Array:
-            return self.param(name, pt.param_init(init, pt.ALTUP), shape, jnp.float32)
+            return self.param(name, pt.param_init(init, pt.SUBBLOCKS), shape, jnp.float32)
 
         own = distance_param("own", nn.initializers.ones)
         anchor_w = distance_param("anchor", nn.initializers.zeros)

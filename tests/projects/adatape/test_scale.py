@@ -79,7 +79,7 @@ def test_every_parameter_has_a_mapped_logical_name(variant, remat):
     # The tape-specific parameters carry the names the rules expect.
     assert axes[("encoder", "atr", "norm", "scale")] == (pt.EMBED,)
     if overrides.get("model.bank_type") == "learn":
-        assert axes[("tape_bank", "bank")] == (pt.TAPE, pt.EMBED)
+        assert axes[("tape_bank", "bank")] == (pt.BANK, pt.EMBED)
     else:
         assert axes[("tape_bank", "projection", "kernel")][-1] == pt.EMBED
     if overrides.get("model.tape_mlp_dim"):

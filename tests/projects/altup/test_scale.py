@@ -70,13 +70,13 @@ def test_every_parameter_has_its_logical_names(name):
         for i in range(layers):
             layer = (stack, f"layers_{i}")
             if altup.variant in ("altup", "recycled"):
-                expected[layer + ("predict",)] = ((pt.ALTUP, pt.ALTUP), (k, k))
-                expected[layer + ("correct",)] = ((pt.ALTUP,), (k,))
+                expected[layer + ("predict",)] = ((pt.SUBBLOCKS, pt.SUBBLOCKS), (k, k))
+                expected[layer + ("correct",)] = ((pt.SUBBLOCKS,), (k,))
                 layer += ("layer",)
             elif altup.variant == "sequence":
                 for scalar in ("own", "anchor", "correct"):
                     stride = altup.sequence_stride
-                    expected[layer + (scalar,)] = ((pt.ALTUP,), (stride - 1,))
+                    expected[layer + (scalar,)] = ((pt.SUBBLOCKS,), (stride - 1,))
                 layer += ("layer",)
             expected[layer + ("mlp", "wi_0", "kernel")] = ((pt.EMBED, pt.MLP), (D, FF))
             expected[layer + ("mlp", "wo", "kernel")] = ((pt.MLP, pt.EMBED), (FF, D))
@@ -87,7 +87,7 @@ def test_every_parameter_has_its_logical_names(name):
             expected[out] = ((pt.HEADS, pt.KV, pt.EMBED), (HEADS, KV, D))
     for path, (names, shape) in expected.items():
         assert (axes[path], shapes[path]) == (names, shape), path
-    altup_params = [path for path, names in axes.items() if pt.ALTUP in names]
+    altup_params = [path for path, names in axes.items() if pt.SUBBLOCKS in names]
     num_scalar_sets = 0 if altup.variant == "none" else N_ENC + N_DEC
     assert len(altup_params) == num_scalar_sets * (3 if altup.variant == "sequence" else 2)
 
