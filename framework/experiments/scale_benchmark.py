@@ -5,10 +5,10 @@
 
 On `--config` (default: ViT-S/16 on random 224 px images), in one process:
 1. Per-device memory of the compiled train step for each mesh layout of the devices
-   (data parallel, FSDP, tensor parallel over all of them): parameters, optimizer
-   state, XLA's arguments and temporaries, from `Experiment.compile_train_step` (compiled
-   only, nothing runs; use `XLA_FLAGS=--xla_force_host_platform_device_count=N` for N
-   CPU devices).
+   (data parallel, FSDP, tensor parallel over all of them, and data parallel with 4
+   micro-batches): parameters, optimizer state, XLA's arguments and temporaries, from
+   `Experiment.compile_train_step` (compiled only, nothing runs; for N CPU devices use
+   `XLA_FLAGS=--xla_force_host_platform_device_count=N`).
 2. Train-step time of the whole batch against 4 micro-batches of it
    (`grad_accum_steps=4`) and against bfloat16 computation, interleaved over rounds,
    each relative to the whole float32 batch (`step_timing.print_comparison`).
@@ -53,15 +53,19 @@ def mesh_layouts(num_devices: int) -> dict[str, dict[str, int]]:
 
 
 def memory_table(config: ml_collections.ConfigDict) -> str:
-    """Per-device MiB of the compiled train step for each layout of `mesh_layouts`."""
+    """Per-device MiB of the compiled train step for each layout of `mesh_layouts`, and
+    for the data-parallel layout with 4 micro-batches."""
     header = " | ".join(label for _, label in MEMORY_FIELDS)
     lines = [
         f"| mesh | {header} | parameters vs data |",
         "|---|" + "---|" * (len(MEMORY_FIELDS) + 1),
     ]
     reference = None
-    for name, layout in mesh_layouts(jax.device_count()).items():
-        experiment = experiment_lib.build_experiment(config, sharding.make_mesh(layout))
+    rows = {name: (config, layout) for name, layout in mesh_layouts(jax.device_count()).items()}
+    data_name, data_layout = next(iter(mesh_layouts(jax.device_count()).items()))
+    rows[f"{data_name}, 4 micro-batches"] = (_with(config, grad_accum_steps=4), data_layout)
+    for name, (row_config, layout) in rows.items():
+        experiment = experiment_lib.build_experiment(row_config, sharding.make_mesh(layout))
         memory = experiment.compile_train_step()[1]
         reference = reference or memory["param_bytes_per_device"]
         cells = " | ".join(f"{memory.get(key, 0) / 2**20:.2f}" for key, _ in MEMORY_FIELDS)
