@@ -5,7 +5,10 @@ and `model.metrics(outputs, batch)`. Every metric is a per-example pair
 `(numerator [B], denominator [B])`; the trainer multiplies both by the example mask
 (padding examples have mask 0), sums them over the whole batch or eval split and
 divides, so each real example counts once whatever the batching. The key `'loss'`
-is what gets optimised.
+is what gets optimised. Denominators are counts that depend on the batch alone (real
+examples, target tokens), never on the outputs' values: micro-batching divides each
+micro-batch's numerators by the whole batch's denominators, computed without a forward
+pass (`framework.train.steps.batch_denominators`).
 
 Auxiliary channel. A module adds auxiliary losses and metrics with
 `sow_aux_loss(self, name, per_example)` / `sow_aux_metric(self, name, per_example)`
