@@ -6,6 +6,7 @@ with float32 parameters, norms and softmax (`framework.models.partitioning`).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -62,10 +63,17 @@ class MlpBlock(nn.Module):
 def constrained_attention(query: Array, key: Array, value: Array, *args, **kwargs) -> Array:
     """`nn.dot_product_attention` with its per-head inputs and output constrained to
     (batch, length, heads, kv): split over the batch (and heads), never over the width,
-    so GSPMD gathers an FSDP-sharded kernel rather than the activations."""
+    so GSPMD gathers an FSDP-sharded kernel rather than the activations.
+
+    It carries `nn.dot_product_attention`'s signature: flax's attention passes an
+    `attention_fn` only the keyword arguments its signature names, the mask among them.
+    """
     names = (pt.BATCH, pt.LENGTH, pt.HEADS, pt.KV)
     query, key, value = (pt.constrain(t, *names) for t in (query, key, value))
     return pt.constrain(nn.dot_product_attention(query, key, value, *args, **kwargs), *names)
+
+
+constrained_attention.__signature__ = inspect.signature(nn.dot_product_attention)  # type: ignore[attr-defined]
 
 
 class SelfAttention(nn.Module):
