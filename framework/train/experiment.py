@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -63,15 +64,17 @@ def _global_abstract_batch(batch: pipeline.Batch, split: pipeline.HostSplit, mes
 
 
 def _state_initializer(model: base.BaseModel, tx, abstract_batch) -> Callable:
-    """`init(rng) -> TrainState` for batches shaped like `abstract_batch`."""
+    """`init(rng) -> (TrainState, boxed parameters)` for batches shaped like
+    `abstract_batch`; the boxes carry the logical axis names (read under eval_shape)."""
 
-    def init(rng: jax.Array) -> train_state.TrainState:
+    def init(rng: jax.Array):
         batch = {k: jnp.zeros(v.shape, v.dtype) for k, v in abstract_batch.items()}
-        params = model.init(rng, batch)
+        boxed = model.init_boxed(rng, batch)
+        params = nn.meta.unbox(boxed)
         outputs, aux = model.apply(params, batch, train=False)
         pairs = metric_sums.metric_pairs(model, outputs, aux, batch)
         names = tuple(pairs) + ("grad_norm", "learning_rate")
-        return train_state.create(params, tx.init(params), names)
+        return train_state.create(params, tx.init(params), names), boxed
 
     return init
 
@@ -167,10 +170,10 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     tx, lr_fn = optimizers.create(config)
     example_batch = dataset.example_batch()
     abstract_batch = _global_abstract_batch(example_batch, split, mesh)
-    init_fn = _state_initializer(model, tx, abstract_batch)
-    rng = jax.random.key(config.seed)
-    shapes = jax.eval_shape(init_fn, rng)
-    param_axes = sharding.logical_axes(jax.eval_shape(model.init_boxed, rng, abstract_batch))
+    initializer = _state_initializer(model, tx, abstract_batch)
+    init_fn = lambda rng: initializer(rng)[0]  # noqa: E731
+    shapes, boxed = jax.eval_shape(initializer, jax.random.key(config.seed))
+    param_axes = sharding.logical_axes(boxed)
     shardings = sharding.state_shardings(shapes, param_axes, mesh)
     return Experiment(
         config=config,

@@ -5,6 +5,8 @@ Equalities are to float32 tolerance: a sharded matmul sums in another order.
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -285,11 +287,11 @@ def test_micro_batches_give_the_whole_batch_update(name):
 
 def test_bfloat16_vit_trains_and_starts_near_float32(tmp_path):
     losses = {}
-    for dtype in ("float32", "bfloat16"):
+    for dtype, steps in (("float32", 1), ("bfloat16", 30)):
         config = MODELS["vit"]()
         for key, value in {
             "model.dtype": dtype,
-            "num_train_steps": 30,
+            "num_train_steps": steps,
             "log_every_steps": 1,
             "eval_every_steps": 0,
             "checkpoint_every_steps": 30,
@@ -300,15 +302,13 @@ def test_bfloat16_vit_trains_and_starts_near_float32(tmp_path):
         result = trainer.train_and_evaluate(config, str(tmp_path / dtype))
         rows = [r for r in trainer_metrics(tmp_path / dtype) if r["split"] == "train"]
         losses[dtype] = [r["loss"] for r in rows]
-        assert result.step == 30
+        assert result.step == steps
     first32, first16 = losses["float32"][0], losses["bfloat16"][0]
     assert first16 == pytest.approx(first32, rel=2e-2)
     assert np.mean(losses["bfloat16"][-5:]) < 0.7 * losses["bfloat16"][0]
 
 
 def trainer_metrics(workdir):
-    import json
-
     return [json.loads(line) for line in open(workdir / "metrics.jsonl")]
 
 
@@ -330,7 +330,7 @@ def test_save_on_one_mesh_resume_on_another(tmp_path):
     straight = trainer.train_and_evaluate(
         config(), str(tmp_path / "straight"), mesh=sharding.make_mesh(MESHES["data=2"])
     )
-    for first, second in (("fsdp=2", "data=2"), ("data=2", "model=2"), ("fsdp=2", "one")):
+    for first, second in (("fsdp=2", "data=2"), ("model=2", "one")):
         workdir = str(tmp_path / f"{first}-{second}")
         trainer.train_and_evaluate(
             config(), workdir, mesh=sharding.make_mesh(MESHES[first]), stop_after_step=4

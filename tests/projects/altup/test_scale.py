@@ -92,7 +92,8 @@ def test_every_parameter_has_its_logical_names(name):
     assert len(altup_params) == num_scalar_sets * (3 if altup.variant == "sequence" else 2)
 
 
-@pytest.mark.parametrize("name", ["altup_k2_concat", "recycled", "sequence"])
+# Recycled-AltUp shares AltUp's wrapper class; Sequence-AltUp has its own.
+@pytest.mark.parametrize("name", ["altup_k2_concat", "sequence"])
 def test_remat_block_gives_the_same_loss_and_gradients(name):
     """The whole wrapper (AltUp: predict, layer, correct; Sequence-AltUp: strided layer
     and scalars) is one rematerialised call per layer; dropout masks do not change
@@ -101,7 +102,7 @@ def test_remat_block_gives_the_same_loss_and_gradients(name):
     scale.assert_remat_matches(T5AltUpModel, config, make_batch(), N_ENC + N_DEC, params_of(name))
 
 
-@pytest.mark.parametrize("name", ["altup_k2_concat", "altup_k3_sum", "recycled", "sequence"])
+@pytest.mark.parametrize("name", ["altup_k3_sum", "sequence"])
 def test_bf16_first_loss_is_close_to_float32(name):
     scale.assert_bf16_first_loss_close(
         T5AltUpModel, variant_config(name), make_batch(), params_of(name)
