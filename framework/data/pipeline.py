@@ -156,9 +156,14 @@ def pad_batch(batch: Mapping[str, np.ndarray], size: int) -> Batch:
 BATCH_MESH_AXES = (DATA_AXIS, "fsdp")
 
 
+def batch_axes(mesh: Mesh) -> tuple[str, ...]:
+    """The mesh axes a batch is split over: those of `BATCH_MESH_AXES` the mesh has."""
+    return tuple(axis for axis in BATCH_MESH_AXES if axis in mesh.axis_names)
+
+
 def data_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over the mesh's `data` (and `fsdp`) axes."""
-    axes = tuple(axis for axis in BATCH_MESH_AXES if axis in mesh.axis_names)
+    axes = batch_axes(mesh)
     return NamedSharding(mesh, PartitionSpec(axes[0] if len(axes) == 1 else axes))
 
 

@@ -130,14 +130,9 @@ def describe_mesh(mesh: Mesh) -> str:
     return f"{_describe(dict(mesh.shape))} ({mesh.devices.size} devices)"
 
 
-def batch_axes(mesh: Mesh) -> tuple[str, ...]:
-    """The mesh axes the batch is split over (those of `BATCH_AXES` the mesh has)."""
-    return tuple(axis for axis in BATCH_AXES if axis in mesh.axis_names)
-
-
 def batch_shards(mesh: Mesh) -> int:
     """How many ways the batch is split."""
-    return math.prod(mesh.shape[axis] for axis in batch_axes(mesh))
+    return math.prod(mesh.shape[axis] for axis in pipeline.batch_axes(mesh))
 
 
 @contextlib.contextmanager
