@@ -108,6 +108,15 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def format_bytes(n: float) -> str:
+    """`1.5 MiB`: a byte count in binary units."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
 class Progress:
     """Measures steps/s between log points and prints `step | metrics | steps/s | ETA`."""
 
@@ -128,14 +137,17 @@ class Progress:
         self.last_step, self.last_time, self.paused = step, now, 0.0
         return rate
 
-    def line(self, step: int, rate: float, scalars: Mapping[str, float]) -> str:
+    def line(
+        self, step: int, rate: float, scalars: Mapping[str, float], mfu: float | None = None
+    ) -> str:
         shown = " ".join(f"{k}={v:.4g}" for k, v in scalars.items())
         eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
         eta_text = format_duration(eta) if np.isfinite(eta) else "?"
         pct = 100.0 * step / self.total_steps
+        utilisation = f" | MFU {100 * mfu:.1f}%" if mfu is not None else ""
         return (
             f"step {step}/{self.total_steps} ({pct:.0f}%) | {shown} | "
-            f"{rate:.2f} steps/s | ETA {eta_text}"
+            f"{rate:.2f} steps/s{utilisation} | ETA {eta_text}"
         )
 
 

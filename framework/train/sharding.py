@@ -118,11 +118,26 @@ def make_mesh(
     fastest, so tensor-parallel groups sit on neighbouring devices."""
     devices = jax.devices() if devices is None else list(devices)
     shape = mesh_shape(mesh_config or default_mesh_config(), len(devices))
-    try:
-        grid = mesh_utils.create_device_mesh(shape, devices)
-    except (ValueError, AssertionError, NotImplementedError):
-        grid = np.asarray(devices).reshape(shape)
-    return Mesh(grid, MESH_AXES)
+    return Mesh(_device_grid(shape, devices), MESH_AXES)
+
+
+def _device_grid(shape: tuple[int, int, int], devices: list[jax.Device]) -> np.ndarray:
+    """`devices` arranged as `shape` along the physical links: over several TPU slices
+    the `data` axis spans the slices first (only gradients cross the slower data-centre
+    network); within a slice a mesh axis may split a physical axis where it must."""
+    slices = len({getattr(d, "slice_index", 0) for d in devices})
+    if slices > 1 and shape[0] % slices == 0:
+        ici = (shape[0] // slices, *shape[1:])
+        try:
+            return mesh_utils.create_hybrid_device_mesh(ici, (slices, 1, 1), devices)
+        except (ValueError, AssertionError, NotImplementedError):
+            pass
+    for split in (False, True):
+        try:
+            return mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=split)
+        except (ValueError, AssertionError, NotImplementedError):
+            continue
+    return np.asarray(devices).reshape(shape)
 
 
 def describe_mesh(mesh: Mesh) -> str:

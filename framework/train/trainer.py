@@ -25,6 +25,7 @@ from framework.config import registry
 from framework.errors import RunError
 from framework.train import (
     checkpoints,
+    chips,
     cost,
     device_io,
     evaluators,
@@ -115,12 +116,60 @@ def record(result: RunResult, config: ml_collections.ConfigDict, seconds: float)
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Utilisation:
+    """Model-FLOPs utilisation of a run's steps: the step's FLOPs (the model's analytical
+    count, else XLA's) against the peak of the devices' chip; none on devices outside
+    the chip table (CPUs)."""
+
+    flops_per_step: float | None
+    source: str  # analytical | xla | none
+    num_devices: int
+    chip: chips.Chip | None
+
+    @classmethod
+    def of(cls, experiment: experiment_lib.Experiment, compiled: Any) -> "Utilisation":
+        mesh = experiment.mesh
+        flops, source = cost.train_step_flops(
+            experiment.model,
+            experiment.abstract_state.params,
+            experiment.abstract_batch,
+            compiled,
+            mesh.devices.size,
+        )
+        chip = chips.for_device_kind(mesh.devices.flat[0].device_kind) if flops else None
+        return cls(flops, source, int(mesh.devices.size), chip)
+
+    def at(self, steps_per_sec: float) -> float:
+        return cost.utilisation(self.flops_per_step, steps_per_sec, self.num_devices, self.chip)
+
+    def describe(self) -> str:
+        if self.flops_per_step is None:
+            return "train step FLOPs unknown (no analytical count, no XLA cost analysis): no MFU"
+        where = (
+            f"MFU against {self.chip}"
+            if self.chip
+            else "no MFU (the device is not in the chip table)"
+        )
+        return f"train step {self.flops_per_step:.3e} FLOPs ({self.source}); {where}"
+
+    def info(self) -> dict[str, float]:
+        """Numbers for the metrics' info line (peak FLOP/s only on a chip of the table)."""
+        out = {
+            "train_flops_per_step": self.flops_per_step or 0.0,
+            "train_flops_analytical": float(self.source == "analytical"),
+        }
+        if self.chip is not None:
+            out["chip_peak_flops"] = self.chip.peak_flops
+        return out
+
+
 def memory_line(mesh: Mesh, memory: dict[str, Any], grad_accum_steps: int) -> str:
     """'mesh data=2 fsdp=1 model=1 (2 devices); per device: parameters 1.2 MiB, ...'."""
 
     def size(key: str) -> str:
         value = memory.get(key)
-        return "n/a" if value is None else _bytes(value)
+        return "n/a" if value is None else metric_writing.format_bytes(value)
 
     micro = f", {grad_accum_steps} micro-batches per step" if grad_accum_steps > 1 else ""
     return (
@@ -129,14 +178,6 @@ def memory_line(mesh: Mesh, memory: dict[str, Any], grad_accum_steps: int) -> st
         f"{size('opt_state_bytes_per_device')}, batch {size('batch_bytes_per_device')}, "
         f"XLA temporaries {size('xla_temp_bytes_per_device')}"
     )
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
 
 
 def _run(
@@ -194,9 +235,11 @@ def _run(
         )
         train_step, memory = experiment.compile_train_step()
         metric_writing.log(memory_line(mesh, memory, config.get("grad_accum_steps", 1)))
+        mfu = Utilisation.of(experiment, train_step)
+        metric_writing.log(mfu.describe())
         if start_step == 0:
             info = {"num_params": num_params, "flops_per_example": flops}
-            writer.write(0, "info", {**info, **memory})
+            writer.write(0, "info", {**info, **memory, **mfu.info()})
         reset_sums = jax.jit(
             train_state.reset_metric_sums, out_shardings=state_sharding, donate_argnums=(0,)
         )
@@ -243,9 +286,11 @@ def _run(
                 last_train = metric_sums.with_total_loss(metric_sums.ratios(sums))
                 last_train["steps_per_sec"] = rate
                 last_train["examples_per_sec"] = rate * config.batch_size
+                if mfu.chip is not None:
+                    last_train["mfu"] = mfu.at(rate)
                 writer.write(step, "train", last_train)
                 shown = {k: last_train[k] for k in shown_metrics if k in last_train}
-                metric_writing.log(progress.line(step, rate, shown))
+                metric_writing.log(progress.line(step, rate, shown, last_train.get("mfu")))
             if due:
                 t0 = time.perf_counter()
                 result = evaluators.run(due, state.params, step)
