@@ -46,8 +46,10 @@ setuptools.setup(
         ]
     },
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3"],
+        # The tests compile for a TPU slice (launch.compile), so they bring libtpu.
+        "test": ["pytest>=8", "pytest-xdist>=3", "jax[tpu]>=0.10.2,<0.11"],
         "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
+        # libtpu of the installed jax: training on TPU VMs and compiling for TPU anywhere.
         "tpu": ["jax[tpu]>=0.10.2,<0.11"],
     },
 )

@@ -175,3 +175,21 @@ def test_nan_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path):
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
     params = restore_params(tmp_path, 10)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+
+
+def test_mfu_is_logged_on_a_chip_of_the_table(tmp_path, monkeypatch, capsys):
+    # The CPU is not in the chip table (no MFU); pretend it is a TPU v4.
+    from framework.train import chips
+
+    monkeypatch.setattr(chips, "for_device_kind", lambda kind: chips.get("v4"))
+    trainer.train_and_evaluate(tiny_config(num_train_steps=10), str(tmp_path))
+    rows = read_metrics(str(tmp_path))
+    info = rows[0]
+    assert info["split"] == "info" and info["train_flops_per_step"] > 0
+    assert info["chip_peak_flops"] == 275e12
+    train = [r for r in rows if r["split"] == "train"]
+    devices = jax.device_count()
+    for row in train:
+        expected = info["train_flops_per_step"] * row["steps_per_sec"] / devices / 275e12
+        assert row["mfu"] == pytest.approx(expected)
+    assert "| MFU " in capsys.readouterr().out
