@@ -115,6 +115,12 @@ class DatasetBuilder:
         """One host-local training batch (for shapes: init, FLOPs)."""
         return next(iter(self.train_batches(0)))
 
+    def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shapes and dtypes of one host-local training batch, for building the state and
+        compiling the step. Here from `example_batch`; a dataset that can say them without
+        making a batch (generated data at full size) overrides this."""
+        return {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self.example_batch().items()}
+
     def example_eval_batch(self) -> Batch:
         """The first host-local eval batch (e.g. to time the eval step)."""
         return next(iter(self.eval_batches()))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -59,6 +60,14 @@ class RandomDataset(pipeline.DatasetBuilder):
         while True:
             yield self._draw(_TRAIN_STREAM, step, rows.start, rows.stop - rows.start)
             step += 1
+
+    def batch_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """From one generated row: a full-size batch (4096 images of 224 px) is not made
+        only to read its shape."""
+        self._check()
+        n = self.split.local_batch_size
+        row = self._draw(_TRAIN_STREAM, 0, 0, 1)
+        return {k: jax.ShapeDtypeStruct((n,) + v.shape[1:], v.dtype) for k, v in row.items()}
 
     def eval_batches(self, split: str | None = None) -> Iterator[pipeline.Batch]:
         pipeline.own_split(split, ("eval",), "random")  # one generated eval stream

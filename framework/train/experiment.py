@@ -11,6 +11,7 @@ they all compile the same steps (`framework.train.steps`) on the same state layo
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -93,11 +94,16 @@ class Experiment:
     model: base.BaseModel
     tx: optax.GradientTransformation
     lr_fn: Callable[[Any], Any]
-    example_batch: pipeline.Batch  # host-local, the first training batch
     abstract_batch: dict[str, jax.ShapeDtypeStruct]  # global, split over the batch axes
     abstract_state: Any  # ShapeDtypeStructs carrying their shardings
     init_fn: Callable[[jax.Array], train_state.TrainState]
     param_axes: dict[tuple[str, ...], Any]  # parameter path -> logical axis names
+
+    @functools.cached_property
+    def example_batch(self) -> pipeline.Batch:
+        """The first host-local training batch (made on first use: compiling needs only
+        `abstract_batch`)."""
+        return self.dataset.example_batch()
 
     @property
     def state_sharding(self) -> Any:
@@ -168,8 +174,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     dataset = registry.DATASETS.get(config.dataset_name)(config.dataset, split, config.seed)
     model = registry.MODELS.get(config.model_name)(config.model, dataset.meta)
     tx, lr_fn = optimizers.create(config)
-    example_batch = dataset.example_batch()
-    abstract_batch = _global_abstract_batch(example_batch, split, mesh)
+    abstract_batch = _global_abstract_batch(dataset.batch_spec(), split, mesh)
     initializer = _state_initializer(model, tx, abstract_batch)
     init_fn = lambda rng: initializer(rng)[0]  # noqa: E731
     shapes, boxed = jax.eval_shape(initializer, jax.random.key(config.seed))
@@ -182,7 +187,6 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
         model=model,
         tx=tx,
         lr_fn=lr_fn,
-        example_batch=example_batch,
         abstract_batch=abstract_batch,
         abstract_state=jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, shardings

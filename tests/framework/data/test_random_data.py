@@ -28,6 +28,11 @@ def test_seq2seq_rows_are_shifted_targets_in_the_vocabulary():
         batch["decoder_input_tokens"][:, 1:], batch["decoder_target_tokens"][:, :-1]
     )
     np.testing.assert_array_equal(batch["mask"], np.ones(5, np.float32))
+    # The shapes a compile uses, without making a batch, are the batch's.
+    spec = seq2seq(pipeline.HostSplit(5, 5)).batch_spec()
+    assert {k: (v.shape, v.dtype) for k, v in spec.items()} == {
+        k: (v.shape, v.dtype) for k, v in batch.items()
+    }
 
 
 def test_train_batches_are_a_function_of_step_and_process():
