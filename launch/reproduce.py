@@ -1,7 +1,9 @@
 """Reproduce a paper table: `python -m launch.reproduce TABLE --preset=quick|full --workdir=DIR`.
 
 Tables: `parity` (AdaTape vs Transformer vs Universal Transformer), `parity_ablation`
-(AdaTape on parity, one change per row), `altup` (T5 dense vs AltUp variants), `images`.
+(AdaTape on parity, one change per row), `altup` (T5 dense vs AltUp variants), `images`,
+`scale` (the papers' full-size configs compiled for their hardware: memory, FLOPs and
+roofline step time, no training; `--parallel=N` compiles N at a time).
 Finished runs in DIR are reused, so an interrupted reproduction resumes. `--rows=A,B`
 runs and tabulates only those rows. `--parallel=N` trains the runs as N `launch.train`
 processes at a time (on a GPU host each with its own GPUs; each run's log in its
@@ -47,6 +49,9 @@ def main(argv: list[str]) -> None:
     workdir_lib.check_workdir(FLAGS.workdir)
     app.initialize_distributed()
     table = registry.TABLES.get(argv[1])(FLAGS.preset)
+    if not isinstance(table, tables.Table):  # not training runs, e.g. the `scale` compiles
+        table.reproduce(FLAGS.workdir, FLAGS.parallel, FLAGS.rows)
+        return
     if FLAGS.rows:
         table = tables.select_rows(table, FLAGS.rows)
     if FLAGS.parallel:

@@ -14,7 +14,10 @@ The argument is a comma-separated list of tokens, in any order:
   paper's dense baseline with K-times wider layers is `dense,width=K`),
   data=c4 | data=random | data=DIR (text files DIR/train.txt, DIR/eval.txt,
   DIR/spm.model; `random`: random tokens at the recipe's shapes and T5's 32128-token
-  vocabulary, for step-time benchmarks).
+  vocabulary, for step-time benchmarks and `launch.compile`),
+  target=v3-8 | v4-32 (the mesh, rematerialisation and micro-batches with which the
+  size fits that slice at batch 256 in bfloat16, checked with `launch.compile`; see
+  TARGET_LAYOUTS; without it: data parallel over every device).
 Sizes small and up default to C4 (tfds `c4/en`) with the full recipe: inputs 512,
 targets 114, batch 256, 500k steps, Adafactor, T5X rsqrt schedule (0.01 for the first
 10k steps). C4 needs a SentencePiece model: `--config.dataset.vocab_path=...`.
@@ -22,7 +25,10 @@ tiny and mini are CPU presets on the Shakespeare text (default DIR: data/shakesp
   python -m launch.prepare_data shakespeare --out_dir=data/shakespeare
   python -m launch.train --config=configs/altup/t5.py:tiny,altup --workdir=/tmp/x
 Examples: `:small,altup,k=2`, `:base,recycled`, `:large,dense`, `:tiny,sequence,stride=3`,
-`:small,dense,width=2,data=random`.
+`:small,dense,width=2,data=random`. The papers' full-size configs compiled for TPUs
+(`python -m launch.reproduce scale`), e.g.
+  python -m launch.compile --config=configs/altup/t5.py:xl,altup,bf16,data=random,target=v4-32 \
+      --target=v4-32
 """
 
 from __future__ import annotations
@@ -72,8 +78,20 @@ CPU_BUDGETS = {
 }
 
 
+# Layouts that fit batch 256 (inputs 512, targets 114) in bfloat16 on the paper's
+# latency hardware (TPUv3-8: 8 cores of 16 GiB) and on a v4-32 (16 chips of 32 GiB), by
+# size, for width 1; a `width=2` dense model takes the layout of the next size up (it
+# has about 4x the layer parameters). Found with `launch.compile` (the `scale` table
+# reports the peak of each).
+_FSDP_REMAT = {"mesh.data": 1, "mesh.fsdp": -1, "model.remat": "block"}
+TARGET_LAYOUTS = {
+    "v3-8": {"small": {}, "base": {}, "large": _FSDP_REMAT, "xl": _FSDP_REMAT},
+    "v4-32": {"small": {}, "base": {}, "large": {}, "xl": _FSDP_REMAT},
+}
+TARGETS = tuple(TARGET_LAYOUTS)
+
 # The argument's fields (the shared `:arg` grammar, `framework/config/args.py`).
-ARG_CHOICES = {"size": SIZES, "variant": VARIANTS, **CHOICES}
+ARG_CHOICES = {"size": SIZES, "variant": VARIANTS, "target": ("", *TARGETS), **CHOICES}
 ARG_DEFAULTS = {
     "size": "small",
     "variant": "altup",
@@ -85,6 +103,7 @@ ARG_DEFAULTS = {
     "width": 1,
     "bf16": False,
     "data": "",  # c4 | random | DIR; default: c4, or DEFAULT_TEXT_DIR at CPU sizes
+    "target": "",  # a TPU slice whose layout to use (TARGET_LAYOUTS)
 }
 
 
@@ -174,7 +193,20 @@ def config_from_spec(spec: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     budget = CPU_BUDGETS.get(spec["size"])
     if budget:
         c.update_from_flattened_dict(budget)
+    if spec["target"]:
+        c.update_from_flattened_dict(target_layout(spec["size"], spec["width"], spec["target"]))
     return c
+
+
+def target_layout(size: str, width: int, target: str) -> dict:
+    """The flattened mesh / remat / micro-batch fields of `size` on `target`."""
+    layouts = TARGET_LAYOUTS[target]
+    if size not in layouts:
+        raise ValueError(f"config arg target={target} has layouts for {', '.join(layouts)}")
+    sizes = list(layouts)
+    if width > 1:
+        size = sizes[min(sizes.index(size) + 1, len(sizes) - 1)]
+    return dict(layouts[size])
 
 
 def get_hyper(hyper):

@@ -109,3 +109,5 @@ TABLES: Registry[Any] = Registry("table")
 EVALUATORS: Registry[Any] = Registry("evaluator")
 # `launch.benchmark --mode=NAME`: projects register their own comparisons.
 BENCHMARKS: Registry[Any] = Registry("benchmark mode")
+# The `scale` table's rows: projects register `preset -> list[ScaleRow]`.
+SCALE_ROWS: Registry[Any] = Registry("scale rows")

@@ -13,4 +13,5 @@ REGISTERED = {
         "metrics": "framework.train.evaluators.metrics",
     },
     "benchmark mode": {"scale": "framework.experiments.scale_benchmark"},
+    "table": {"scale": "framework.experiments.scale_table"},
 }

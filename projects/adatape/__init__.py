@@ -17,5 +17,6 @@ REGISTERED = {
         "parity_ablation": "projects.adatape.parity_ablation",
     },
     "evaluator": {"tape_selection": "projects.adatape.evaluators"},
+    "scale rows": {"adatape": "projects.adatape.scale_rows"},
     "benchmark mode": {"adatape": "projects.adatape.benchmarks"},
 }

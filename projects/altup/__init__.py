@@ -11,6 +11,7 @@ REGISTERED = {
         "altup": "projects.altup.paper_tables",
         "altup_finetune": "projects.altup.finetune_table",
     },
+    "scale rows": {"altup": "projects.altup.scale_rows"},
     "benchmark mode": {
         "altup": "projects.altup.benchmarks",
         "decode": "projects.altup.benchmarks",
