@@ -150,6 +150,22 @@ class BaseModel:
         """Named RNG streams the module draws from in training."""
         return ("dropout",)
 
+    def analytical_flops(self, params: Any, batch: Batch) -> float | None:
+        """Forward-pass FLOPs of one example of `batch`, counted from the config and the
+        parameter shapes; None when the model gives no count (the default).
+
+        `params`: the unboxed parameter tree (arrays or ShapeDtypeStructs); `batch`: one
+        batch (arrays or ShapeDtypeStructs, leading dimension the batch size). Every
+        matmul counts 2 m n k (a kernel of n entries on t tokens: 2 n t; convolutions
+        as the matmuls they are), attention 2 q kv w for the scores and as much for the
+        weighted sum; norms, activations, softmax, biases, residual adds and embedding
+        lookups are not counted (`framework.models.flops`). The count is of what the
+        compiled program computes (masked, halted or padded positions and loops at their
+        static length included), so that 3x it compares with XLA's training-step FLOPs.
+        """
+        del params, batch
+        return None
+
 
 class ClassificationModel(BaseModel):
     """Single-label classification: softmax (or sigmoid) cross-entropy and accuracy.

@@ -17,7 +17,7 @@ import ml_collections
 
 from framework.config import fields, registry
 from framework.errors import ConfigError
-from framework.models import base, classifier, layers
+from framework.models import base, classifier, flops, layers
 from framework.models import partitioning as pt
 
 Array = jax.Array
@@ -61,6 +61,15 @@ class SequenceClassifierModule(classifier.ClassifierSkeleton, kw_only=True):
         return classifier.finish_tokens(
             x, class_token=self.pooling == "token", dropout_rate=self.dropout_rate, train=train
         )
+
+
+def sequence_stem_flops(params: Any, batch: base.Batch, pooling: str) -> tuple[float, int]:
+    """(the embedding's FLOPs per example, tokens the encoder sees) of a
+    `SequenceClassifierModule`: a lookup costs nothing, float features are projected
+    at every position; a class token is added with `token` pooling."""
+    length = batch["inputs"].shape[1]
+    projection = flops.dense(flops.kernel_params(params["embedding"]), length)
+    return projection, length + int(pooling == "token")
 
 
 def add_sequence_fields(
@@ -123,3 +132,9 @@ class TransformerClassifier(base.ClassificationModel):
             ),
             **classifier.skeleton_kwargs(c),
         )
+
+    def analytical_flops(self, params: Any, batch: base.Batch) -> float:
+        """Embedding, every block on every token, the head on the pooled vector."""
+        stem, tokens = sequence_stem_flops(params, batch, self.config.pooling)
+        encoder = flops.self_attention_encoder(params["encoder"], tokens)
+        return stem + encoder + flops.dense(flops.kernel_params(params["classifier"]), 1)

@@ -22,7 +22,7 @@ import ml_collections
 
 from framework.config import fields, registry
 from framework.errors import ConfigError
-from framework.models import base, classifier, layers
+from framework.models import base, classifier, flops, layers
 from framework.models import partitioning as pt
 
 Array = jax.Array
@@ -173,6 +173,20 @@ def vit_encoder(size: ViTSize, config: ml_collections.ConfigDict) -> classifier.
     )
 
 
+def stem_flops(params: Any, batch: base.Batch, patch_size: int, pooling: str) -> tuple[float, int]:
+    """(the patch embedding's FLOPs per example, tokens the encoder sees: the patches and a
+    class token with `token` pooling), from the images' shape in `batch`."""
+    height, width = batch["inputs"].shape[1:3]
+    patches = (height // patch_size) * (width // patch_size)
+    conv = flops.kernel_params(params["stem"]["patch_embedding"])
+    return flops.dense(conv, patches), patches + int(pooling == "token")
+
+
+def head_flops(params: Any) -> float:
+    """The classifier head on one pooled vector."""
+    return flops.dense(flops.kernel_params(params["classifier"]), 1)
+
+
 def add_vit_fields(config: ml_collections.ConfigDict, variant: str) -> None:
     """The fields every ViT-based classifier shares."""
     add_size_fields(config, variant)
@@ -204,6 +218,14 @@ class ViTClassifier(base.ClassificationModel):
             **classifier.skeleton_kwargs(c),
         )
 
+    def analytical_flops(self, params: Any, batch: base.Batch) -> float:
+        """Patch embedding, every block on every token, the head on the pooled token."""
+        stem, tokens = stem_flops(
+            params, batch, resolve_size(self.config).patch_size, self.config.pooling
+        )
+        encoder = flops.self_attention_encoder(params["encoder"], tokens)
+        return stem + encoder + head_flops(params)
+
 
 class SettingsViTClassifier(base.ClassificationModel):
     """A ViT classifier whose encoder is built from a settings dataclass (UViT, A-ViT).
@@ -233,6 +255,21 @@ class SettingsViTClassifier(base.ClassificationModel):
     def encoder(self, size: ViTSize, settings: Any) -> classifier.EncoderFactory:
         """The encoder at `size` with the resolved `settings`."""
         raise NotImplementedError
+
+    def encoder_flops(
+        self, encoder_params: Any, size: ViTSize, settings: Any, tokens: int
+    ) -> float | None:
+        """Forward FLOPs per example of the encoder on `tokens` tokens (see
+        `BaseModel.analytical_flops`); None: no count."""
+        del encoder_params, size, settings, tokens
+        return None
+
+    def analytical_flops(self, params: Any, batch: base.Batch) -> float | None:
+        """The ViT's stem and head around `encoder_flops`."""
+        size, settings = self.check_config(self.config)
+        stem, tokens = stem_flops(params, batch, size.patch_size, self.config.pooling)
+        encoder = self.encoder_flops(params["encoder"], size, settings, tokens)
+        return None if encoder is None else stem + encoder + head_flops(params)
 
     def build_module(self) -> nn.Module:
         size, settings = self.check_config(self.config)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from framework.config import fields
-from framework.models import base, classifier, layers
+from framework.models import base, classifier, flops, layers
 from framework.models import partitioning as pt
 from projects.adatape import atr, tape_bank, tape_layers
 from projects.adatape.settings import AdaTapeSettings
@@ -78,6 +78,46 @@ class AdaTapeEncoder(layers.BlockFields, kw_only=True):
             name="tape_blocks",
         )(x, valid, train=train)
         return x, valid, reading
+
+
+def encoder_flops(
+    encoder_params: Any, settings: AdaTapeSettings, tokens: int, bank_entries: int
+) -> float:
+    """Forward FLOPs per example of an `AdaTapeEncoder` on `tokens` input tokens reading
+    from a bank of `bank_entries` (see `BaseModel.analytical_flops`).
+
+    As compiled: ATR's `max_tape_tokens` reads (each scores every entry on `key_dim`
+    features and sums `num_candidates` entries), the tape MLP and the blocks after
+    insertion at the padded tape length, whatever the tape lengths read. (XLA's cost
+    analysis counts the body of ATR's `lax.scan` once, not `max_tape_tokens` times: with
+    a large learned bank its count falls below this one.)
+    """
+    s = settings
+    tape = s.max_tape_tokens
+    total = 0.0
+    for i in range(s.tape_insert_layer):
+        total += flops.self_attention_encoder(encoder_params[f"block_{i}"], tokens)
+    width = encoder_params["atr"]["norm"]["scale"].shape[-1]
+    per_read = flops.dense(bank_entries, s.key_dim) + flops.dense(s.num_candidates, width)
+    total += tape * per_read
+    if s.tape_mlp_dim:
+        total += flops.dense(flops.kernel_params(encoder_params["tape_mlp"]), tape)
+    blocks = encoder_params["tape_blocks"]
+    if not s.separate_tape_ffn:
+        return total + flops.self_attention_encoder(blocks, tokens + tape)
+    for block in blocks.values():
+        if "self_attention" not in block:  # the final norm
+            continue
+        total += flops.self_attention_encoder(block["self_attention"], tokens + tape)
+        total += flops.dense(flops.kernel_params(block["mlp"]), tokens)
+        total += flops.dense(flops.kernel_params(block["tape_mlp"]), tape)
+    return total
+
+
+def bank_flops(params: Any, entries: int) -> float:
+    """The tape bank's kernels (an input bank's patch embedding and projection, or a
+    symbol bank's projection) at each of its `entries`; a learned bank costs nothing."""
+    return flops.dense(flops.kernel_params(params.get("tape_bank", {})), entries)
 
 
 class TapeEncoding:

@@ -10,16 +10,24 @@ pooled output (masked mean, or the input token with pooling 'token').
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from framework.config import registry
-from framework.models import classifier, transformer
+from framework.models import base, classifier, flops, transformer
 from framework.models import partitioning as pt
 from projects.adatape import tape_bank
-from projects.adatape.encoder import AdaTapeClassifier, TapeEncoding, adatape_encoder
+from projects.adatape.encoder import (
+    AdaTapeClassifier,
+    TapeEncoding,
+    adatape_encoder,
+    bank_flops,
+    encoder_flops,
+)
 from projects.adatape.settings import AdaTapeSettings
 
 Array = jax.Array
@@ -89,3 +97,15 @@ class AdaTapeParity(AdaTapeClassifier):
             encoder=adatape_encoder(c.num_layers, c.num_heads, c.mlp_dim, settings, c),
             **skeleton,
         )
+
+    def analytical_flops(self, params: Any, batch: base.Batch) -> float:
+        """The input token's projection (of the flattened sequence), the tape bank (one
+        entry per position, or learned), the AdaTape encoder on one token, the head."""
+        settings = self.check_config(self.config)
+        entries = settings.bank_size
+        if settings.bank_type == "input":
+            entries = batch["inputs"].shape[1]
+        embed = flops.dense(flops.kernel_params(params["input_projection"]), 1)
+        encoder = encoder_flops(params["encoder"], settings, 1, entries)
+        head = flops.dense(flops.kernel_params(params["classifier"]), 1)
+        return embed + bank_flops(params, entries) + encoder + head

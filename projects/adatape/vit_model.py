@@ -7,15 +7,23 @@ encoder and a tape bank.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import ml_collections
 
 from framework.config import registry
 from framework.errors import ConfigError
-from framework.models import classifier, vit
+from framework.models import base, classifier, vit
 from projects.adatape import tape_bank
-from projects.adatape.encoder import AdaTapeClassifier, TapeEncoding, adatape_encoder
+from projects.adatape.encoder import (
+    AdaTapeClassifier,
+    TapeEncoding,
+    adatape_encoder,
+    bank_flops,
+    encoder_flops,
+)
 from projects.adatape.settings import AdaTapeSettings
 
 Array = jax.Array
@@ -75,3 +83,15 @@ class AdaTapeViT(AdaTapeClassifier):
             encoder=adatape_encoder(size.num_layers, size.num_heads, size.mlp_dim, settings, c),
             **skeleton,
         )
+
+    def analytical_flops(self, params: Any, batch: base.Batch) -> float:
+        """Stem, tape bank, AdaTape encoder (`encoder_flops`), head."""
+        size, settings = self.check_config(self.config)
+        stem, tokens = vit.stem_flops(params, batch, size.patch_size, self.config.pooling)
+        entries = settings.bank_size
+        if settings.bank_type == "input":
+            height, width = batch["inputs"].shape[1:3]
+            patch = settings.bank_patch_size
+            entries = (height // patch) * (width // patch)
+        encoder = encoder_flops(params["encoder"], settings, tokens, entries)
+        return stem + bank_flops(params, entries) + encoder + vit.head_flops(params)

@@ -44,15 +44,15 @@ blocks' own rounding. `config.model.remat` rematerialises each block.
 
 Compute: as in most JAX reimplementations, halting is dense computation with masks, so
 the FLOPs and time on accelerators are those of the full ViT (plus the halting
-bookkeeping); nothing is gathered away. FLOPs accounting of the adaptive depth is out
-of scope here.
+bookkeeping); nothing is gathered away. `analytical_flops` counts that full ViT; the
+FLOPs the adaptive depth would save are not accounted here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import flax.struct
@@ -62,7 +62,7 @@ import numpy as np
 
 from framework.config import fields, registry
 from framework.errors import ConfigError
-from framework.models import base, classifier, layers, vit
+from framework.models import base, classifier, flops, layers, vit
 from framework.models import partitioning as pt
 
 Array = jax.Array
@@ -262,3 +262,10 @@ class AViT(vit.SettingsViTClassifier):
             AViTEncoder, size.num_heads, size.mlp_dim, config=self.config
         )
         return functools.partial(factory, num_layers=size.num_layers, settings=settings)
+
+    def encoder_flops(
+        self, encoder_params: Any, size: vit.ViTSize, settings: AViTSettings, tokens: int
+    ) -> float:
+        """Every block on every token: halting masks tokens, it removes no computation
+        (the halting scores read one feature, elementwise)."""
+        return flops.self_attention_encoder(encoder_params, tokens)

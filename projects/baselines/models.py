@@ -9,12 +9,13 @@ variant's depth). Both are the framework's classifiers with a UT encoder.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import ml_collections
 
 from framework.config import fields, registry
-from framework.models import base, classifier, transformer, vit
+from framework.models import base, classifier, flops, transformer, vit
 from projects.baselines import universal
 from projects.baselines.act import ACTSettings
 
@@ -27,6 +28,16 @@ def ut_encoder(
         universal.UniversalEncoder, num_heads, mlp_dim, config=config
     )
     return functools.partial(factory, settings=settings)
+
+
+def universal_flops(encoder_params: Any, settings: ACTSettings, tokens: int) -> float:
+    """A `UniversalEncoder` on `tokens` tokens: the shared block and the halting unit (a
+    dot product per example, or per token) at every one of the `max_steps` steps, as
+    compiled (the steps after the whole batch halts are skipped at run time only)."""
+    block = flops.self_attention_encoder(encoder_params["shared_block"], tokens)
+    width = encoder_params["act"]["halting_kernel"].shape[0]
+    halting = flops.dense(width, tokens if settings.halting == "token" else 1)
+    return settings.max_steps * (block + halting)
 
 
 @registry.MODELS.register("ut_parity")
@@ -60,6 +71,13 @@ class UTParity(base.ClassificationModel):
             **classifier.skeleton_kwargs(c),
         )
 
+    def analytical_flops(self, params: Any, batch: base.Batch) -> float:
+        """Embedding, `universal_flops`, the head on the pooled vector."""
+        settings = self.check_config(self.config)
+        stem, tokens = transformer.sequence_stem_flops(params, batch, self.config.pooling)
+        encoder = universal_flops(params["encoder"], settings, tokens)
+        return stem + encoder + flops.dense(flops.kernel_params(params["classifier"]), 1)
+
 
 @registry.MODELS.register("uvit")
 class UViT(vit.SettingsViTClassifier):
@@ -71,3 +89,8 @@ class UViT(vit.SettingsViTClassifier):
 
     def encoder(self, size: vit.ViTSize, settings: ACTSettings) -> classifier.EncoderFactory:
         return ut_encoder(size.num_heads, size.mlp_dim, settings, self.config)
+
+    def encoder_flops(
+        self, encoder_params: Any, size: vit.ViTSize, settings: ACTSettings, tokens: int
+    ) -> float:
+        return universal_flops(encoder_params, settings, tokens)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -11,7 +12,7 @@ import ml_collections
 
 from framework import errors
 from framework.config import fields, registry
-from framework.models import base
+from framework.models import base, flops
 from framework.models import partitioning as pt
 from framework.models.t5.layers import SIZES, T5Dims, dims_from_config
 from framework.models.t5.stack import StackAdapter, T5Module
@@ -73,6 +74,28 @@ def seq2seq_metrics(
         "accuracy": ((correct * weights).sum(-1), num_tokens),
         "sequence_accuracy": _sequences_all_correct(correct, weights, segment_ids),
     }
+
+
+def encoder_layer_flops(dims: T5Dims, length: int) -> float:
+    """One encoder layer on `length` positions: q, k, v, out and the gated MLP's three
+    kernels at every position, self-attention among them."""
+    d, inner = dims.d_model, dims.num_heads * dims.d_kv
+    kernels = 4 * d * inner + 3 * d * dims.d_ff
+    return flops.dense(kernels, length) + flops.attention(length, length, inner)
+
+
+def decoder_layer_flops(dims: T5Dims, length: int, memory_length: int) -> float:
+    """One decoder layer on `length` positions: self-attention (causal, computed whole),
+    cross-attention whose keys and values project the `memory_length` encoder
+    positions, and the gated MLP."""
+    d, inner = dims.d_model, dims.num_heads * dims.d_kv
+    on_queries = 4 * d * inner + 2 * d * inner + 3 * d * dims.d_ff  # self, cross q/out, MLP
+    return (
+        flops.dense(on_queries, length)
+        + flops.dense(2 * d * inner, memory_length)
+        + flops.attention(length, length, inner)
+        + flops.attention(length, memory_length, inner)
+    )
 
 
 @registry.MODELS.register("t5")
@@ -153,6 +176,33 @@ class T5Model(base.BaseModel):
 
     def build_module(self) -> nn.Module:
         return T5Module(self.dims(), self.adapter())
+
+    def layer_flops(
+        self, stack: str, index: int, length: int, cost: Callable[[int], float]
+    ) -> float:
+        """Forward FLOPs per example of layer `index` of `stack` ('encoder' | 'decoder')
+        on a sequence of `length` positions, given `cost(n)`, the d-wide layer's FLOPs
+        on n positions. Plain T5 runs every layer on every position; a model whose
+        adapter applies its layers otherwise overrides this."""
+        del stack, index
+        return cost(length)
+
+    def analytical_flops(self, params: Any, batch: base.Batch) -> float:
+        """Both stacks (`layer_flops` of each layer) and the output projection over the
+        targets (its kernel's shape gives its width); embedding lookups, relative
+        position biases and norms are not counted (see `BaseModel.analytical_flops`)."""
+        dims = self.dims()
+        inputs = batch["encoder_input_tokens"].shape[1]
+        targets = batch["decoder_input_tokens"].shape[1]
+        total = 0.0
+        for i in range(dims.num_encoder_layers):
+            total += self.layer_flops("encoder", i, inputs, lambda n: encoder_layer_flops(dims, n))
+        for i in range(dims.num_decoder_layers):
+            total += self.layer_flops(
+                "decoder", i, targets, lambda n: decoder_layer_flops(dims, n, inputs)
+            )
+        logits = flops.kernel_params(params["decoder"]["logits_dense"])
+        return total + flops.dense(logits, targets)
 
     def module_inputs(self, batch: base.Batch) -> dict[str, Array]:
         names = ["encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens"]
