@@ -15,11 +15,11 @@ import dataclasses
 import functools
 import importlib.util
 import math
-import os
 import re
 
 import jax
 
+from framework import tpu_env
 from framework.errors import ConfigError
 from framework.train import chips
 
@@ -115,7 +115,7 @@ def devices(target: Target) -> tuple[jax.Device, ...]:
             f"compiling for {target.name} needs libtpu: pip install -e '.[tpu]' "
             "(the `tpu` extra pins jax[tpu] to this jax)"
         )
-    _quiet_libtpu()
+    tpu_env.quiet_off_tpu(compiling=True)
     from jax.experimental import topologies
 
     kwargs = {"chip_config_name": "megacore"} if target.megacore else {}
@@ -131,23 +131,6 @@ def devices(target: Target) -> tuple[jax.Device, ...]:
         raise ConfigError(f"libtpu has no topology {target.topology!r} ({name_of(target)}): "
                           f"{first}") from None  # fmt: skip
     return tuple(description.devices)
-
-
-def _quiet_libtpu() -> None:
-    """Environment for libtpu on a host without TPUs: only compiling, so several
-    processes may load it (two compiles side by side), and it need not ask the cloud
-    metadata server what this host is (which fails off TPU VMs with a screen of
-    warnings). A TPU VM (with /dev/accel*) keeps its own settings."""
-    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-    if not any(os.path.exists(f"/dev/accel{i}") for i in range(4)) and not os.path.isdir(
-        "/dev/vfio/devices"
-    ):
-        for key, value in (
-            ("TPU_SKIP_MDS_QUERY", "1"),
-            ("TPU_ACCELERATOR_TYPE", "v4-8"),  # any valid type; topologies are given
-            ("TPU_WORKER_HOSTNAMES", "localhost"),
-        ):
-            os.environ.setdefault(key, value)
 
 
 def name_of(target: Target) -> str:

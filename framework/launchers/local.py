@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
 import os
 import shutil
 import signal
@@ -22,6 +21,7 @@ from typing import Callable
 
 from etils import epath
 
+from framework import tpu_env
 from framework.errors import ConfigError
 from framework.train import metric_writing, run_record
 from framework.train import workdir as workdir_lib
@@ -55,10 +55,6 @@ def _gpu_ids() -> list[str]:
     return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
 
 
-def _has_tpu() -> bool:
-    return bool(glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"))
-
-
 def device_groups(parallel: int) -> list[dict[str, str]]:
     """The environment of each of `parallel` slots: on a GPU host, disjoint GPUs."""
     if parallel < 1:
@@ -75,7 +71,7 @@ def device_groups(parallel: int) -> list[dict[str, str]]:
             {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per : (i + 1) * per])}
             for i in range(parallel)
         ]
-    if parallel > 1 and _has_tpu():
+    if parallel > 1 and tpu_env.on_tpu_host():
         raise ConfigError(
             f"--parallel={parallel}: a TPU host's chips serve one process at a time; "
             "use --parallel=1"
