@@ -8,6 +8,7 @@ setuptools.setup(
     description="Scenic-style JAX/Flax framework reproducing AdaTape and AltUp.",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["framework*", "projects*", "launch*", "configs*"]),
+    package_data={"framework.experiments": ["gpu_specs/*.txtpb"]},
     install_requires=[
         "jax>=0.10.2,<0.11",
         "jaxlib>=0.10.2,<0.11",
@@ -49,6 +50,12 @@ setuptools.setup(
         # The tests compile for a TPU slice (launch.compile), so they bring libtpu.
         "test": ["pytest>=8", "pytest-xdist>=3", "jax[tpu]>=0.10.2,<0.11"],
         "gpu": ["jax[cuda12]>=0.10.2,<0.11"],
+        # Compiling for GPU targets on any host (launch.compile): XLA's CUDA backend and
+        # ptxas, without the CUDA runtime libraries.
+        "gpu-compile": [
+            "jax-cuda12-pjrt>=0.10.2,<0.11; sys_platform == 'linux'",
+            "nvidia-cuda-nvcc-cu12>=12.6.85; sys_platform == 'linux'",
+        ],
         # libtpu of the installed jax: training on TPU VMs and compiling for TPU anywhere.
         "tpu": ["jax[tpu]>=0.10.2,<0.11"],
     },

@@ -68,7 +68,7 @@ def main() -> None:
     if not report.fits:
         reason = report.oom or (
             f"peak {report.memory['peak'] / aot.GIB:.2f} GiB per device, "
-            f"{report.hbm_bytes / aot.GIB:.2f} GiB available"
+            f"{report.usable_hbm_bytes / aot.GIB:.2f} GiB usable"
         )
         raise RunError(
             f"{report.experiment} does not fit on {report.target}: {reason}; {advice(report)}"

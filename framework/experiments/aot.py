@@ -26,6 +26,7 @@ import collections
 import dataclasses
 import json
 import math
+import os
 import re
 import time
 from typing import Any
@@ -66,6 +67,7 @@ class CompileReport:
     batch_size: int
     num_params: int
     hbm_bytes: int
+    usable_hbm_bytes: int  # what a program may use (GPUs: JAX's preallocated share)
     memory: dict[str, int]  # params, opt_state, batch, argument, output, temp, alias, peak
     fits: bool
     oom: str | None = None  # XLA's out-of-memory, one line
@@ -123,9 +125,15 @@ class CompileReport:
             out.append(f"DOES NOT FIT: {self.oom}")
         elif "peak" in m:
             verdict = "fits" if self.fits else "DOES NOT FIT"
+            usable = ""
+            if self.usable_hbm_bytes != self.hbm_bytes:
+                usable = (
+                    f"; usable {_size(self.usable_hbm_bytes)}, the share JAX preallocates "
+                    "by default, XLA_PYTHON_CLIENT_MEM_FRACTION"
+                )
             out.append(
                 f"{verdict}: peak {_size(m['peak'])} of {_size(self.hbm_bytes)} HBM "
-                f"({100 * self.peak_fraction:.0f}%)"
+                f"({100 * self.peak_fraction:.0f}%){usable}"
             )
         if self.xla_flops_per_step:
             per_example = self.xla_flops_per_step / self.batch_size
@@ -151,7 +159,7 @@ class CompileReport:
             )
         if self.roofline_seconds:
             out.append(
-                f"roofline step time {1e3 * self.roofline_seconds:.1f} ms "
+                f"roofline step time {1e3 * self.roofline_seconds:.3g} ms "
                 f"({self.roofline_bound}-bound, {self.roofline_flops} FLOPs), MFU at that "
                 f"bound {100 * self.mfu_at_bound:.0f}% (compile-time estimate; communication "
                 "not counted)"
@@ -237,6 +245,25 @@ def _memory(exp: experiment.Experiment, compiled: Any) -> dict[str, int]:
     return out
 
 
+def _cpu_cost(lowered: Any) -> dict[str, float]:
+    """XLA's CPU cost analysis of the whole lowered step (before partitioning), or {}."""
+    from framework.experiments import gpu_devices
+
+    try:
+        return gpu_devices.cpu_cost_analysis(lowered)
+    except Exception:  # best effort: an estimate, not needed for the memory figures
+        return {}
+
+
+def usable_hbm(spec: targets_lib.Target) -> int:
+    """HBM a program may use: the chip's on TPUs (XLA refuses more at compile time); on
+    GPUs the share JAX preallocates (XLA_PYTHON_CLIENT_MEM_FRACTION, default 0.75)."""
+    if spec.platform != "cuda":
+        return spec.chip.hbm_bytes
+    fraction = float(os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.75"))
+    return int(fraction * spec.chip.hbm_bytes)
+
+
 def compile_for_target(config: ml_collections.ConfigDict, target: str) -> CompileReport:
     """Compiles `config`'s train step for `target` (e.g. `v4-32`, `h100x8`) on this host
     and reports memory, FLOPs, collectives and the roofline (see the module docstring)."""
@@ -248,8 +275,13 @@ def compile_for_target(config: ml_collections.ConfigDict, target: str) -> Compil
     exp = experiment.build_experiment(config, mesh)
     lowered = exp.jit_train_step().lower(exp.abstract_state, exp.abstract_batch)
     compiled, oom = None, None
+    options = {}
+    if spec.platform == "cuda":
+        from framework.experiments import gpu_devices
+
+        options = gpu_devices.COMPILER_OPTIONS
     try:
-        compiled = lowered.compile()
+        compiled = lowered.compile(compiler_options=options or None)
     except Exception as error:  # XLA refuses a program over HBM at compile time (TPU)
         oom = out_of_memory(error)
         if oom is None:
@@ -269,8 +301,9 @@ def compile_for_target(config: ml_collections.ConfigDict, target: str) -> Compil
         batch_size=int(config.batch_size),
         num_params=train_state.param_count(exp.abstract_state.params),
         hbm_bytes=chip.hbm_bytes,
+        usable_hbm_bytes=usable_hbm(spec),
         memory=memory,
-        fits=oom is None and memory.get("peak", 0) <= chip.hbm_bytes,
+        fits=oom is None and memory.get("peak", 0) <= usable_hbm(spec),
         oom=oom,
         analytical_flops_per_step=cost.analytical_train_flops(
             exp.model, exp.abstract_state.params, exp.abstract_batch
@@ -284,6 +317,13 @@ def compile_for_target(config: ml_collections.ConfigDict, target: str) -> Compil
     if per_device:
         report.xla_flops_per_step = per_device * len(devices)
         report.bytes_accessed_per_device = _bytes_accessed(compiled)
+    elif spec.platform == "cuda":  # no cost analysis for GPUs: XLA's CPU count of the step
+        whole = _cpu_cost(lowered)
+        if whole.get("flops"):
+            report.xla_flops_per_step = float(whole["flops"])
+            report.bytes_accessed_per_device = (
+                float(whole.get("bytes accessed", 0.0)) / len(devices) or None
+            )
     report.collectives = collectives(compiled.as_text())
     # XLA counts a loop's body once (e.g. an ACT while-loop over shared steps): where the
     # analytical count is higher, the roofline uses it (every step taken).
