@@ -7,10 +7,10 @@ on generated data of the real shapes, and a target): its parameters, mesh, per-d
 peak memory against HBM, whether it fits, XLA's FLOPs per example against the model's
 analytical count, the roofline step time, and the ratio of that time and of the FLOPs to
 the row's baseline (dense T5 or ViT of the same size on the same target). When the
-config's own layout does not fit, the table tries larger layouts in turn (`LADDER`:
-FSDP over every device, then block rematerialisation, then 2 and 4 micro-batches) and
-reports the first that fits. Every figure is a compile-time estimate, not a measured
-step time; the papers' own claims are printed beside them.
+config's own layout does not fit, the table tries other layouts in turn (`ladder`:
+FSDP over every device when the state is large, block rematerialisation, then 2 and 4
+micro-batches) and reports the first that fits. Every figure is a compile-time
+estimate, not a measured step time; the papers' own claims are printed beside them.
 
 Projects contribute rows: a function `preset -> list[ScaleRow]` registered in
 `registry.SCALE_ROWS` (their manifests' `scale rows` kind), whose docstring states the
@@ -56,15 +56,29 @@ class ScaleRow:
         return f"{tables.row_slug(self.name)}/{report.slug(self.target, lower=True)}"
 
 
-def ladder(num_devices: int) -> list[tuple[str, tuple[str, ...]]]:
-    """Layouts to try, in order, when a config's own does not fit: (label, overrides)."""
+def ladder(num_devices: int, state_fraction: float) -> list[tuple[str, tuple[str, ...]]]:
+    """Layouts to try, in order, when a config's own does not fit: (label, overrides).
+
+    When the state (parameters and optimizer state) takes a quarter of HBM or more,
+    shard it first (FSDP over every device); otherwise the activations are what does not
+    fit, so recompute them first (remat=block) and keep data parallelism; micro-batches
+    come last."""
     fsdp = ("--config.mesh.data=1", f"--config.mesh.fsdp={num_devices}", "--config.mesh.model=1")
-    remat = (*fsdp, "--config.model.remat=block")
-    out = [(f"fsdp={num_devices}", fsdp), (f"fsdp={num_devices}, remat=block", remat)]
+    remat = ("--config.model.remat=block",)
+    sharded = f"fsdp={num_devices}"
+    steps: list[tuple[str, tuple[str, ...]]] = []
+    if state_fraction >= 0.25:
+        steps += [(sharded, fsdp), (f"{sharded}, remat=block", (*fsdp, *remat))]
+        base_label, base = f"{sharded}, remat=block", (*fsdp, *remat)
+    else:
+        steps += [("remat=block", remat)]
+        base_label, base = "remat=block", remat
     for k in (2, 4):
-        label = f"fsdp={num_devices}, remat=block, {k} micro-batches"
-        out.append((label, (*remat, f"--config.grad_accum_steps={k}")))
-    return out
+        accumulate = f"--config.grad_accum_steps={k}"
+        steps.append((f"{base_label}, {k} micro-batches", (*base, accumulate)))
+    if state_fraction < 0.25:
+        steps.append((f"{sharded}, remat=block", (*fsdp, *remat)))
+    return steps
 
 
 @dataclasses.dataclass
@@ -119,7 +133,9 @@ def compile_row(row: ScaleRow, path: epath.Path) -> dict[str, Any]:
     attempts = [result]
     result["layout"] = "as configured"
     if not result.get("fits", True) and "error" not in result:
-        for label, extra in ladder(result["num_devices"]):
+        memory, hbm = result.get("memory", {}), result.get("hbm_bytes") or 1
+        state = (memory.get("params", 0) + memory.get("opt_state", 0)) / hbm
+        for label, extra in ladder(result["num_devices"], state):
             found = _attempt(row, extra)
             attempts.append(found)
             if found.get("fits"):
@@ -255,8 +271,9 @@ temporaries, program). XLA / analytical: XLA's FLOPs of the compiled train step 
 rematerialised recomputation make it exceed 1). Roofline: max(FLOPs / peak FLOP/s,
 HBM bytes / bandwidth) per device; communication is not counted, so real steps are
 slower. MFU at bound: the analytical FLOPs over that time at the chip's peak. A layout
-marked (found) is the first of FSDP over every device, + remat=block, + 2 or 4
-micro-batches that fits, when the config's own did not."""
+marked (found) is the first that fits of FSDP over every device (when parameters and
+optimizer state take a quarter of HBM or more), remat=block, and 2 or 4 micro-batches,
+when the config's own did not."""
 
 
 @registry.TABLES.register("scale")

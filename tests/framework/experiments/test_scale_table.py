@@ -35,7 +35,11 @@ def test_the_first_larger_layout_that_fits_is_reported(tmp_path, monkeypatch):
     def attempt(row, extra):
         tried.append(extra)
         fits = "--config.model.remat=block" in extra
-        return {"fits": fits, "num_devices": 8, "oom": None if fits else "needs 20 GiB"}
+        memory = {"params": 3 * 2**30, "opt_state": 3 * 2**30}  # 6 of 16 GiB: shard first
+        return {
+            "fits": fits, "num_devices": 8, "oom": None if fits else "needs 20 GiB",
+            "memory": memory, "hbm_bytes": 16 * 2**30,
+        }  # fmt: skip
 
     monkeypatch.setattr(scale_table, "_attempt", attempt)
     row = ScaleRow("Big", SMOKE, "v3-8", "ViT")
@@ -48,6 +52,9 @@ def test_the_first_larger_layout_that_fits_is_reported(tmp_path, monkeypatch):
     nothing = scale_table.compile_row(ScaleRow("Bigger", SMOKE, "v3-8", "ViT"), tmp_path / "b.json")
     assert nothing["attempts"] == 5 and nothing["fits"] is False
     assert "in any layout tried" in scale_table._verdict(nothing)
+    # Small state: activations are the problem, so recompute before sharding.
+    labels = [label for label, _ in scale_table.ladder(16, state_fraction=0.01)]
+    assert labels[0] == "remat=block" and labels[-1] == "fsdp=16, remat=block"
 
 
 def test_report_ratios_against_the_baseline_of_the_same_group_and_target():
