@@ -24,7 +24,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from framework import tpu_env
+from framework import host_env
 from framework.config import loader
 from framework.errors import ConfigError, RunError
 
@@ -116,7 +116,7 @@ def run(main: Callable[..., None], positional: bool = False) -> None:
     (a run that cannot go on) one line and exit status 1.
     """
 
-    tpu_env.quiet_off_tpu()  # before JAX starts its backends
+    host_env.quiet()  # before JAX starts its backends
 
     def _main(argv):
         if len(argv) > 1 and not positional:

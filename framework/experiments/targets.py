@@ -19,7 +19,7 @@ import re
 
 import jax
 
-from framework import tpu_env
+from framework import host_env
 from framework.errors import ConfigError
 from framework.train import chips
 
@@ -115,7 +115,7 @@ def devices(target: Target) -> tuple[jax.Device, ...]:
             f"compiling for {target.name} needs libtpu: pip install -e '.[tpu]' "
             "(the `tpu` extra pins jax[tpu] to this jax)"
         )
-    tpu_env.quiet_off_tpu(compiling=True)
+    host_env.quiet(compiling=True)
     from jax.experimental import topologies
 
     kwargs = {"chip_config_name": "megacore"} if target.megacore else {}

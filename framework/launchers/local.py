@@ -21,7 +21,7 @@ from typing import Callable
 
 from etils import epath
 
-from framework import tpu_env
+from framework import host_env
 from framework.errors import ConfigError
 from framework.train import metric_writing, run_record
 from framework.train import workdir as workdir_lib
@@ -71,7 +71,7 @@ def device_groups(parallel: int) -> list[dict[str, str]]:
             {"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per : (i + 1) * per])}
             for i in range(parallel)
         ]
-    if parallel > 1 and tpu_env.on_tpu_host():
+    if parallel > 1 and host_env.on_tpu_host():
         raise ConfigError(
             f"--parallel={parallel}: a TPU host's chips serve one process at a time; "
             "use --parallel=1"

@@ -185,9 +185,9 @@ def test_device_groups_give_each_process_its_own_gpus(monkeypatch):
     with pytest.raises(ConfigError, match="--parallel=5 but this host has 4 GPU"):
         local.device_groups(5)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a CPU host: every process as it is
-    monkeypatch.setattr(local.tpu_env, "on_tpu_host", lambda: False)
+    monkeypatch.setattr(local.host_env, "on_tpu_host", lambda: False)
     assert local.device_groups(2) == [{}, {}]
-    monkeypatch.setattr(local.tpu_env, "on_tpu_host", lambda: True)
+    monkeypatch.setattr(local.host_env, "on_tpu_host", lambda: True)
     with pytest.raises(ConfigError, match="TPU host's chips serve one process"):
         local.device_groups(2)
 
