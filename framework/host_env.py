@@ -37,6 +37,8 @@ def quiet(compiling: bool = False) -> None:
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
     if not on_gpu_host():
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        # The CUDA plugin still initialises; without a driver its version check fails.
+        os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
     if compiling:
         os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
         os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v4-8")
