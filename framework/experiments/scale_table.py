@@ -135,7 +135,11 @@ def compile_row(row: ScaleRow, path: epath.Path) -> dict[str, Any]:
     if not result.get("fits", True) and "error" not in result:
         memory, hbm = result.get("memory", {}), result.get("hbm_bytes") or 1
         state = (memory.get("params", 0) + memory.get("opt_state", 0)) / hbm
+        tried = [_layout(result, ())]
         for label, extra in ladder(result["num_devices"], state):
+            if _layout(result, extra) in tried:  # the config's own, or one tried already
+                continue
+            tried.append(_layout(result, extra))
             found = _attempt(row, extra)
             attempts.append(found)
             if found.get("fits"):
@@ -145,6 +149,17 @@ def compile_row(row: ScaleRow, path: epath.Path) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
+
+
+def _layout(result: dict[str, Any], overrides: tuple[str, ...]) -> tuple:
+    """(mesh, remat, micro-batches) of a compiled result with `overrides` applied."""
+    layout = {f"mesh.{axis}": str(size) for axis, size in result.get("mesh", {}).items()}
+    layout["model.remat"] = str(result.get("remat", "none"))
+    layout["grad_accum_steps"] = str(result.get("grad_accum_steps", 1))
+    for flag in overrides:
+        key, _, value = flag.removeprefix("--config.").partition("=")
+        layout[key] = value
+    return tuple(sorted(layout.items()))
 
 
 def run(table: ScaleTable, workdir: str, parallel: int) -> dict[str, dict[str, Any]]:

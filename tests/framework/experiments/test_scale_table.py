@@ -52,6 +52,24 @@ def test_the_first_larger_layout_that_fits_is_reported(tmp_path, monkeypatch):
     nothing = scale_table.compile_row(ScaleRow("Bigger", SMOKE, "v3-8", "ViT"), tmp_path / "b.json")
     assert nothing["attempts"] == 5 and nothing["fits"] is False
     assert "in any layout tried" in scale_table._verdict(nothing)
+    # A config already laid out with FSDP and remat does not compile that layout again.
+    tried.clear()
+
+    def sharded_attempt(row, extra):
+        tried.append(extra)
+        fits = "--config.grad_accum_steps=2" in extra
+        return {
+            "fits": fits, "num_devices": 8, "mesh": {"data": 1, "fsdp": 8, "model": 1},
+            "remat": "block", "grad_accum_steps": 2 if fits else 1,
+            "memory": {"params": 2**30, "opt_state": 5 * 2**30}, "hbm_bytes": 16 * 2**30,
+        }  # fmt: skip
+
+    monkeypatch.setattr(scale_table, "_attempt", sharded_attempt)
+    row = ScaleRow("Sharded", SMOKE, "v3-8", "ViT")
+    sharded = scale_table.compile_row(row, tmp_path / "s.json")
+    fsdp = ("--config.mesh.data=1", "--config.mesh.fsdp=8", "--config.mesh.model=1")
+    assert tried == [(), (*fsdp, "--config.model.remat=block", "--config.grad_accum_steps=2")]
+    assert sharded["layout"] == "fsdp=8, remat=block, 2 micro-batches"
     # Small state: activations are the problem, so recompute before sharding.
     labels = [label for label, _ in scale_table.ladder(16, state_fraction=0.01)]
     assert labels[0] == "remat=block" and labels[-1] == "fsdp=16, remat=block"
