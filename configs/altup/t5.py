@@ -78,15 +78,20 @@ CPU_BUDGETS = {
 }
 
 
-# Layouts that fit batch 256 (inputs 512, targets 114) in bfloat16 on the paper's
-# latency hardware (TPUv3-8: 8 cores of 16 GiB) and on a v4-32 (16 chips of 32 GiB), by
-# size, for width 1; a `width=2` dense model takes the layout of the next size up (it
-# has about 4x the layer parameters). Found with `launch.compile` (the `scale` table
-# reports the peak of each).
-_FSDP_REMAT = {"mesh.data": 1, "mesh.fsdp": -1, "model.remat": "block"}
+# Layouts that fit batch 256 (inputs 512, targets 114) in bfloat16 with the peak at most
+# 90% of HBM, on the paper's latency hardware (TPUv3-8: 8 cores of 16 GiB) and on a
+# v4-32 (16 chips of 32 GiB), by size, for width 1; a `width=2` dense model takes the
+# layout of the next size up (it has about 4x the layer parameters). Found with
+# `launch.compile` (`python -m launch.reproduce scale` reports each one's peak).
+_SHARDED = {"mesh.data": 1, "mesh.fsdp": -1, "model.remat": "block"}
 TARGET_LAYOUTS = {
-    "v3-8": {"small": {}, "base": {}, "large": _FSDP_REMAT, "xl": _FSDP_REMAT},
-    "v4-32": {"small": {}, "base": {}, "large": {}, "xl": _FSDP_REMAT},
+    "v3-8": {
+        "small": {},
+        "base": {},
+        "large": {**_SHARDED, "grad_accum_steps": 2},
+        "xl": {**_SHARDED, "grad_accum_steps": 4},
+    },
+    "v4-32": {"small": {}, "base": {}, "large": {}, "xl": {**_SHARDED, "grad_accum_steps": 2}},
 }
 TARGETS = tuple(TARGET_LAYOUTS)
 

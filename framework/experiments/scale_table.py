@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import json
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from typing import Any
 
 from etils import epath
 
-from framework.config import registry
+from framework.config import loader, registry
 from framework.errors import ConfigError
 from framework.experiments import report, tables
 from framework.train import metric_writing
@@ -108,6 +109,14 @@ def _command(row: ScaleRow, extra: tuple[str, ...]) -> list[str]:
     ]  # fmt: skip
 
 
+def _key(row: ScaleRow) -> str:
+    """What a cached result must match: the command and the config it resolves to today
+    (so a changed preset layout or recipe is compiled again)."""
+    config = loader.load_config(row.config).to_json(sort_keys=True)
+    digest = hashlib.sha1(config.encode()).hexdigest()[:12]
+    return " ".join(_command(row, ())[1:]) + f" (config {digest})"
+
+
 def _attempt(row: ScaleRow, extra: tuple[str, ...]) -> dict[str, Any]:
     """One compile in its own process: its JSON report, or {"error": line}."""
     start = time.perf_counter()
@@ -124,7 +133,7 @@ def _attempt(row: ScaleRow, extra: tuple[str, ...]) -> dict[str, Any]:
 def compile_row(row: ScaleRow, path: epath.Path) -> dict[str, Any]:
     """The row's compile report (`cached` when `path` holds one for the same command),
     with `layout`: `as configured` or the first of `ladder` that fits."""
-    key = " ".join(_command(row, ())[1:])
+    key = _key(row)
     if path.exists():
         cached = json.loads(path.read_text())
         if cached.get("command") == key:
