@@ -46,7 +46,7 @@ class ScaleRow:
     """One config compiled for one target."""
 
     name: str  # e.g. `T5-Large AltUp K=2`
-    config: str  # `configs/altup/t5.py:large,altup,bf16,data=random,target=v3-8`
+    config: str  # `configs/baselines/vit.py:B/16,data=random`
     target: str  # `v3-8`
     group: str  # rows of a group on the same target compare with its baseline
     baseline: bool = False

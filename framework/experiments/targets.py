@@ -115,17 +115,17 @@ def devices(target: Target) -> tuple[jax.Device, ...]:
             f"compiling for {target.name} needs libtpu: pip install -e '.[tpu]' "
             "(the `tpu` extra pins jax[tpu] to this jax)"
         )
-    host_env.quiet(compiling=True)
     from jax.experimental import topologies
 
     kwargs = {"chip_config_name": "megacore"} if target.megacore else {}
     try:
-        description = topologies.get_topology_desc(
-            platform="tpu",
-            topology_name=target.topology,
-            num_slices=target.num_slices,
-            **kwargs,
-        )
+        with host_env.libtpu_for_compiling():
+            description = topologies.get_topology_desc(
+                platform="tpu",
+                topology_name=target.topology,
+                num_slices=target.num_slices,
+                **kwargs,
+            )
     except Exception as error:  # libtpu refuses a topology it does not know
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError(f"libtpu has no topology {target.topology!r} ({name_of(target)}): "

@@ -1,6 +1,8 @@
 """Ahead-of-time compilation for targets this host does not have: target names, the chip
 table, and the trainer's step compiled for small TPU topologies (libtpu, no TPU)."""
 
+import os
+
 import jax
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -42,6 +44,9 @@ def test_unknown_target_is_one_line(name):
 def test_libtpu_gives_the_devices_of_a_slice():
     pytest.importorskip("libtpu")
     devices = targets.devices(targets.parse("2x v4-8"))
+    # libtpu's start-up settings do not outlive it: a worker list left behind would make
+    # commands started from this process think they run on a TPU pod.
+    assert "TPU_WORKER_HOSTNAMES" not in os.environ
     assert len(devices) == 8 and {d.device_kind for d in devices} == {"TPU v4"}
     assert sorted({d.slice_index for d in devices}) == [0, 1]
     assert chips.for_device_kind(devices[0].device_kind) == chips.get("v4")
