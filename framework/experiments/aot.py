@@ -325,16 +325,32 @@ def compile_for_target(config: ml_collections.ConfigDict, target: str) -> Compil
                 float(whole.get("bytes accessed", 0.0)) / len(devices) or None
             )
     report.collectives = collectives(compiled.as_text())
-    # XLA counts a loop's body once (e.g. an ACT while-loop over shared steps): where the
-    # analytical count is higher, the roofline uses it (every step taken).
-    flops = max(report.xla_flops_per_step or 0.0, report.analytical_flops_per_step or 0.0)
-    report.roofline_flops = "analytical" if flops and flops != report.xla_flops_per_step else "xla"
-    if flops:
-        seconds, bound = roofline(flops / len(devices), report.bytes_accessed_per_device, chip)
-        model_flops = report.analytical_flops_per_step or flops
-        report.roofline_seconds, report.roofline_bound = seconds, bound
-        report.mfu_at_bound = model_flops / len(devices) / (seconds * chip.peak_flops)
+    if report.grad_accum_steps > 1 and report.xla_flops_per_step:
+        # The micro-batches are a loop whose body XLA counts once: k bodies per step (the
+        # optimizer update, outside the loop, is then counted k times: a small excess).
+        report.xla_flops_per_step *= report.grad_accum_steps
+        if report.bytes_accessed_per_device:
+            report.bytes_accessed_per_device *= report.grad_accum_steps
+    finish_roofline(report)
     return report
+
+
+def finish_roofline(report: CompileReport) -> None:
+    """The roofline step time and the MFU at it, from the report's FLOPs and bytes.
+
+    XLA counts a loop's body once (e.g. reads in a `lax.scan`): where
+    the analytical count is higher, the roofline uses it.
+    """
+    xla = report.xla_flops_per_step or 0.0
+    flops = max(xla, report.analytical_flops_per_step or 0.0)
+    report.roofline_flops = "analytical" if flops and flops != xla else "xla"
+    if not flops:
+        return
+    chip, devices = chips.get(report.chip), report.num_devices
+    seconds, bound = roofline(flops / devices, report.bytes_accessed_per_device, chip)
+    model_flops = report.analytical_flops_per_step or flops
+    report.roofline_seconds, report.roofline_bound = seconds, bound
+    report.mfu_at_bound = model_flops / devices / (seconds * chip.peak_flops)
 
 
 def report_json(report: CompileReport) -> str:

@@ -108,6 +108,14 @@ def test_vit_with_fsdp_compiles_for_a_tpu_slice_and_fits():
     assert report.roofline_seconds > 0 and 0 < report.mfu_at_bound <= 1
 
 
+def test_micro_batches_count_every_loop_iteration():
+    pytest.importorskip("libtpu")
+    config = _vit()
+    config.grad_accum_steps = 2  # a loop over 2 micro-batches, whose body XLA counts once
+    report = aot.compile_for_target(config, "v4-8")
+    assert report.fits and report.flops_ratio == pytest.approx(1.0, abs=0.1)
+
+
 def test_t5_altup_on_a_2d_mesh_splits_kernels_as_the_rules_say():
     pytest.importorskip("libtpu")
     config = loader.load_config("configs/altup/t5.py:tiny,altup,data=random")
