@@ -204,7 +204,8 @@ def test_optimizer_state_is_sharded_like_its_parameters():
 # --- sharded training equals one device ------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# A-ViT's blocks are ViT's (its halting is elementwise): the ViT row covers its sharding.
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"avit"}))
 def test_three_steps_on_every_mesh_equal_one_device(name):
     one = run_steps(MODELS[name](), sharding.make_mesh(devices=jax.devices()[:1]))
     for mesh_name, mesh_config in MESHES.items():
