@@ -119,7 +119,7 @@ class CompileReport:
                     ("temp", "XLA temporaries"),
                 )
                 if key in m
-            ),  # fmt: skip
+            ),
         ]
         if self.oom:
             out.append(f"DOES NOT FIT: {self.oom}")
