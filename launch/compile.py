@@ -39,19 +39,9 @@ flags.DEFINE_bool("json", False, "Print the report as one JSON object.")
 
 
 def advice(report: aot.CompileReport) -> str:
-    """What to try when a layout does not fit: shard the state, then recompute, then
-    split the batch."""
-    mesh = report.mesh
-    steps = []
-    if (
-        mesh["fsdp"] < report.num_devices
-        and report.memory["params"] + report.memory["opt_state"] > 0.1 * report.hbm_bytes
-    ):
-        steps.append(f"--config.mesh.data=1 --config.mesh.fsdp={report.num_devices}")
-    if report.remat == "none":
-        steps.append("--config.model.remat=block")
-    steps.append(f"--config.grad_accum_steps={2 * report.grad_accum_steps}")
-    return "try " + ", then ".join(steps)
+    """The first layouts to try when one does not fit (`aot.layouts_to_try`)."""
+    steps = aot.layouts_to_try(report.to_json())[:3]
+    return "try " + ", then ".join(" ".join(overrides) for _, overrides in steps)
 
 
 def main() -> None:

@@ -49,11 +49,11 @@ def main(argv: list[str]) -> None:
     workdir_lib.check_workdir(FLAGS.workdir)
     app.initialize_distributed()
     table = registry.TABLES.get(argv[1])(FLAGS.preset)
-    if not isinstance(table, tables.Table):  # not training runs, e.g. the `scale` compiles
-        table.reproduce(FLAGS.workdir, FLAGS.parallel, FLAGS.rows)
-        return
     if FLAGS.rows:
         table = tables.select_rows(table, FLAGS.rows)
+    if not isinstance(table, tables.Table):  # not training runs, e.g. the `scale` compiles
+        table.reproduce(FLAGS.workdir, FLAGS.parallel)
+        return
     if FLAGS.parallel:
         counts = local.run_local(tables.jobs(table, FLAGS.workdir), FLAGS.parallel, what="table")
         unfinished = sum(n for status, n in counts.items() if status != local.DONE)

@@ -355,3 +355,53 @@ def finish_roofline(report: CompileReport) -> None:
 
 def report_json(report: CompileReport) -> str:
     return json.dumps(report.to_json(), indent=2, sort_keys=True)
+
+
+def ladder(num_devices: int, state_fraction: float) -> list[tuple[str, tuple[str, ...]]]:
+    """Layouts to try, in order, when a config's own does not fit: (label, overrides).
+
+    When the state (parameters and optimizer state) takes a quarter of HBM or more,
+    shard it first (FSDP over every device); otherwise the activations are what does not
+    fit, so recompute them first (remat=block) and keep data parallelism; micro-batches
+    come last."""
+    fsdp = ("--config.mesh.data=1", f"--config.mesh.fsdp={num_devices}", "--config.mesh.model=1")
+    remat = ("--config.model.remat=block",)
+    sharded = f"fsdp={num_devices}"
+    steps: list[tuple[str, tuple[str, ...]]] = []
+    if state_fraction >= 0.25:
+        steps += [(sharded, fsdp), (f"{sharded}, remat=block", (*fsdp, *remat))]
+        base_label, base = f"{sharded}, remat=block", (*fsdp, *remat)
+    else:
+        steps += [("remat=block", remat)]
+        base_label, base = "remat=block", remat
+    for k in (2, 4):
+        accumulate = f"--config.grad_accum_steps={k}"
+        steps.append((f"{base_label}, {k} micro-batches", (*base, accumulate)))
+    if state_fraction < 0.25:
+        steps.append((f"{sharded}, remat=block", (*fsdp, *remat)))
+    return steps
+
+
+def _layout(result: dict[str, Any], overrides: tuple[str, ...]) -> tuple:
+    """(mesh, remat, micro-batches) of a compiled result with `overrides` applied."""
+    layout = {f"mesh.{axis}": str(size) for axis, size in result.get("mesh", {}).items()}
+    layout["model.remat"] = str(result.get("remat", "none"))
+    layout["grad_accum_steps"] = str(result.get("grad_accum_steps", 1))
+    for flag in overrides:
+        key, _, value = flag.removeprefix("--config.").partition("=")
+        layout[key] = value
+    return tuple(sorted(layout.items()))
+
+
+def layouts_to_try(result: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """`ladder`'s layouts for a result that did not fit (a `CompileReport.to_json()`),
+    without the layout it already has and without repeats: (label, overrides)."""
+    memory, hbm = result.get("memory", {}), result.get("hbm_bytes") or 1
+    state = (memory.get("params", 0) + memory.get("opt_state", 0)) / hbm
+    seen = [_layout(result, ())]
+    out = []
+    for label, overrides in ladder(result["num_devices"], state):
+        if _layout(result, overrides) not in seen:
+            seen.append(_layout(result, overrides))
+            out.append((label, overrides))
+    return out

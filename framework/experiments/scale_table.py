@@ -7,7 +7,7 @@ on generated data of the real shapes, and a target): its parameters, mesh, per-d
 peak memory against HBM, whether it fits, XLA's FLOPs per example against the model's
 analytical count, the roofline step time, and the ratio of that time and of the FLOPs to
 the row's baseline (dense T5 or ViT of the same size on the same target). When the
-config's own layout does not fit, the table tries other layouts in turn (`ladder`:
+config's own layout does not fit, the table tries other layouts in turn (`aot.ladder`:
 FSDP over every device when the state is large, block rematerialisation, then 2 and 4
 micro-batches) and reports the first that fits. Every figure is a compile-time
 estimate, not a measured step time; the papers' own claims are printed beside them.
@@ -35,7 +35,7 @@ from etils import epath
 
 from framework.config import loader, registry
 from framework.errors import ConfigError
-from framework.experiments import report, tables
+from framework.experiments import aot, report, tables
 from framework.train import metric_writing
 
 GIB = 2**30
@@ -57,31 +57,6 @@ class ScaleRow:
         return f"{tables.row_slug(self.name)}/{report.slug(self.target, lower=True)}"
 
 
-def ladder(num_devices: int, state_fraction: float) -> list[tuple[str, tuple[str, ...]]]:
-    """Layouts to try, in order, when a config's own does not fit: (label, overrides).
-
-    When the state (parameters and optimizer state) takes a quarter of HBM or more,
-    shard it first (FSDP over every device); otherwise the activations are what does not
-    fit, so recompute them first (remat=block) and keep data parallelism; micro-batches
-    come last."""
-    fsdp = ("--config.mesh.data=1", f"--config.mesh.fsdp={num_devices}", "--config.mesh.model=1")
-    remat = ("--config.model.remat=block",)
-    sharded = f"fsdp={num_devices}"
-    steps: list[tuple[str, tuple[str, ...]]] = []
-    if state_fraction >= 0.25:
-        steps += [(sharded, fsdp), (f"{sharded}, remat=block", (*fsdp, *remat))]
-        base_label, base = f"{sharded}, remat=block", (*fsdp, *remat)
-    else:
-        steps += [("remat=block", remat)]
-        base_label, base = "remat=block", remat
-    for k in (2, 4):
-        accumulate = f"--config.grad_accum_steps={k}"
-        steps.append((f"{base_label}, {k} micro-batches", (*base, accumulate)))
-    if state_fraction < 0.25:
-        steps.append((f"{sharded}, remat=block", (*fsdp, *remat)))
-    return steps
-
-
 @dataclasses.dataclass
 class ScaleTable:
     """The rows of every project for a preset; `reproduce` compiles and tabulates them."""
@@ -91,15 +66,8 @@ class ScaleTable:
     notes: str = ""
 
     def reproduce(self, workdir: str, parallel: int = 1, only: list[str] | None = None) -> Any:
-        rows = self.rows
-        if only:
-            known = {r.name for r in rows} | {r.slug for r in rows}
-            unknown = [name for name in only if name not in known]
-            if unknown:
-                raise ConfigError(f"unknown row(s) {', '.join(map(repr, unknown))}; known: "
-                                  f"{', '.join(sorted({r.name for r in rows}))}")  # fmt: skip
-            rows = [r for r in rows if r.name in only or r.slug in only]
-        return run(ScaleTable(self.title, rows, self.notes), workdir, max(1, parallel))
+        table = tables.select_rows(self, only) if only else self
+        return run(table, workdir, max(1, parallel))
 
 
 def _command(row: ScaleRow, extra: tuple[str, ...]) -> list[str]:
@@ -132,7 +100,7 @@ def _attempt(row: ScaleRow, extra: tuple[str, ...]) -> dict[str, Any]:
 
 def compile_row(row: ScaleRow, path: epath.Path) -> dict[str, Any]:
     """The row's compile report (`cached` when `path` holds one for the same command),
-    with `layout`: `as configured` or the first of `ladder` that fits."""
+    with `layout`: `as configured` or the first of `aot.layouts_to_try` that fits."""
     key = _key(row)
     if path.exists():
         cached = json.loads(path.read_text())
@@ -142,13 +110,7 @@ def compile_row(row: ScaleRow, path: epath.Path) -> dict[str, Any]:
     attempts = [result]
     result["layout"] = "as configured"
     if not result.get("fits", True) and "error" not in result:
-        memory, hbm = result.get("memory", {}), result.get("hbm_bytes") or 1
-        state = (memory.get("params", 0) + memory.get("opt_state", 0)) / hbm
-        tried = [_layout(result, ())]
-        for label, extra in ladder(result["num_devices"], state):
-            if _layout(result, extra) in tried:  # the config's own, or one tried already
-                continue
-            tried.append(_layout(result, extra))
+        for label, extra in aot.layouts_to_try(result):
             found = _attempt(row, extra)
             attempts.append(found)
             if found.get("fits"):
@@ -158,17 +120,6 @@ def compile_row(row: ScaleRow, path: epath.Path) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
-
-
-def _layout(result: dict[str, Any], overrides: tuple[str, ...]) -> tuple:
-    """(mesh, remat, micro-batches) of a compiled result with `overrides` applied."""
-    layout = {f"mesh.{axis}": str(size) for axis, size in result.get("mesh", {}).items()}
-    layout["model.remat"] = str(result.get("remat", "none"))
-    layout["grad_accum_steps"] = str(result.get("grad_accum_steps", 1))
-    for flag in overrides:
-        key, _, value = flag.removeprefix("--config.").partition("=")
-        layout[key] = value
-    return tuple(sorted(layout.items()))
 
 
 def run(table: ScaleTable, workdir: str, parallel: int) -> dict[str, dict[str, Any]]:

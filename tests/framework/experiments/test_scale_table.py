@@ -6,7 +6,7 @@ import json
 import pytest
 
 from framework.config import registry
-from framework.experiments import scale_table
+from framework.experiments import aot, scale_table
 from framework.experiments.scale_table import ScaleRow
 
 SMOKE = "configs/baselines/vit.py:smoke"
@@ -71,7 +71,7 @@ def test_the_first_larger_layout_that_fits_is_reported(tmp_path, monkeypatch):
     assert tried == [(), (*fsdp, "--config.model.remat=block", "--config.grad_accum_steps=2")]
     assert sharded["layout"] == "fsdp=8, remat=block, 2 micro-batches"
     # Small state: activations are the problem, so recompute before sharding.
-    labels = [label for label, _ in scale_table.ladder(16, state_fraction=0.01)]
+    labels = [label for label, _ in aot.ladder(16, state_fraction=0.01)]
     assert labels[0] == "remat=block" and labels[-1] == "fsdp=16, remat=block"
 
 
