@@ -76,6 +76,9 @@ class Table:
     extra: Callable[["Table", str], dict[str, dict[str, float]]] | None = None
     # Optional last step with the summary (e.g. plots): (table, summary, workdir).
     report: Callable[["Table", dict[str, Any], str], None] | None = None
+    # Optional: the row every other row is compared with, per seed-spread column, under
+    # the table (`seed_comparison`).
+    baseline: str = ""
 
 
 def pick_preset(table_name: str, presets: dict[str, Any], name: str) -> Any:
@@ -213,16 +216,57 @@ def build_report(table: Table, summary: dict[str, Any], runs: dict[str, Any]) ->
             else:
                 cells.append(column.fmt.format(stat["mean"] * column.scale))
         shown.append([row.name, *cells])
+    notes = table.notes.strip()
+    if table.baseline:
+        notes += "\n\n" + seed_comparison(table, summary)
     return report.Report(
         name="table",
         title=table.title,
         header=["model", *(column.header for column in table.columns)],
         values=values,
         shown=shown,
-        notes=table.notes,
+        notes=notes,
         payload={"title": table.title, "rows": summary, "runs": runs},
         json_name="results.json",
     )
+
+
+def difference_beyond_spread(values: list[float], baseline: list[float]) -> tuple[float, bool]:
+    """(mean(values) - mean(baseline), whether that exceeds twice its standard error).
+
+    The standard error comes from the sample standard deviations over seeds
+    (sqrt(s_a^2 / n_a + s_b^2 / n_b)); with one seed on either side nothing is beyond it.
+    """
+    diff = float(np.mean(values) - np.mean(baseline))
+    if min(len(values), len(baseline)) < 2:
+        return diff, False
+    error = np.sqrt(np.var(values, ddof=1) / len(values) + np.var(baseline, ddof=1) / len(baseline))
+    return diff, bool(abs(diff) > 2 * error)
+
+
+def seed_comparison(table: Table, summary: dict[str, Any]) -> str:
+    """Markdown under the table: every seed's value of the spread columns, and each row's
+    difference from the baseline row, marked where it exceeds the seed spread."""
+    lines = [
+        f"Per seed (seeds in run order), and the difference from {table.baseline}: "
+        "**beyond** where it exceeds twice its standard error over seeds, else within the "
+        "seed spread:"
+    ]
+    base = summary.get(table.baseline, {})
+    for column in (c for c in table.columns if c.spread):
+        lines.append(f"- {column.header}:")
+        for row in table.rows:
+            stat = summary.get(row.name, {}).get(column.key)
+            if stat is None:
+                continue
+            shown = " / ".join(column.fmt.format(v * column.scale) for v in stat["values"])
+            line = f"  - {row.name}: {shown}"
+            if row.name != table.baseline and column.key in base:
+                diff, beyond = difference_beyond_spread(stat["values"], base[column.key]["values"])
+                verdict = "**beyond**" if beyond else "within"
+                line += f" (diff {column.fmt.format(diff * column.scale)}, {verdict})"
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def run_table(table: Table, workdir: str) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from framework.experiments import tables
 
 
@@ -43,3 +45,23 @@ def test_table_report_shows_spread_and_writes_csv_and_results(tmp_path):
     paths = tables.report.write(report, str(tmp_path))
     assert sorted(paths) == ["results.json", "table.csv", "table.md"]
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == summary
+
+
+def test_seed_comparison_lists_every_seed_and_marks_differences_beyond_the_spread():
+    # A: 0.50 / 0.52 / 0.54 (s = 0.02); B: 0.60 / 0.61 / 0.62 (s = 0.01): diff 0.09,
+    # standard error sqrt(0.02^2/3 + 0.01^2/3) = 0.0129, so beyond; C: one seed, never.
+    columns = [tables.Column("acc", "accuracy", "{:.2f}"), tables.Column("n", "n", spread=False)]
+    rows = [tables.Row(name, None, ()) for name in ("A", "B", "C")]
+    table = tables.Table("T", rows, columns, baseline="A")
+    summary = {
+        "A": {"acc": {"values": [0.50, 0.52, 0.54]}},
+        "B": {"acc": {"values": [0.60, 0.61, 0.62]}},
+        "C": {"acc": {"values": [0.70]}, "n": {"values": [1.0]}},
+    }
+    text = tables.seed_comparison(table, summary)
+    assert "  - A: 0.50 / 0.52 / 0.54\n" in text
+    assert "  - B: 0.60 / 0.61 / 0.62 (diff 0.09, **beyond**)" in text
+    assert "  - C: 0.70 (diff 0.18, within)" in text
+    assert "- n:" not in text  # columns without spread are not compared
+    diff, beyond = tables.difference_beyond_spread([0.50, 0.52, 0.54], [0.51, 0.53, 0.49])
+    assert diff == pytest.approx(0.01) and not beyond
