@@ -71,11 +71,6 @@ def find_prepared(data_dir: str, name: str, version: str) -> Prepared | None:
     )
 
 
-def missing_files(directory: str, names) -> list[str]:
-    """The files of `names` that `directory` lacks."""
-    return [n for n in names if not os.path.isfile(os.path.join(directory, n))]
-
-
 def download_config(**kwargs) -> tfds.download.DownloadConfig:
     """tfds' download config without the GCS mirror (nothing is fetched)."""
     return tfds.download.DownloadConfig(try_download_gcs=False, **kwargs)

@@ -8,23 +8,18 @@ writes them, so `tfds.builder("fashion_mnist")` reads the result like the offici
 
 from __future__ import annotations
 
-import glob
 import gzip
 import os
-import shutil
-import subprocess
-import tempfile
 
 import numpy as np
-from absl import logging
 from tensorflow_datasets.image_classification import mnist
 
+from framework.data import debian
 from framework.data.image_prepare.common import (
     Prepared,
     already_prepared,
     download_config,
     has_info,
-    missing_files,
     prepared,
     resolve_data_dir,
 )
@@ -76,52 +71,25 @@ def fashion_mnist_source(data_dir: str | None = None, source_dir: str | None = N
     """
     names = _fashion_file_names()
     if source_dir:
-        missing = missing_files(source_dir, names)
+        missing = debian.missing_files(source_dir, names)
         if missing:
             raise ConfigError(f"--source_dir={source_dir} lacks {', '.join(missing)}")
         return source_dir
     cache = os.path.join(resolve_data_dir(data_dir), FASHION_MNIST_CACHE)
     for directory in (FASHION_MNIST_SYSTEM_DIR, cache):
-        if not missing_files(directory, names):
+        if not debian.missing_files(directory, names):
             return directory
     return _fetch_fashion_mnist_deb(cache)
 
 
 def _fetch_fashion_mnist_deb(cache: str) -> str:
-    apt, dpkg = shutil.which("apt-get"), shutil.which("dpkg")
     advice = (
         f"install it (apt-get install {FASHION_MNIST_DEB}) or pass --source_dir=DIR holding "
         + ", ".join(_fashion_file_names())
     )
-    if not (apt and dpkg):
-        raise ConfigError(
-            f"cannot fetch Debian package {FASHION_MNIST_DEB} without apt-get/dpkg; {advice}"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        logging.info("fetching %s with apt-get download", FASHION_MNIST_DEB)
-        done = subprocess.run(
-            [apt, "download", FASHION_MNIST_DEB], cwd=tmp, capture_output=True, text=True
-        )
-        debs = glob.glob(os.path.join(tmp, "*.deb"))
-        if done.returncode or len(debs) != 1:
-            said = (done.stderr.strip().splitlines() or ["no .deb file"])[-1]
-            raise ConfigError(f"`apt-get download {FASHION_MNIST_DEB}` failed ({said}); {advice}")
-        root = os.path.join(tmp, "root")
-        done = subprocess.run([dpkg, "-x", debs[0], root], capture_output=True, text=True)
-        source = os.path.join(root, FASHION_MNIST_DEB_PATH)
-        missing = missing_files(source, _fashion_file_names())
-        if done.returncode or missing:
-            raise ConfigError(
-                f"{os.path.basename(debs[0])}: `dpkg -x` gave no {', '.join(missing)}; {advice}"
-            )
-        staging = f"{cache}.incomplete.{os.getpid()}"
-        os.makedirs(staging)
-        for name in _fashion_file_names():
-            shutil.copyfile(os.path.join(source, name), os.path.join(staging, name))
-        if os.path.isdir(cache):  # a partial cache from an older run
-            shutil.rmtree(cache)
-        os.replace(staging, cache)
-    return cache
+    return debian.fetch(
+        FASHION_MNIST_DEB, FASHION_MNIST_DEB_PATH, _fashion_file_names(), cache, advice
+    )
 
 
 def _read_fashion_mnist(source_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
+from framework.data.debian import missing_files
 from framework.data.image_prepare.common import (
     Prepared,
     already_prepared,
     download_config,
     has_info,
-    missing_files,
     prepared,
     resolve_data_dir,
 )
