@@ -36,6 +36,8 @@ setuptools.setup(
         "array-record>=0.8.6,<0.9",
         "pillow>=11",
         "matplotlib>=3.9",
+        # R's serialized objects (the fine_food reviews ship in an R package's lazy-load db).
+        "rdata>=1.1.0,<2",
     ],
     # Projects register their models, datasets and tables when imported; the core finds
     # them through these entry points (framework/config/registry.py), never by name.

@@ -2,18 +2,29 @@
 
 The argument is a comma-separated list: `task=NAME` (a task or mixture of
 `framework/data/text/tasks.py`: glue/sst2 ... glue/wnli, glue, super_glue/boolq ...,
-super_glue, squad, trivia_qa, polarity; default glue/sst2), `size=` and `variant=` (or
-the bare tokens) and every other token of `configs/altup/t5.py` (k=, readout=, ...), so
-that the model is the pre-trained one. Start from a pre-training run with
-`--config.init_from=WORKDIR` (parameters only; fresh optimizer and step count).
+super_glue, squad, trivia_qa, polarity, fine_food; default glue/sst2, or a task of your
+own, see below), `size=` and `variant=` (or the bare tokens) and every other token of
+`configs/altup/t5.py` (k=, readout=, ...), so that the model is the pre-trained one.
+Start from a pre-training run with `--config.init_from=WORKDIR` (parameters only; fresh
+optimizer and step count).
+
+Local tasks read their folder (`config.dataset.data_dir`, set to the task's own):
+`polarity` data/polarity, `fine_food` data/fine_food (`python -m launch.prepare_data
+fine_food_reviews`: 4,000 Amazon fine-food reviews to train on, 1,000 held out,
+`great` / `other`, accuracy and macro-F1). A name that is not registered is a task of
+your own labelled text, prepared in data/NAME by
+  python -m launch.prepare_data text_classification --input=PATH --name=NAME
+(a folder per class of .txt files, or a TSV / CSV / JSONL file; docs/data.md), then
+fine-tuned as `task=NAME` (another folder: `--config.dataset.data_dir=DIR`).
 
 Recipe (AltUp paper, section 5: fine-tune 50k steps at batch 256 on each benchmark):
 Adafactor, constant learning rate 1e-3 (T5's fine-tuning rate; the paper gives no rate,
 our choice), dropout 0.1 (T5's fine-tuning dropout; our choice), inputs 512 tokens,
-targets 128 (64 for the classification benchmarks; our choice), greedy decoding of the
-eval split at every evaluation (`config.evals.decode`). The CPU sizes (tiny, mini) take
-the pre-training vocabulary `data/shakespeare/spm.model` and a short budget, and default
-to the offline `polarity` task (`python -m launch.prepare_data polarity`):
+targets 128 (64 for classification tasks, GLUE, SuperGLUE and the local ones; our
+choice), greedy decoding of the eval split at every evaluation (`config.evals.decode`).
+The CPU sizes (tiny, mini) take the pre-training vocabulary `data/shakespeare/spm.model`
+and a short budget, and default to the offline `polarity` task (`python -m
+launch.prepare_data polarity`):
   python -m launch.train --config=configs/altup/finetune.py:task=polarity,size=tiny,variant=altup \
       --config.init_from=runs/altup_full/altup_k_2/seed_0 --workdir=/tmp/ft
 Sizes small and up need T5's vocabulary: `--config.dataset.vocab_path=.../spm.model`.
@@ -25,8 +36,9 @@ import ml_collections
 
 from configs.altup import t5
 from framework.config import schema
+from framework.data.text import tasks
 
-CLASSIFICATION_BENCHMARKS = ("glue", "super_glue", "polarity")
+CLASSIFICATION_BENCHMARKS = ("glue", "super_glue")  # mixtures of label (or short) targets
 CPU_BUDGETS = {
     "tiny": {
         "dataset.inputs_length": 64,
@@ -72,9 +84,9 @@ def finetune_from(pretrain: ml_collections.ConfigDict, task: str) -> ml_collecti
     c.dataset.task = task
     c.dataset.vocab_path = vocab_path
     c.dataset.inputs_length = 512
-    c.dataset.targets_length = 64 if task.split("/")[0] in CLASSIFICATION_BENCHMARKS else 128
-    if task == "polarity":
-        c.dataset.data_dir = "data/polarity"
+    classification = task.split("/")[0] in CLASSIFICATION_BENCHMARKS
+    c.dataset.targets_length = 64 if classification or tasks.is_classification(task) else 128
+    c.dataset.data_dir = tasks.local_data_dir(task)  # '' for tfds: its default data dir
 
     c.model.dropout_rate = 0.1
     c.optimizer.name = "adafactor"

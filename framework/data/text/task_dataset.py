@@ -1,10 +1,12 @@
 """The `text_task` dataset: T5 fine-tuning batches of a text-to-text task or mixture.
 
 `config.dataset.task` names a task of `framework.data.text.tasks` (`glue/sst2`,
-`squad`, `polarity`, ...) or a mixture (`glue`, `super_glue`). The data is read whole
-into memory as text (tfds data sets must be prepared beforehand: nothing is downloaded
-during a run; local-file tasks read `data_dir`, default the task's own folder) and
-tokenised batch by batch: `inputs` and `targets` are cut to `inputs_length - 1` and
+`squad`, `polarity`, `fine_food`, ...), a mixture (`glue`, `super_glue`), or a user's
+classification task prepared in `data_dir` (default `data/<task>`, by `python -m
+launch.prepare_data text_classification`). The data is read whole into memory as text
+(tfds data sets must be prepared beforehand: nothing is downloaded during a run;
+local-file tasks read `data_dir`, default the task's own folder) and tokenised batch by
+batch: `inputs` and `targets` are cut to `inputs_length - 1` and
 `targets_length - 1` tokens and end with EOS, as T5 does.
 
 Training: every step takes `global_batch_size * examples_per_row` example slots. Each
@@ -81,7 +83,7 @@ class TextTask(base.TextBuilder):
 
     @classmethod
     def check_config(cls, c: ml_collections.ConfigDict) -> None:
-        tasks.get_mixture(c.task)
+        tasks.get_mixture(c.task, data_dir=c.data_dir)
         super().check_config(c)
         fields.check_positive("config.dataset.mixing_rate_cap", c.mixing_rate_cap)
         if c.examples_per_row < 0:
@@ -91,9 +93,11 @@ class TextTask(base.TextBuilder):
 
     def __init__(self, config: ml_collections.ConfigDict, split: pipeline.HostSplit, seed: int):
         super().__init__(config, split, seed)  # checks the values and the vocabulary
-        self.mixture = tasks.get_mixture(config.task)
-        self.train_tasks = [tasks.get_task(name) for name in self.mixture.train_tasks]
-        self.eval_tasks = [tasks.get_task(name) for name in self.mixture.eval_tasks]
+        self.mixture = tasks.get_mixture(config.task, data_dir=config.data_dir)
+        names = dict.fromkeys(self.mixture.train_tasks + self.mixture.eval_tasks)
+        self.by_name = {name: tasks.get_task(name, data_dir=config.data_dir) for name in names}
+        self.train_tasks = [self.by_name[name] for name in self.mixture.train_tasks]
+        self.eval_tasks = [self.by_name[name] for name in self.mixture.eval_tasks]
         self._block_starts = [np.zeros(len(self.train_tasks), np.int64)]
         self._blocks: dict[int, np.ndarray] = {}
         self._eval_examples: dict[str | None, list[dict[str, Any]]] = {}
@@ -294,7 +298,7 @@ class TextTask(base.TextBuilder):
         for i, example in enumerate(examples):
             by_task[example["task"]].append(i)
         per_task = {
-            name: tasks.get_task(name).score([examples[i] for i in ids], [texts[i] for i in ids])
+            name: self.by_name[name].score([examples[i] for i in ids], [texts[i] for i in ids])
             for name, ids in by_task.items()
         }
         flat = {f"{name}/{key}": v for name, s in per_task.items() for key, v in s.items()}

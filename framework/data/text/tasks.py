@@ -29,16 +29,26 @@ MNLI on both validation sets; T5's SuperGLUE mixture also trains on DPR, which
 
 The `polarity` task reads the movie-review sentences prepared by
 `python -m launch.prepare_data polarity` (`framework.data.text.polarity`).
+
+Local classification tasks share one folder format (`framework.data.text.
+classification`: train.jsonl / eval.jsonl of {"text", "label"}, and task.json) and one
+factory, `classification_task` ("<name> <field>: <text>" -> the label string, accuracy
+and macro-F1): `fine_food`, the Amazon fine-food reviews of
+`python -m launch.prepare_data fine_food_reviews` (`framework.data.text.fine_food`),
+and a user's own task: a name that is not registered is looked up as a prepared folder,
+`data/<name>` or the dataset's `data_dir` (`local_classification`), made by
+`python -m launch.prepare_data text_classification --input=... --name=NAME`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, Callable, Mapping, Sequence
 
 from framework.config import registry
-from framework.data.text import polarity
+from framework.data.text import classification, fine_food, polarity
 from framework.data.text import task_formats as fmt
 from framework.data.text.task_formats import Example, MetricFn
 from framework.errors import ConfigError
@@ -55,6 +65,7 @@ class Task:
     `tfds_name` (`glue/sst2:2.0.0`) names the tfds data set with its version; a task
     on local files has none and reads them with `read_local(folder, split)` from
     `local_dir` (or the dataset's `data_dir`); `splits` lists a local task's splits.
+    `labels`: a classification task's label strings (its targets), else empty.
     """
 
     name: str
@@ -69,6 +80,7 @@ class Task:
     read_local: Callable[[str, str], list[dict[str, Any]]] | None = None
     local_dir: str = ""
     splits: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
 
     @property
     def builder_name(self) -> str:
@@ -130,22 +142,105 @@ def known_names() -> list[str]:
     return _names(Task) + _names(Mixture)
 
 
-def get_task(name: str, key: str = TASK_KEY) -> Task:
-    """The registered task `name`; a one-line ConfigError naming `key` otherwise."""
+def _unknown(name: str, what: str, known: list[str], key: str, data_dir: str) -> ConfigError:
+    message = f"{key}={name!r} is no known {what}; known: {', '.join(known)}"
+    if _lookup(name) is None:  # not a mixture asked for as a task
+        folder = data_dir or classification.default_dir(name)
+        message += (
+            f"; or a task of your own labelled text, prepared in {folder} with "
+            f"`{classification.IMPORT_COMMAND.format(name=name)}`"
+        )
+    return ConfigError(message)
+
+
+def get_task(name: str, key: str = TASK_KEY, data_dir: str = "") -> Task:
+    """The registered task `name`, else a user's task prepared in `data_dir` (default
+    `data/<name>`, see `local_classification`); a one-line ConfigError naming `key`
+    otherwise."""
     task = _lookup(name)
-    if not isinstance(task, Task):
-        raise ConfigError(f"{key}={name!r} is no known task; known: {', '.join(_names(Task))}")
-    return task
+    if isinstance(task, Task):
+        return task
+    local = local_classification(name, data_dir) if task is None else None
+    if local is None:
+        raise _unknown(name, "task", _names(Task), key, data_dir)
+    return local
 
 
-def get_mixture(name: str, key: str = TASK_KEY) -> Mixture:
-    """A mixture by name, or a task as a mixture of itself; one-line ConfigError if neither."""
+def get_mixture(name: str, key: str = TASK_KEY, data_dir: str = "") -> Mixture:
+    """A mixture by name, or a task (a user's prepared one included, see `get_task`) as a
+    mixture of itself; one-line ConfigError if neither."""
+    entry = _lookup(name)
+    if entry is None and local_classification(name, data_dir) is None:
+        raise _unknown(name, "task or mixture", known_names(), key, data_dir)
+    return entry if isinstance(entry, Mixture) else Mixture(name, (name,), (name,))
+
+
+def local_data_dir(name: str) -> str:
+    """Where a task's local files are by default: a registered local task's `local_dir`,
+    `data/<name>` for a name that is not registered (a user's task); '' for tfds tasks."""
     entry = _lookup(name)
     if entry is None:
+        return classification.default_dir(name)
+    return entry.local_dir if isinstance(entry, Task) else ""
+
+
+def is_classification(name: str) -> bool:
+    """Whether `name` is a task with label targets: a registered one with `labels`, or a
+    name that is not registered (a user's classification task)."""
+    entry = _lookup(name)
+    return entry is None or (isinstance(entry, Task) and bool(entry.labels))
+
+
+def classification_task(
+    name: str,
+    labels: Sequence[str],
+    *,
+    field: str = "text",
+    local_dir: str = "",
+    prepare: str = "",
+) -> Task:
+    """A task on a classification folder (`classification`): "<name> <field>: <text>" ->
+    the label string, accuracy and macro-F1; `prepare` is the command that makes the
+    folder (`{out_dir}` stands for it), shown when it is missing."""
+    labels = tuple(labels)
+    return Task(
+        name=name,
+        preprocess=functools.partial(
+            classification.text_format, prefix=name, field=field, labels=labels
+        ),
+        postprocess=fmt.labelled(labels),
+        gold=fmt.label_gold,
+        metric_fns=(text_metrics.accuracy, fmt.macro_f1_of(len(labels))),
+        eval_split="eval",
+        read_local=functools.partial(classification.read_split, prepare=prepare),
+        local_dir=local_dir,
+        splits=classification.SPLITS,
+        labels=labels,
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _user_task(name: str, labels: tuple[str, ...], folder: str) -> Task:
+    prepare = classification.IMPORT_COMMAND.format(name=name) + " --out_dir={out_dir}"
+    return classification_task(name, labels, local_dir=folder, prepare=prepare)
+
+
+def local_classification(name: str, data_dir: str = "") -> Task | None:
+    """A user's classification task `name` (not registered) prepared in `data_dir`, default
+    `data/<name>`: built from its task.json; None when that folder holds no task.json."""
+    folder = data_dir or classification.default_dir(name)
+    if not classification.NAME_PATTERN.fullmatch(name) or not os.path.isfile(
+        os.path.join(folder, classification.TASK_FILE)
+    ):
+        return None
+    info = classification.read_info(folder)
+    if info.get("name") != name:
         raise ConfigError(
-            f"{key}={name!r} is no known task or mixture; known: {', '.join(known_names())}"
+            f"{os.path.join(folder, classification.TASK_FILE)} is task {info.get('name')!r}, "
+            f"not {name!r}: set {TASK_KEY}={info.get('name')} or point "
+            "config.dataset.data_dir at the folder of this one"
         )
-    return entry if isinstance(entry, Mixture) else Mixture(name, (name,), (name,))
+    return _user_task(name, tuple(info["labels"]), folder)
 
 
 def mixing_rates(num_examples: Mapping[str, int], cap: int = DEFAULT_RATE_CAP) -> dict[str, float]:
@@ -188,6 +283,7 @@ def _classification(
             gold=fmt.label_gold,
             metric_fns=metric_fns,
             tfds_name=f"{benchmark}/{config}:{_VERSIONS[benchmark]}",
+            labels=tuple(labels),
             **kwargs,
         )
     )
@@ -279,6 +375,16 @@ register(
         read_local=polarity.read_split,
         local_dir=polarity.DEFAULT_DIR,
         splits=polarity.SPLITS,
+        labels=polarity.LABELS,
+    )
+)
+register(
+    classification_task(
+        fine_food.NAME,
+        fine_food.LABELS,
+        field=fine_food.FIELD,
+        local_dir=fine_food.DEFAULT_DIR,
+        prepare=fine_food.PREPARE_COMMAND,
     )
 )
 

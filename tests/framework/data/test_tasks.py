@@ -237,7 +237,7 @@ def test_registry_and_mixtures():
     assert "\n" not in message
     assert message.startswith("config.dataset.task='glue/sst3' is no known task or mixture")
     assert "glue/sst2" in message and "super_glue" in message and "polarity" in message
-    with pytest.raises(ConfigError, match="is no known task; known: glue/cola"):
+    with pytest.raises(ConfigError, match="is no known task; known: fine_food, glue/cola"):
         tasks.get_task("glue")
     glue = tasks.get_mixture("glue")
     assert "glue/wnli" not in glue.train_tasks and "glue/mnli_mismatched" in glue.eval_tasks
