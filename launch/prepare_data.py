@@ -21,6 +21,28 @@
       Files that exist are reused. The `text_task` dataset's `polarity` task reads them
       (`--config.dataset.data_dir=DIR`); the code lives in `framework.data.text.polarity`.
 
+  python -m launch.prepare_data fine_food_reviews [--out_dir=data/fine_food] [--input=P]
+      Fetches the Debian package `r-cran-modeldata` (MIT; `apt-get download`, not
+      installed), reads the Amazon fine-food reviews from its R lazy-load database
+      without R and writes the classification folder DIR/{train,eval}.jsonl + task.json:
+      train 4000 (great 2600, other 1400), eval 1000 (great 658, other 342), the review
+      as plain text, the score as label (`--input`: the .deb or a folder holding
+      Rdata.rdb/.rdx instead of fetching). A prepared folder is reused. The task
+      `fine_food` reads it (`framework.data.text.fine_food`).
+
+  python -m launch.prepare_data text_classification --input=PATH --name=NAME \
+      [--out_dir=data/NAME] [--text_field=text --label_field=label] [--eval_fraction=0.1] \
+      [--seed=0] [--encoding=utf-8] [--decode_errors=strict|replace]
+      A user's labelled text as a classification folder (as fine_food's), usable as
+      `task=NAME`. PATH is a folder of class folders (PATH/<label>/*.txt, one example a
+      file), a folder of split folders (PATH/train/<label>/, PATH/eval|validation|test/
+      <label>/: that split is kept), or a .tsv / .csv (header row) / .jsonl file with a
+      text and a label column. Otherwise a seeded stratified `--eval_fraction` of each
+      class is held out. UTF-8 by default (a BOM is fine); `--encoding` for another,
+      `--decode_errors=replace` to replace undecodable bytes (the files / rows that
+      needed it are counted). Bad input is one line naming the file and the option
+      that helps, and nothing is written (`framework.data.text.classification_import`).
+
 The `span_corruption` dataset reads the result with
 `--config.dataset.train_files=DIR/train.txt --config.dataset.eval_files=DIR/eval.txt
 --config.dataset.vocab_path=DIR/spm.model`.
@@ -65,7 +87,15 @@ from absl import app, flags, logging
 
 from framework import app as framework_app
 from framework.data.image_prepare import fashion_mnist, image_folder, imagenet, synthetic
-from framework.data.text import polarity, shakespeare, sources, vocabulary
+from framework.data.text import (
+    classification,
+    classification_import,
+    fine_food,
+    polarity,
+    shakespeare,
+    sources,
+    vocabulary,
+)
 from framework.errors import ConfigError
 
 FLAGS = flags.FLAGS
@@ -73,7 +103,10 @@ flags.DEFINE_string(
     "input",
     "",
     "vocab: comma-separated globs of text files; image_folder: the image directory; "
-    "polarity: a gensim wheel or the .cor file (default: fetch the wheel with pip)",
+    "polarity: a gensim wheel or the .cor file (default: fetch the wheel with pip); "
+    "fine_food_reviews: a r-cran-modeldata .deb or a folder with Rdata.rdb/.rdx (default: "
+    "apt-get download); text_classification: a folder of class folders of .txt files, or a "
+    ".tsv / .csv / .jsonl file",
 )
 flags.DEFINE_string("tfds_name", "", "vocab: a tfds text data set instead of --input")
 flags.DEFINE_string("tfds_split", "train", "vocab: the tfds split")
@@ -85,11 +118,29 @@ flags.DEFINE_string("output", "", "vocab: the .model path to write")
 flags.DEFINE_integer("vocab_size", 4000, "SentencePiece pieces (sentinels come on top)")
 flags.DEFINE_string("model_type", "unigram", "SentencePiece model type")
 flags.DEFINE_float("character_coverage", 1.0, "SentencePiece character coverage")
-flags.DEFINE_integer("seed", 0, "SentencePiece sampling seed")
+flags.DEFINE_integer(
+    "seed", 0, "SentencePiece sampling seed; polarity, text_classification: the split's seed"
+)
 flags.DEFINE_integer("num_threads", 1, "SentencePiece threads (ids vary with the count)")
-flags.DEFINE_string("out_dir", "", "shakespeare, polarity: the output directory")
+flags.DEFINE_string(
+    "out_dir",
+    "",
+    "shakespeare, polarity, fine_food_reviews, text_classification: the output directory "
+    "(default data/<name> for the last three)",
+)
 flags.DEFINE_string("source_dir", "", "fashion_mnist: a folder with the four IDX .gz files")
-flags.DEFINE_string("name", "", "image_folder: the tfds data set name to write")
+flags.DEFINE_string(
+    "name", "", "image_folder: the tfds data set name to write; text_classification: the task"
+)
+flags.DEFINE_string("text_field", "text", "text_classification: the text column (file input)")
+flags.DEFINE_string("label_field", "label", "text_classification: the label column")
+flags.DEFINE_float(
+    "eval_fraction", 0.1, "text_classification: the share of each class held out for eval"
+)
+flags.DEFINE_string("encoding", "utf-8", "text_classification: the input files' encoding")
+flags.DEFINE_string(
+    "decode_errors", "strict", "text_classification: strict (an error) or replace (U+FFFD)"
+)
 flags.DEFINE_string("version", "1.0.0", "image_folder: the data set version")
 flags.DEFINE_string("manual_dir", "", "imagenet2012: the folder with the ILSVRC2012 tars")
 flags.DEFINE_integer("num_images", 2000, "synthetic_images: JPEGs to generate")
@@ -152,6 +203,39 @@ def prepare_polarity() -> None:
         )
 
 
+def prepare_fine_food_reviews() -> None:
+    """The `fine_food_reviews` command: the fine_food task's classification folder."""
+    out_dir = FLAGS.out_dir or fine_food.DEFAULT_DIR
+    start = time.time()
+    info, created = fine_food.prepare(out_dir, source=FLAGS.input)
+    print(classification.summary(info, out_dir, created))
+    print(f"  in {time.time() - start:.1f} s")
+
+
+def prepare_text_classification() -> None:
+    """The `text_classification` command: a user's labelled text as a task folder."""
+    if not FLAGS.input or not FLAGS.name:
+        raise ConfigError("text_classification needs --input=PATH and --name=NAME")
+    options = classification_import.Options(
+        text_field=FLAGS.text_field,
+        label_field=FLAGS.label_field,
+        eval_fraction=FLAGS.eval_fraction,
+        seed=FLAGS.seed,
+        encoding=FLAGS.encoding,
+        decode_errors=FLAGS.decode_errors,
+    )
+    out_dir = FLAGS.out_dir or classification.default_dir(FLAGS.name)
+    info, created = classification_import.import_task(FLAGS.input, FLAGS.name, out_dir, options)
+    print(classification.summary(info, out_dir, created))
+    default = classification.default_dir(FLAGS.name)
+    where = (
+        ""
+        if os.path.abspath(out_dir) == os.path.abspath(default)
+        else (f" --config.dataset.data_dir={out_dir}")
+    )
+    print(f"  fine-tune with --config=configs/altup/finetune.py:task={FLAGS.name}{where}")
+
+
 def prepare_fashion_mnist() -> None:
     """The `fashion_mnist` command."""
     prepared = fashion_mnist.prepare_fashion_mnist(
@@ -193,6 +277,8 @@ COMMANDS = {
     "vocab": prepare_vocab,
     "shakespeare": prepare_shakespeare,
     "polarity": prepare_polarity,
+    "fine_food_reviews": prepare_fine_food_reviews,
+    "text_classification": prepare_text_classification,
     "fashion_mnist": prepare_fashion_mnist,
     "image_folder": prepare_image_folder,
     "imagenet2012": prepare_imagenet2012,

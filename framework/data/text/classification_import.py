@@ -390,21 +390,3 @@ def import_task(
         },
     )
     return info, True
-
-
-def summary(info: dict[str, Any], out_dir: str, created: bool) -> str:
-    """What the command prints: where, counts per split and label, decoding notes."""
-    lines = [f"{info['name']}: {'prepared' if created else 'already prepared, reused'} {out_dir}"]
-    for split in classification.SPLITS:
-        c = info["counts"][split]
-        per_label = ", ".join(f"{label} {n}" for label, n in c["labels"].items())
-        lines.append(f"  {split}: {c['examples']} examples ({per_label})")
-    decoding = info.get("decoding")
-    if decoding:
-        replaced = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in decoding.items())
-        lines.append(f"  decoding: {replaced}")
-    if info.get("empty_texts_skipped"):
-        lines.append(f"  empty texts skipped: {info['empty_texts_skipped']}")
-    if "split" in info:
-        lines.append(f"  split: {info['split']}")
-    return "\n".join(lines)

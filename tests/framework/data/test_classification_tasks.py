@@ -282,7 +282,7 @@ def test_import_encodings(tmp_path):
         ci.Options(decode_errors="replace", eval_fraction=0.5),
     )  # fmt: skip
     assert info["decoding"]["rows_replaced"] == 2
-    assert "rows replaced: 2" in ci.summary(info, "x", True)
+    assert "rows replaced: 2" in classification.summary(info, "x", True)
 
 
 # ---------------------------------------------------------------- task=NAME
