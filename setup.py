@@ -29,6 +29,8 @@ setuptools.setup(
         "einops>=0.8.2,<0.9",
         "numpy>=2.4,<3",
         "sentencepiece>=0.2.3,<0.3",
+        # Hugging Face checkpoints read without torch (`launch.convert hf_t5`).
+        "safetensors>=0.8.0,<0.9",
         # Text-task metrics (F1, Matthews correlation); scipy comes with jax.
         "scikit-learn>=1.6",
         # Images: random-access tfds sources (ArrayRecord) read by grain; PIL ops; plots.
