@@ -102,7 +102,8 @@ def decoder_layer_flops(dims: T5Dims, length: int, memory_length: int) -> float:
 class T5Model(base.BaseModel):
     """T5.1.1 trained with teacher forcing on (encoder inputs, decoder targets).
 
-    The vocabulary size is `model.vocab_size` if set, else the dataset's
+    The vocabulary size is `model.vocab_size` if set (a converted checkpoint's, which
+    may be padded past the dataset's vocabulary, never below it), else the dataset's
     `meta['vocab_size']`. Subclasses change the stacks by overriding `adapter()`.
     """
 
@@ -161,7 +162,15 @@ class T5Model(base.BaseModel):
     @property
     def vocab_size(self) -> int:
         if self.config.get("vocab_size") is not None:
-            return int(self.config.vocab_size)
+            size = int(self.config.vocab_size)
+            data = self.dataset_meta.get("vocab_size")
+            if data is not None and int(data) > size:
+                # Token ids past the embedding table would read NaN rows.
+                raise errors.ConfigError(
+                    f"config.model.vocab_size={size} is smaller than the dataset's vocabulary "
+                    f"({data} ids); use the model's own vocabulary (config.dataset.vocab_path)"
+                )
+            return size
         if "vocab_size" not in self.dataset_meta:
             raise errors.ConfigError(
                 "model.vocab_size is not set and the dataset gives no meta['vocab_size']"
