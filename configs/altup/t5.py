@@ -12,9 +12,11 @@ The argument is a comma-separated list of tokens, in any order:
   stride=S (sequence; default 2), bf16 (bfloat16 activations),
   width=W (every layer W times wider: d_model, d_ff and heads times W, d_kv kept; the
   paper's dense baseline with K-times wider layers is `dense,width=K`),
-  data=c4 | data=random | data=DIR (text files DIR/train.txt, DIR/eval.txt,
-  DIR/spm.model; `random`: random tokens at the recipe's shapes and T5's 32128-token
-  vocabulary, for step-time benchmarks and `launch.compile`),
+  data=c4 | data=random | data=english_mix | data=DIR (text files DIR/train.txt,
+  DIR/eval.txt, DIR/spm.model; `english_mix`: the directory data/english_mix, about
+  35 MB of English from `python -m launch.prepare_data english_mix`; `random`: random
+  tokens at the recipe's shapes and T5's 32128-token vocabulary, for step-time
+  benchmarks and `launch.compile`),
   target=v3-8 | v4-32 (the mesh, rematerialisation and micro-batches with which the
   size fits that slice at batch 256 in bfloat16, checked with `launch.compile`; see
   TARGET_LAYOUTS; without it: data parallel over every device).
@@ -38,6 +40,8 @@ import os
 import ml_collections
 
 from framework.config import args, schema
+from framework.data.text import english_mix
+from framework.errors import ConfigError
 from framework.models.t5 import layers as t5_layers
 
 SIZES = ("tiny", "mini", "small", "base", "large", "xl")
@@ -48,6 +52,8 @@ READOUT = ("concat", "sum")
 CHOICES = {"active": ACTIVE, "compute": COMPUTE, "readout": READOUT}  # key=value tokens
 CPU_SIZES = ("tiny", "mini")
 DEFAULT_TEXT_DIR = "data/shakespeare"
+# data=NAME tokens for prepared text directories (relative to the current directory).
+TEXT_DATA = {"english_mix": (english_mix.DEFAULT_DIR, english_mix.PREPARE_COMMAND)}
 
 # Shorter sequences, smaller batches and budgets for the CPU sizes (flattened keys).
 CPU_BUDGETS = {
@@ -107,7 +113,7 @@ ARG_DEFAULTS = {
     "stride": 2,
     "width": 1,
     "bf16": False,
-    "data": "",  # c4 | random | DIR; default: c4, or DEFAULT_TEXT_DIR at CPU sizes
+    "data": "",  # c4 | random | english_mix | DIR; default: c4, or DEFAULT_TEXT_DIR at CPU sizes
     "target": "",  # a TPU slice whose layout to use (TARGET_LAYOUTS)
 }
 
@@ -122,6 +128,20 @@ def parse_arg(arg: str | None, **extra_fields) -> ml_collections.ConfigDict:
     if not spec.data:
         spec.data = DEFAULT_TEXT_DIR if spec.size in CPU_SIZES else "c4"
     return spec
+
+
+def text_data_dir(data: str) -> str:
+    """The directory of a `data=` token: a TEXT_DATA name's (which must be prepared), or
+    the token itself (a directory)."""
+    if data not in TEXT_DATA:
+        return data
+    directory, command = TEXT_DATA[data]
+    if not english_mix.is_prepared(directory):
+        raise ConfigError(
+            f"data={data} reads {directory}/{{train.txt,eval.txt,spm.model}}, which is not "
+            f"prepared here; run `{command}` (from this directory) first"
+        )
+    return directory
 
 
 def experiment_name(spec: dict) -> str:
@@ -169,11 +189,12 @@ def config_from_spec(spec: ml_collections.ConfigDict) -> ml_collections.ConfigDi
         c.dataset.source = "tfds"
         c.dataset.tfds_name = "c4/en:3.1.0"
     elif not random_data:
+        directory = text_data_dir(spec["data"])
         c.dataset.source = "text_files"
         c.dataset.documents = "lines"
-        c.dataset.train_files = os.path.join(spec["data"], "train.txt")
-        c.dataset.eval_files = os.path.join(spec["data"], "eval.txt")
-        c.dataset.vocab_path = os.path.join(spec["data"], "spm.model")
+        c.dataset.train_files = os.path.join(directory, "train.txt")
+        c.dataset.eval_files = os.path.join(directory, "eval.txt")
+        c.dataset.vocab_path = os.path.join(directory, "spm.model")
     if not random_data:
         c.dataset.noise_density = 0.15
         c.dataset.mean_noise_span_length = 3.0

@@ -18,6 +18,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from typing import Iterable, Iterator
 
 from absl import logging
 
@@ -44,21 +45,33 @@ def fetch(workdir: str) -> list[str]:
     return sorted(glob.glob(os.path.join(workdir, "*", TEXTS)))
 
 
-def write_paragraphs(paths: list[str], output: str) -> int:
-    """Writes each play's paragraphs one per line, single-spaced; returns the line count.
+def write_lines(paragraphs: Iterable[str], output: str) -> int:
+    """Writes paragraphs one per line, single-spaced, whole or not at all; returns the
+    line count (empty paragraphs are left out).
 
     Single spaces because SentencePiece's normalisation collapses runs of spaces, so
     the written text then round-trips through the vocabulary exactly.
     """
     lines = 0
     with open(output + ".tmp", "w", encoding="utf-8") as out:
-        for path in paths:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for paragraph in sources.split_documents(f.read(), "paragraphs"):
-                    out.write(" ".join(paragraph.split()) + "\n")
-                    lines += 1
+        for paragraph in paragraphs:
+            text = " ".join(paragraph.split())
+            if text:
+                out.write(text + "\n")
+                lines += 1
     os.replace(output + ".tmp", output)
     return lines
+
+
+def write_paragraphs(paths: list[str], output: str) -> int:
+    """Writes each play's paragraphs one per line, single-spaced; returns the line count."""
+
+    def paragraphs() -> Iterator[str]:
+        for path in paths:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                yield from sources.split_documents(f.read(), "paragraphs")
+
+    return write_lines(paragraphs(), output)
 
 
 def is_prepared(out_dir: str) -> bool:
