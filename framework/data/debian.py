@@ -44,6 +44,15 @@ def download(package: str, workdir: str, advice: str) -> str:
     return debs[0]
 
 
+def version(deb: str) -> str:
+    """The package version a .deb file holds ('' if dpkg-deb cannot tell)."""
+    dpkg_deb = shutil.which("dpkg-deb")
+    if not dpkg_deb:
+        return ""
+    done = subprocess.run([dpkg_deb, "-f", deb, "Version"], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def extract(
     deb: str, inner_dir: str, names: Sequence[str], dest: str, advice: str, package: str = ""
 ) -> str:

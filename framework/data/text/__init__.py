@@ -13,7 +13,12 @@ Modules, one job each:
 - `dataset`: the registered `span_corruption` dataset builder.
 - `task_formats`: T5's text formats: preprocessors, post-processors, golds.
 - `tasks`: `Task`, `Mixture` and their `TASKS` registry with T5's
-  fine-tuning tasks (GLUE, SuperGLUE, SQuAD, TriviaQA, polarity) and mixtures.
+  fine-tuning tasks (GLUE, SuperGLUE, SQuAD, TriviaQA, polarity, fine_food) and
+  mixtures, and a user's prepared classification task by name.
 - `task_dataset`: the registered `text_task` dataset builder over a task or mixture.
 - `polarity`: preparing the offline movie-review polarity corpus.
+- `classification`: the one folder format of local classification tasks (train.jsonl,
+  eval.jsonl, task.json) and their text format; `classification_import`: a user's
+  labelled text (class folders of .txt files, TSV / CSV / JSONL) as such a folder;
+  `fine_food`: the Amazon fine-food reviews of R's `modeldata` (Debian) as one.
 """

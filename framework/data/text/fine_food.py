@@ -49,23 +49,27 @@ def clean_review(text: str) -> str:
     return " ".join(html.unescape(text).split())
 
 
-def _database_dir(source: str, workdir: str) -> str:
-    """The folder holding Rdata.rdb/.rdx: from `source` (a .deb, that folder, or an
-    unpacked package root), the installed package, or the fetched package."""
+def _database_dir(source: str, workdir: str) -> tuple[str, str]:
+    """(the folder holding Rdata.rdb/.rdx, where it came from): from `source` (a .deb,
+    that folder, or an unpacked package root), the installed package, or the fetched one."""
     advice = (
         f"pass --input= a {PACKAGE} .deb, or a folder holding {' and '.join(FILES)} "
         f"(apt-get download {PACKAGE})"
     )
+    db_dir = os.path.join(workdir, "db")
     if source:
         if os.path.isfile(source) and source.endswith(".deb"):
-            return debian.extract(source, PACKAGE_DIR, FILES, os.path.join(workdir, "db"), advice)
+            origin = f"{os.path.abspath(source)} ({PACKAGE} {debian.version(source)})"
+            return debian.extract(source, PACKAGE_DIR, FILES, db_dir, advice), origin
         for folder in (source, os.path.join(source, PACKAGE_DIR)):
             if os.path.isdir(folder) and not debian.missing_files(folder, FILES):
-                return folder
+                return folder, os.path.abspath(folder)
         raise ConfigError(f"--input={source} is no .deb nor a folder holding {FILES[0]}; {advice}")
     if not debian.missing_files(SYSTEM_DIR, FILES):
-        return SYSTEM_DIR
-    return debian.fetch(PACKAGE, PACKAGE_DIR, FILES, os.path.join(workdir, "db"), advice)
+        return SYSTEM_DIR, f"installed Debian package {PACKAGE} ({SYSTEM_DIR})"
+    deb = debian.download(PACKAGE, workdir, advice)
+    origin = f"Debian package {PACKAGE} {debian.version(deb)}"
+    return debian.extract(deb, PACKAGE_DIR, FILES, db_dir, advice, PACKAGE), origin
 
 
 def read_frames(folder: str) -> dict[str, list[tuple[str, str]]]:
@@ -92,14 +96,13 @@ def prepare(out_dir: str = DEFAULT_DIR, source: str = "") -> tuple[dict[str, Any
     if classification.is_prepared(out_dir):
         return classification.read_info(out_dir), False
     with tempfile.TemporaryDirectory() as tmp:
-        folder = _database_dir(source, tmp)
+        folder, origin = _database_dir(source, tmp)
         splits = read_frames(folder)
-    origin = os.path.abspath(source) if source else f"Debian package {PACKAGE}"
     info = classification.write_task(
         out_dir,
         NAME,
         splits,
-        source=f"{origin}: {PACKAGE_DIR}/{DATABASE}.rdb, data frames "
+        source=f"{origin}, {PACKAGE_DIR}/{DATABASE}.rdb: data frames "
         f"{FRAMES['train']} (train) and {FRAMES['eval']} (eval), columns review and score",
         notes={
             "license": "MIT (R package modeldata, Max Kuhn and RStudio)",
