@@ -26,7 +26,8 @@ About 2% of each part's documents (at least one) are held out, chosen by a seede
 of (part, document id), so no document is on both sides and the choice does not depend
 on the order the files come in. Outputs that exist are reused (a part's files too, so
 an interrupted run fetches only what it lacks); `python -m launch.prepare_data
-english_mix` is the command line and `configs/altup/t5.py:...,data=english_mix` reads it.
+english_mix` is the command line, and a config reads the result as text files
+(train.txt, eval.txt, spm.model).
 """
 
 from __future__ import annotations
