@@ -2,7 +2,8 @@
 
 Modules: `layers` (sizes, norms, attention with the decoding cache, MLP), `stack`
 (encoder, decoder, `StackAdapter`, `T5Module`), `model` (the registered `t5` model and
-its metrics), `decode_steps` / `decoding` / `beam_search` (inference).
+its metrics), `decode_steps` / `decoding` / `beam_search` (inference), `hf_import` (Hugging
+Face T5.1.1 checkpoints as parameters of this model).
 
 T5.1.1 as in the 1.1 checkpoints and T5X: pre-norm RMSNorm without bias or mean
 subtraction, relative position bias (one table per stack, shared by its layers;
