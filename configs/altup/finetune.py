@@ -2,9 +2,10 @@
 
 The argument is a comma-separated list: `task=NAME` (a task or mixture of
 `framework/data/text/tasks.py`: glue/sst2 ... glue/wnli, glue, super_glue/boolq ...,
-super_glue, squad, trivia_qa, polarity, fine_food; default glue/sst2, or a task of your
-own, see below), `size=` and `variant=` (or the bare tokens) and every other token of
-`configs/altup/t5.py` (k=, readout=, ...), so that the model is the pre-trained one.
+super_glue, squad, trivia_qa, polarity, fine_food; default glue/sst2, fine_food at the
+CPU sizes; or a task of your own, see below), `size=` and `variant=` (or the bare
+tokens) and every other token of `configs/altup/t5.py` (k=, readout=, ...), so that the
+model is the pre-trained one.
 Start from a pre-training run with `--config.init_from=WORKDIR` (parameters only; fresh
 optimizer and step count).
 
@@ -22,11 +23,13 @@ Adafactor, constant learning rate 1e-3 (T5's fine-tuning rate; the paper gives n
 our choice), dropout 0.1 (T5's fine-tuning dropout; our choice), inputs 512 tokens,
 targets 128 (64 for classification tasks, GLUE, SuperGLUE and the local ones; our
 choice), greedy decoding of the eval split at every evaluation (`config.evals.decode`).
-The CPU sizes (tiny, mini) take the pre-training vocabulary `data/shakespeare/spm.model`
-and a short budget, and default to the offline `polarity` task (`python -m
-launch.prepare_data polarity`):
-  python -m launch.train --config=configs/altup/finetune.py:task=polarity,size=tiny,variant=altup \
-      --config.init_from=runs/altup_full/altup_k_2/seed_0 --workdir=/tmp/ft
+The CPU sizes (tiny, mini) take the pre-training vocabulary (`data=DIR` or
+`data=english_mix`, default data/shakespeare) and a short budget, and default to the
+offline `fine_food` task:
+  python -m launch.train \
+      --config=configs/altup/finetune.py:task=fine_food,tiny,altup,data=english_mix \
+      --config.init_from=runs/altup_finetune_english_full/pretrain/altup_k_2/seed_0 \
+      --workdir=/tmp/ft
 Sizes small and up need T5's vocabulary: `--config.dataset.vocab_path=.../spm.model`.
 """
 
@@ -65,7 +68,7 @@ CPU_BUDGETS = {
 
 def get_config(arg: str | None = None):
     spec = t5.parse_arg(arg, task="")
-    task = spec.task or ("polarity" if spec.size in t5.CPU_SIZES else "glue/sst2")
+    task = spec.task or ("fine_food" if spec.size in t5.CPU_SIZES else "glue/sst2")
     return finetune_from(t5.config_from_spec(spec), task)
 
 

@@ -114,7 +114,7 @@ PRESETS = {
     ),
     "english_full": Preset(
         "english_full",
-        600,
+        500,
         32,
         timing_steps=10,
         timing_rounds=3,

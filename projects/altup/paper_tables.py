@@ -2,7 +2,7 @@
 
   python -m launch.reproduce altup --preset=tiny|quick|full --workdir=DIR
 
-Every row pre-trains with span corruption on the Shakespeare text at the same steps,
+Every row pre-trains with span corruption on the preset's corpus at the same steps,
 batch, Adafactor and rsqrt schedule (`configs/altup/t5.py`), and is evaluated on the
 held-out plays. After training, the `extra` step times the trainer's train step of
 every row's config side by side, interleaved in one process
@@ -10,12 +10,11 @@ every row's config side by side, interleaved in one process
 timings are cached in DIR/step_times.json so that a rerun reuses them like the runs.
 `python -m launch.benchmark --mode=altup` times the same rows at T5-Small size.
 
-Data: `data/shakespeare` under the current directory (the configs' default), made on
-first use with `framework.data.text.shakespeare.prepare` (as `python -m
-launch.prepare_data shakespeare` does) if it is missing. The environment variable
-`ALTUP_DATA_DIR` points the table at another directory holding train.txt, eval.txt
-and spm.model (the tests use a tiny generated corpus this way); such a directory is
-used as it is, never filled.
+Data: `data/shakespeare` or, for the `english_*` presets, `data/english_mix` under the
+current directory, made on first use if missing (as `python -m launch.prepare_data
+shakespeare|english_mix` does). The environment variable `ALTUP_DATA_DIR` points the
+table at another directory holding train.txt, eval.txt and spm.model (the tests use a
+tiny generated corpus this way); such a directory is used as it is, never filled.
 
 Presets (every one: Adafactor, rsqrt schedule with 1000 warmup steps, i.e. a constant
 0.0316 for the first 1000 steps; the tiny config's own 100 gives a 0.1 peak that
@@ -31,6 +30,10 @@ leaves some seeds on a plateau for hundreds of steps):
 - `mini`: T5-mini (d_model 128, 4+4 layers), 3 seeds, 5000 steps of batch 32, inputs
   128 / targets 32 (`configs/altup/t5.py:mini`); about a day on 2 CPU cores, meant for
   an accelerator.
+- `english_quick`, `english_full`: T5-tiny on the 34 MB English mix, 2 seeds x 500
+  steps / 3 seeds x 2000 steps of batch 16, evaluated on the first 1024 / 2048 held-out
+  chunks; the pre-training of the `altup_finetune` table's presets of the same names
+  (the fine-food headline).
 """
 
 from __future__ import annotations
@@ -137,7 +140,7 @@ PRESETS = {
     "english_full": Preset(
         "tiny",
         (0, 1, 2),
-        2500,
+        2000,
         timing_steps=10,
         timing_rounds=3,
         num_eval_examples=2048,

@@ -49,9 +49,10 @@ def write_corpus(root: str) -> str:
     return root
 
 
-# The rows trained end to end (the sum readout and the wide row differ only in config,
-# which test_altup_table_rows checks).
-TRAINED = ["T5 dense", "AltUp K=2", "Recycled-AltUp K=2", "Sequence-AltUp stride 2"]
+# The rows trained end to end (the others differ only in config, which
+# test_altup_table_rows checks; their models and parameter counts are tested in
+# tests/projects/altup/test_model.py).
+TRAINED = ["T5 dense", "AltUp K=2"]
 
 
 def reproduce(
@@ -104,11 +105,7 @@ def test_reproduce_altup_tiny_end_to_end_and_reuse(tmp_path):
         assert row["relative_step_time"]["mean"] > 0
     assert rows["T5 dense"]["relative_step_time"]["mean"] == pytest.approx(1.0)
     params = {name: rows[name]["num_params"]["mean"] for name in TRAINED}
-    assert params["AltUp K=2"] > params["Recycled-AltUp K=2"]
-    # Recycled-AltUp adds only K^2 + K scalars per layer.
-    assert params["Recycled-AltUp K=2"] == pytest.approx(params["T5 dense"], rel=1e-3)
-    assert params["Recycled-AltUp K=2"] > params["T5 dense"]
-    assert params["Sequence-AltUp stride 2"] == pytest.approx(params["T5 dense"], rel=1e-3)
+    assert params["AltUp K=2"] > params["T5 dense"]  # the K-times wider embedding
 
     with open(os.path.join(workdir, "table.md")) as f:
         table = f.read()
