@@ -22,7 +22,8 @@ The argument is a comma-separated list of tokens, in any order:
   TARGET_LAYOUTS; without it: data parallel over every device).
 Sizes small and up default to C4 (tfds `c4/en`) with the full recipe: inputs 512,
 targets 114, batch 256, 500k steps, Adafactor, T5X rsqrt schedule (0.01 for the first
-10k steps). C4 needs a SentencePiece model: `--config.dataset.vocab_path=...`.
+10k steps). C4 needs a SentencePiece model: T5's public one is
+`--config.dataset.vocab_path=gs://t5-data/vocabs/cc_all.32000/sentencepiece.model`.
 tiny and mini are CPU presets on the Shakespeare text (default DIR: data/shakespeare):
   python -m launch.prepare_data shakespeare --out_dir=data/shakespeare
   python -m launch.train --config=configs/altup/t5.py:tiny,altup --workdir=/tmp/x

@@ -21,17 +21,30 @@ from framework.data.text import features, sources, vocabulary
 from framework.data.text.vocabulary import Vocabulary
 from framework.errors import ConfigError
 
+# Where a vocabulary comes from, for the errors about a missing one: T5's public
+# vocabulary (what C4 runs and converted T5 checkpoints use), or one trained on a corpus.
+T5_VOCAB = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
+T5_VOCAB_HINT = (
+    f"T5's public 32k vocabulary is {T5_VOCAB} (give that path, or a local copy), also the "
+    "spiece.model of any Hugging Face T5 checkpoint, which `python -m launch.convert hf_t5 "
+    "--input=DIR --workdir=OUT` copies to OUT/spm.model"
+)
+CORPUS_VOCAB_HINT = (
+    "train one on a corpus with `python -m launch.prepare_data vocab --input=FILES "
+    "--output=DIR/spm.model` (`prepare_data english_mix` writes data/english_mix/spm.model)"
+)
+
 
 class TextBuilder(pipeline.DatasetBuilder):
     """A T5 batch builder over a SentencePiece vocabulary (see the module docstring).
 
-    Subclasses define `VOCAB_HINT` (how to make the missing .model file),
+    Subclasses define `VOCAB_HINT` (where to get the missing .model file),
     `examples_per_row`, `num_eval_examples()`, `train_batches` and `eval_batches`, and
     may add `_check_sources()` (run before the vocabulary is checked), `_check_vocab`
     and `_meta()`.
     """
 
-    VOCAB_HINT = "make one with `python -m launch.prepare_data vocab ...`"
+    VOCAB_HINT = f"{T5_VOCAB_HINT}; or {CORPUS_VOCAB_HINT}"
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:
@@ -56,7 +69,10 @@ class TextBuilder(pipeline.DatasetBuilder):
         super().__init__(config, split, seed)  # checks the values
         self._check_sources()
         if not config.vocab_path:
-            raise ConfigError("config.dataset.vocab_path must name a SentencePiece .model file")
+            raise ConfigError(
+                "config.dataset.vocab_path must name a SentencePiece .model file; "
+                f"{self.VOCAB_HINT}"
+            )
         if not sources.path_exists(config.vocab_path):
             raise ConfigError(
                 f"config.dataset.vocab_path={config.vocab_path!r} does not exist; {self.VOCAB_HINT}"

@@ -56,7 +56,10 @@ _EVAL_SEED = 0  # the held-out set is the same for every run
 class SpanCorruption(base.TextBuilder):
     """T5 span-corruption batches (see the module docstring)."""
 
-    VOCAB_HINT = f"make one with {PREPARE_TEXT} or `python -m launch.prepare_data vocab ...`"
+    VOCAB_HINT = (
+        f"{base.T5_VOCAB_HINT}; or use the spm.model that {PREPARE_TEXT} writes beside its "
+        f"text, or {base.CORPUS_VOCAB_HINT}"
+    )
 
     @classmethod
     def default_config(cls) -> ml_collections.ConfigDict:

@@ -164,7 +164,7 @@ def test_packing(corpus):
 def test_config_errors(corpus):
     with pytest.raises(ConfigError, match="vocab_path"):
         make(corpus, vocab_path="")
-    with pytest.raises(ConfigError, match="does not exist; make one with"):
+    with pytest.raises(ConfigError, match="does not exist; T5's public 32k vocabulary is gs://"):
         make(corpus, vocab_path="/nonexistent/spm.model")
     with pytest.raises(ConfigError, match="source"):
         make(corpus, source="web")
@@ -172,6 +172,24 @@ def test_config_errors(corpus):
         make(corpus, raw_length=1000).meta
     with pytest.raises(ConfigError, match="no text files"):
         make(corpus, train_files="/nonexistent/*.txt").example_batch()
+
+
+def test_a_missing_vocabulary_says_where_to_get_one(corpus):
+    """A C4 config without a vocabulary: one line naming T5's public one and how to make one."""
+    with pytest.raises(ConfigError) as error:
+        make(corpus, source="tfds", vocab_path="")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "config.dataset.vocab_path must name a SentencePiece .model file; T5's public 32k "
+        "vocabulary is gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
+    )
+    assert "spiece.model of any Hugging Face T5 checkpoint" in message
+    assert "`python -m launch.convert hf_t5 --input=DIR --workdir=OUT` copies to OUT/spm.model" in (
+        message
+    )
+    assert "`python -m launch.prepare_data vocab --input=FILES --output=DIR/spm.model`" in message
+    assert "english_mix" in message
 
 
 def test_eval_of_the_train_files(corpus):
