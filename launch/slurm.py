@@ -1,7 +1,8 @@
 """SLURM GPU clusters: submit one run as a batch job.
 
   python -m launch.slurm --nodes=2 --gpus_per_node=8 [--partition=P] [--time=HH:MM:SS] \
-      [--account=A] [--job_name=NAME] [--sbatch=OPTION ...] [--dry_run] \
+      [--account=A] [--job_name=NAME] [--sbatch=OPTION ...] [--signal_grace=120] \
+      [--norequeue] [--dry_run] \
       -- python -m launch.train --config=configs/altup/t5.py:tiny --workdir=DIR
 
 Writes DIR/slurm/NAME.sbatch and submits it with sbatch; the job's output goes to
@@ -10,6 +11,11 @@ each other through SLURM's environment. DIR must be on a file system the nodes s
 give --slurm_dir for a gs:// workdir). Paths in the command are relative to this checkout,
 where the job runs with its virtualenv (--venv). `--dry_run` prints the script instead.
 Submitting the same command again resumes the run from its checkpoints.
+
+Time limit and preemption: `--signal_grace` seconds before the job's time limit the run
+gets SIGTERM, saves a checkpoint and exits, and the job requeues itself and resumes from
+it (`--norequeue`: it only stops); on scancel or preemption the run gets SIGTERM too.
+The job's output file is appended to across restarts. See framework/launchers/slurm.py.
 """
 
 from __future__ import annotations
@@ -36,6 +42,18 @@ flags.DEFINE_multi_string(
     "sbatch", [], "More sbatch options, one per flag, e.g. --sbatch=--exclusive."
 )
 flags.DEFINE_string("venv", ".venv", "Virtualenv activated on the nodes (relative: to here).")
+flags.DEFINE_integer(
+    "signal_grace",
+    slurm.DEFAULT_SIGNAL_GRACE,
+    "Seconds before the time limit at which the run gets SIGTERM (it saves a checkpoint); "
+    "0: no signal before the limit, no requeue.",
+)
+flags.DEFINE_bool(
+    "requeue",
+    True,
+    "Requeue the job after the run stopped for the time limit (and let SLURM requeue it on "
+    "preemption); the requeued job resumes from the checkpoint.",
+)
 flags.DEFINE_string(
     "slurm_dir", None, "Where the sbatch script and the job's output go (default: WORKDIR/slurm)."
 )
@@ -69,6 +87,8 @@ def job_from_flags(log_dir: str, job_name: str = "adaptive-compute") -> slurm.Sl
         account=FLAGS.account,
         extra_sbatch=tuple(FLAGS.sbatch),
         venv=FLAGS.venv,
+        signal_grace=FLAGS.signal_grace,
+        requeue=FLAGS.requeue,
     )
 
 
@@ -88,7 +108,7 @@ def main(argv: list[str]) -> None:
         log_dir = os.path.join(workdir, "slurm")
     log_dir = os.path.normpath(os.path.join(ROOT, log_dir))  # relative paths: to the checkout
     job = job_from_flags(log_dir, job_name_for(workdir))
-    script = slurm.sbatch_script(job, [shlex.join(command)], chdir=ROOT)
+    script = slurm.sbatch_script(job, [shlex.join(command)], chdir=ROOT, workdirs=[workdir])
     script_path = os.path.join(log_dir, f"{job.job_name}.sbatch")
     job_id = slurm.submit(script, FLAGS.dry_run, script_path)
     if job_id:

@@ -62,10 +62,7 @@ def _sweep() -> sweeps.Sweep:
 def _common_flags(sweep: sweeps.Sweep) -> list[str]:
     return [
         f"--config={sweep.config_arg}",
-        *(
-            f"--config.{k}={sweeps.format_value(v)}"
-            for k, v in sweep.common_overrides.items()
-        ),
+        *(f"--config.{k}={sweeps.format_value(v)}" for k, v in sweep.common_overrides.items()),
         f"--workdir={sweep.workdir}",
     ]
 
@@ -85,7 +82,9 @@ def _on_slurm(sweep: sweeps.Sweep) -> None:
     log_dir = os.path.join(sweep.workdir, "slurm")
     job = slurm.job_from_flags(log_dir)
     commands = [shlex.join(sweeps.train_command(sweep, p, python="python")) for p in todo]
-    script = slurm_lib.sbatch_script(job, commands, chdir=os.getcwd())
+    script = slurm_lib.sbatch_script(
+        job, commands, chdir=os.getcwd(), workdirs=[p.workdir for p in todo]
+    )
     array_id = slurm_lib.submit(
         script, FLAGS.dry_run, os.path.join(log_dir, f"{job.job_name}.sbatch")
     )
@@ -96,7 +95,7 @@ def _on_slurm(sweep: sweeps.Sweep) -> None:
         **{**job.__dict__, "job_name": f"{job.job_name}-report", "nodes": 1, "gpus_per_node": 0}
     )
     slurm_lib.submit(
-        slurm_lib.sbatch_script(report_job, [report], chdir=os.getcwd()),
+        slurm_lib.sbatch_script(report_job, [report], chdir=os.getcwd(), workdirs=[sweep.workdir]),
         FLAGS.dry_run,
         os.path.join(log_dir, f"{report_job.job_name}.sbatch"),
         dependency=array_id or "ARRAY_JOB_ID",

@@ -15,6 +15,7 @@ from launch import launch_flags
 from launch import slurm as slurm_cli
 from launch import tpu_vm as tpu_vm_cli
 from tests.launch import cli
+from tests.launch.slurm_golden import signal_block, wait_block
 
 FLAGS = flags.FLAGS
 HOST = tpu_vm.TpuVm(name="my-vm", zone="us-central2-b", accelerator_type="v4-8")
@@ -265,7 +266,10 @@ def test_slurm_script_one_command_two_nodes():
         extra_sbatch=("--exclusive", "#SBATCH --mem=0"),
     )
     command = "python -m launch.train --config=configs/altup/t5.py:tiny --workdir=runs/altup_tiny"
-    assert slurm.sbatch_script(job, [command], chdir="/home/me/adaptive compute") == (
+    script = slurm.sbatch_script(
+        job, [command], chdir="/home/me/adaptive compute", workdirs=["runs/altup_tiny"]
+    )
+    assert script == (
         "#!/bin/bash\n"
         "#SBATCH --job-name=altup_tiny\n"
         "#SBATCH --nodes=2\n"
@@ -276,6 +280,9 @@ def test_slurm_script_one_command_two_nodes():
         "#SBATCH --time=04:00:00\n"
         "#SBATCH --account=lab\n"
         "#SBATCH --output=/shared/runs/altup_tiny/slurm/%x-%j.out\n"
+        "#SBATCH --open-mode=append\n"
+        "#SBATCH --signal=B:USR1@120\n"
+        "#SBATCH --requeue\n"
         "#SBATCH --exclusive\n"
         "#SBATCH --mem=0\n"
         "# One task per node: srun starts the command once on each host, and\n"
@@ -285,39 +292,103 @@ def test_slurm_script_one_command_two_nodes():
         "source .venv/bin/activate\n"
         "# Each process drives all GPUs of its node (not only GPU $SLURM_LOCALID).\n"
         "export JAX_LOCAL_DEVICE_IDS=0,1,2,3\n"
+        'echo "== job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname), $(date)"\n'
+        "# SLURM sends USR1 120 s before the time limit (see --signal).\n"
+        "# scancel and preemption send TERM. The run gets SIGTERM (through scancel, to its\n"
+        "# tasks: srun would kill them on a SIGTERM), saves a checkpoint and exits while this\n"
+        "# shell waits for it.\n"
+        "limit=0 stopping=0\n"
+        "stop_run() {  # once: an old Slurm's scancel may signal this shell too\n"
+        '  if [ "$stopping" = 1 ]; then return; fi\n'
+        "  stopping=1\n"
+        '  scancel --signal=TERM "$SLURM_JOB_ID" || true\n'
+        "}\n"
+        "trap 'limit=1; echo \"== time limit in about 120 s: SIGTERM to the run\"; stop_run' USR1\n"
+        "trap 'echo \"== SIGTERM: passed on to the run\"; stop_run' TERM\n"
+        "workdir=runs/altup_tiny\n"
         "srun --kill-on-bad-exit=1 --cpus-per-task=16 python -m launch.train"
-        " --config=configs/altup/t5.py:tiny --workdir=runs/altup_tiny\n"
+        " --config=configs/altup/t5.py:tiny --workdir=runs/altup_tiny &\n"
+        "run=$!\n"
+        "while :; do\n"
+        '  status=0; wait "$run" || status=$?\n'
+        '  kill -0 "$run" 2>/dev/null || break\n'
+        "done\n"
+        "# Stopped with a checkpoint for the time limit, not finished: requeue and resume.\n"
+        'if [ "$limit" = 1 ] && [ "$status" = 0 ] && '
+        '! grep -qs \'"status": "done"\' "$workdir/run.json"; then\n'
+        '  echo "== requeueing job $SLURM_JOB_ID: the run resumes from its checkpoint"\n'
+        '  scontrol requeue "$SLURM_JOB_ID"\n'
+        "fi\n"
+        'exit "$status"\n'
     )
 
 
 def test_slurm_script_array_with_max_parallel():
     job = slurm.SlurmJob(job_name="sweep", log_dir="runs/s/slurm/", venv="/opt/venv/")
     commands = [f"python -m launch.train --workdir=runs/s/lr={lr}" for lr in ("0.1", "0.01", "1")]
-    assert slurm.sbatch_script(job, commands, chdir="/repo", max_parallel=2) == (
+    workdirs = [f"runs/s/lr={lr}" for lr in ("0.1", "0.01", "1")]
+    script = slurm.sbatch_script(job, commands, chdir="/repo", max_parallel=2, workdirs=workdirs)
+    assert script == (
         "#!/bin/bash\n"
         "#SBATCH --job-name=sweep\n"
         "#SBATCH --nodes=1\n"
         "#SBATCH --ntasks-per-node=1\n"
         "#SBATCH --output=runs/s/slurm/%x-%A_%a.out\n"
+        "#SBATCH --open-mode=append\n"
+        "#SBATCH --signal=B:USR1@120\n"
+        "#SBATCH --requeue\n"
         "#SBATCH --array=0-2%2\n"
         "# One task per node: srun starts the command once on each host, and\n"
         "# jax.distributed.initialize() finds its peers from SLURM's environment.\n"
         "set -euo pipefail\n"
         "cd /repo\n"
-        "source /opt/venv/bin/activate\n"
-        'case "$SLURM_ARRAY_TASK_ID" in\n'
-        "  0) srun --kill-on-bad-exit=1 python -m launch.train --workdir=runs/s/lr=0.1 ;;\n"
-        "  1) srun --kill-on-bad-exit=1 python -m launch.train --workdir=runs/s/lr=0.01 ;;\n"
-        "  2) srun --kill-on-bad-exit=1 python -m launch.train --workdir=runs/s/lr=1 ;;\n"
+        "source /opt/venv/bin/activate\n" + signal_block() + 'case "$SLURM_ARRAY_TASK_ID" in\n'
+        "  0) workdir=runs/s/lr=0.1; srun --kill-on-bad-exit=1 python -m launch.train"
+        " --workdir=runs/s/lr=0.1 & ;;\n"
+        "  1) workdir=runs/s/lr=0.01; srun --kill-on-bad-exit=1 python -m launch.train"
+        " --workdir=runs/s/lr=0.01 & ;;\n"
+        "  2) workdir=runs/s/lr=1; srun --kill-on-bad-exit=1 python -m launch.train"
+        " --workdir=runs/s/lr=1 & ;;\n"
         '  *) echo "no command for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;\n'
-        "esac\n"
+        "esac\n" + wait_block()
     )
+
+
+def test_slurm_script_without_requeue_or_signal():
+    """--signal_grace=0 asks for no signal before the limit; --norequeue for no requeue.
+    A scancel's TERM still reaches the run through the batch shell."""
+    command = "python -m launch.train --workdir='runs/a b'"
+    for grace, requeue, directives in [
+        (0, True, "#SBATCH --requeue\n"),
+        (300, False, "#SBATCH --signal=B:USR1@300\n"),
+    ]:
+        job = slurm.SlurmJob(job_name="j", log_dir="/l", signal_grace=grace, requeue=requeue)
+        assert slurm.sbatch_script(job, [command], chdir="/r", workdirs=["runs/a b"]) == (
+            "#!/bin/bash\n"
+            "#SBATCH --job-name=j\n"
+            "#SBATCH --nodes=1\n"
+            "#SBATCH --ntasks-per-node=1\n"
+            "#SBATCH --output=/l/%x-%j.out\n"
+            "#SBATCH --open-mode=append\n"
+            + directives
+            + "# One task per node: srun starts the command once on each host, and\n"
+            "# jax.distributed.initialize() finds its peers from SLURM's environment.\n"
+            "set -euo pipefail\n"
+            "cd /r\n"
+            "source .venv/bin/activate\n" + signal_block(grace) + "workdir='runs/a b'\n"
+            "srun --kill-on-bad-exit=1 python -m launch.train --workdir='runs/a b' &\n"
+            + wait_block(requeue=bool(grace and requeue))
+        )
 
 
 def test_slurm_bad_input():
     job = slurm.SlurmJob(job_name="j", log_dir="/l")
     with pytest.raises(ConfigError, match="no command"):
         slurm.sbatch_script(job, [], chdir="/repo")
+    with pytest.raises(ConfigError, match="--signal_grace=-1: must be at least 0 seconds"):
+        slurm.sbatch_script(
+            slurm.SlurmJob(job_name="j", log_dir="/l", signal_grace=-1), ["x"], "/r"
+        )
     with pytest.raises(ConfigError, match="take no spaces"):
         slurm.sbatch_script(
             slurm.SlurmJob(job_name="j", log_dir="/l", extra_sbatch=("--mem 0",)), ["x"], "/r"
@@ -420,6 +491,7 @@ def test_slurm_cli_dry_run(capsys):
             "--nodes=2",
             "--gpus_per_node=2",
             "--job_name=t5",
+            "--signal_grace=300",
             "--dry_run",
             "--",
             "python",
@@ -430,7 +502,11 @@ def test_slurm_cli_dry_run(capsys):
         capsys,
     )
     assert "#SBATCH --output=/shared/t5/slurm/%x-%j.out\n" in out
-    assert "\nsrun --kill-on-bad-exit=1 python -m launch.train --workdir=/shared/t5\n" in out
+    assert "\n#SBATCH --signal=B:USR1@300\n#SBATCH --requeue\n" in out
+    assert (
+        "\nworkdir=/shared/t5\nsrun --kill-on-bad-exit=1 python -m launch.train "
+        "--workdir=/shared/t5 &\n"
+    ) in out
     assert out.endswith("\nsbatch --parsable /shared/t5/slurm/t5.sbatch\n")
 
 

@@ -11,6 +11,7 @@ from framework.experiments import sweep_report, sweeps
 from framework.launchers import local
 from tests import remote_fs
 from tests.launch import cli
+from tests.launch.slurm_golden import signal_block, wait_block
 
 CONFIG = "tests/launch/sweep_config.py"
 
@@ -142,6 +143,9 @@ def test_slurm_dry_run_is_a_job_array_and_a_report_job(tmp_path, capsys):
         "#SBATCH --ntasks-per-node=1\n"
         "#SBATCH --gpus-per-node=4\n"
         f"#SBATCH --output={workdir}/slurm/%x-%A_%a.out\n"
+        "#SBATCH --open-mode=append\n"
+        "#SBATCH --signal=B:USR1@120\n"
+        "#SBATCH --requeue\n"
         "#SBATCH --array=0-1\n"
         "# One task per node: srun starts the command once on each host, and\n"
         "# jax.distributed.initialize() finds its peers from SLURM's environment.\n"
@@ -150,27 +154,31 @@ def test_slurm_dry_run_is_a_job_array_and_a_report_job(tmp_path, capsys):
         "source .venv/bin/activate\n"
         "# Each process drives all GPUs of its node (not only GPU $SLURM_LOCALID).\n"
         "export JAX_LOCAL_DEVICE_IDS=0,1,2,3\n"
-        'case "$SLURM_ARRAY_TASK_ID" in\n'
-        f"  0) {train} --workdir={workdir}/lr.base=0.001"
-        " --config.lr.base=0.001 ;;\n"
-        f"  1) {train} --workdir={workdir}/lr.base=1e+30"
-        " --config.optimizer.grad_clip_norm=0.0 --config.lr.base=1e+30 ;;\n"
+        + signal_block()
+        + 'case "$SLURM_ARRAY_TASK_ID" in\n'
+        f"  0) workdir={workdir}/lr.base=0.001; {train} --workdir={workdir}/lr.base=0.001"
+        " --config.lr.base=0.001 & ;;\n"
+        f"  1) workdir={workdir}/lr.base=1e+30; {train} --workdir={workdir}/lr.base=1e+30"
+        " --config.optimizer.grad_clip_norm=0.0 --config.lr.base=1e+30 & ;;\n"
         '  *) echo "no command for array task $SLURM_ARRAY_TASK_ID" >&2; exit 1 ;;\n'
-        "esac\n"
-        f"sbatch --parsable {workdir}/slurm/adaptive-compute.sbatch\n"
+        "esac\n" + wait_block() + f"sbatch --parsable {workdir}/slurm/adaptive-compute.sbatch\n"
         "#!/bin/bash\n"
         "#SBATCH --job-name=adaptive-compute-report\n"
         "#SBATCH --nodes=1\n"
         "#SBATCH --ntasks-per-node=1\n"
         f"#SBATCH --output={workdir}/slurm/%x-%j.out\n"
+        "#SBATCH --open-mode=append\n"
+        "#SBATCH --signal=B:USR1@120\n"
+        "#SBATCH --requeue\n"
         "# One task per node: srun starts the command once on each host, and\n"
         "# jax.distributed.initialize() finds its peers from SLURM's environment.\n"
         "set -euo pipefail\n"
         f"cd {cwd}\n"
-        "source .venv/bin/activate\n"
+        "source .venv/bin/activate\n" + signal_block() + f"workdir={workdir}\n"
         f"srun --kill-on-bad-exit=1 python -m launch.sweep --config={CONFIG}"
-        f" --workdir={workdir} --report_only\n"
-        "sbatch --parsable --dependency=afterany:ARRAY_JOB_ID"
+        f" --workdir={workdir} --report_only &\n"
+        + wait_block()
+        + "sbatch --parsable --dependency=afterany:ARRAY_JOB_ID"
         f" {workdir}/slurm/adaptive-compute-report.sbatch\n"
     )
 
