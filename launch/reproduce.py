@@ -8,7 +8,9 @@ Finished runs in DIR are reused, so an interrupted reproduction resumes. `--rows
 runs and tabulates only those rows. `--parallel=N` trains the runs as N `launch.train`
 processes at a time (on a GPU host each with its own GPUs; each run's log in its
 directory), then tabulates them; without it they train one after another in this
-process.
+process. With `--parallel`, a run whose workdir a live process still holds (this command
+was killed while it trained) is not started again: `--wait` waits for it, otherwise the
+command ends with exit status 1 saying how many are still running.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from framework.experiments import tables
 from framework.launchers import local
 from framework.train import run_config  # noqa: F401  (defines --accept_config_changes)
 from framework.train import workdir as workdir_lib
+from launch import launch_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "quick", "Table preset, e.g. quick | full | tiny.")
@@ -55,13 +58,21 @@ def main(argv: list[str]) -> None:
         table.reproduce(FLAGS.workdir, FLAGS.parallel)
         return
     if FLAGS.parallel:
-        counts = local.run_local(tables.jobs(table, FLAGS.workdir), FLAGS.parallel, what="table")
-        unfinished = sum(n for status, n in counts.items() if status != local.DONE)
+        jobs = tables.jobs(table, FLAGS.workdir)
+        counts = local.run_local(jobs, FLAGS.parallel, what="table", wait=launch_flags.WAIT.value)
+        running = counts.get(local.RUNNING, 0)
+        unfinished = sum(n for status, n in counts.items() if status != local.DONE) - running
+        still = (
+            f"{running} run(s) still running in other processes (see above): rerun when they "
+            "end, or with --wait, to make the table"
+        )
         if unfinished:
             raise errors.RunError(
                 f"{unfinished} run(s) did not finish (see their run.log in {FLAGS.workdir}); "
-                "rerun to resume them"
+                "rerun to resume them" + (f"; {still}" if running else "")
             )
+        if running:
+            raise errors.RunError(still)
     tables.run_table(table, FLAGS.workdir)
 
 

@@ -1,7 +1,8 @@
 """Run a config sweep: every point of the config file's `get_hyper(hyper)`.
 
   python -m launch.sweep --config=configs/adatape/parity.py:smoke --workdir=runs/sweep \
-      [--parallel=N] [--dry_run] [--launcher=local|slurm|tpu_vm] [--config.FIELD=VALUE ...]
+      [--parallel=N] [--wait] [--dry_run] [--launcher=local|slurm|tpu_vm] \
+      [--config.FIELD=VALUE ...]
 
 Each point trains in `WORKDIR/<slug of its overrides>` as its own `launch.train` process
 (`--dry_run` prints those command lines). A rerun skips finished points and resumes
@@ -9,6 +10,10 @@ unfinished ones. At the end `WORKDIR/sweep.md`, `sweep.csv`, `sweep.json` and `s
 hold one row per point: swept values, final eval and train metrics, steps/s, status (a
 failed point with its error line). `--report_only` only rewrites those files, e.g. after
 a SLURM sweep. `--config.FIELD=VALUE` on the sweep's command line applies to every point.
+A point whose workdir a live run still holds (e.g. after this command was killed while
+its points trained) is reported as `running (pid P on host H)` and not started again;
+`--wait` waits for it and reports how it ended. The command exits 0 when no point failed,
+its last line saying how many are still running.
 
 Launchers: `local` runs here, `--parallel` points at a time (each with its own GPUs on
 a GPU host); `slurm` submits one job-array task per unfinished point and a report job
@@ -112,13 +117,18 @@ def main() -> None:
     if FLAGS.dry_run:
         results = {r["point"]: r for r in sweeps.collect(sweep)}
         for point in sweep.points:
-            if results[point.slug]["status"] == sweeps.DONE:
+            result = results[point.slug]
+            if result["status"] == sweeps.DONE:
                 print(f"# point {point.index}: finished, skipped on a run")
+            elif result["status"] == sweeps.RUNNING:
+                print(f"# point {point.index}: running ({result['holder']}), not started again")
             print(shlex.join(sweeps.train_command(sweep, point)))
         return
     if not FLAGS.report_only:
         try:
-            local.run_local(sweeps.jobs(sweep), FLAGS.parallel, FLAGS.log_name)
+            local.run_local(
+                sweeps.jobs(sweep), FLAGS.parallel, FLAGS.log_name, wait=launch_flags.WAIT.value
+            )
         except KeyboardInterrupt:
             _report(sweep)
             raise errors.RunError("sweep stopped; rerun the same command to resume it")
@@ -131,12 +141,24 @@ def _report(sweep: sweeps.Sweep) -> None:
     print(sweep_report.markdown(sweep, results), flush=True)
     print("written: " + ", ".join(paths.values()), flush=True)
     failed = [r for r in results if r["status"] == sweeps.FAILED]
+    running = [r for r in results if r["status"] == sweeps.RUNNING]
+    still = ""
+    if running:
+        first = running[0]
+        still = (
+            f"{len(running)} of {len(results)} sweep point(s) still running in other processes, "
+            f"e.g. point {first['index']} ({first['point']}): {first['holder']}; rerun with "
+            "--wait to wait for them"
+        )
     if failed:
         first = failed[0]
         raise errors.RunError(
             f"{len(failed)} of {len(results)} sweep point(s) failed, e.g. point "
             f"{first['index']} ({first['point']}): {first['error']}"
+            + (f"; {still}" if still else "")
         )
+    if still:
+        print(still, flush=True)
 
 
 if __name__ == "__main__":

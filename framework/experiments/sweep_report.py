@@ -40,6 +40,8 @@ def table_rows(sweep: Sweep, results: list[dict[str, Any]]) -> tuple[list[str], 
         row = [r["index"], *(_exact(r["overrides"].get(k)) for k in swept)]
         row += [r["eval"].get(k) for k in eval_keys] + [r["train"].get(train_loss)]
         status = r["status"] + (f": {r['error']}" if r["error"] else "")
+        if r.get("holder"):  # running in another process: which
+            status += f" ({r['holder']})"
         row += [r["steps_per_sec"], r["step"], status]
         rows.append(row)
     return header, rows

@@ -9,6 +9,8 @@ sweep point is exactly a run a user could start by hand (`train_command`).
 `framework.launchers.local.run_local` runs the unfinished points, N processes at a time;
 `collect` reads each point's run record (`framework.train.run_record`, as tables do) and
 `sweep_report.write_report` writes `sweep.md`, `sweep.csv`, `sweep.json` and `sweep.png`.
+A point whose workdir a live run holds (its runner was killed, or another sweep runs it)
+reads as `running`, with that run's pid and host (`holder`).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from framework.errors import ConfigError
 from framework.experiments import hyper, report
 from framework.launchers import local
 from framework.train import run_record
+from framework.train import workdir as workdir_lib
 
 MAX_SLUG = report.MAX_SLUG
 DONE, FAILED, STOPPED = run_record.DONE, run_record.FAILED, run_record.STOPPED
+RUNNING = local.RUNNING
 
 
 @dataclasses.dataclass
@@ -175,8 +179,9 @@ def train_command(sweep: Sweep, point: SweepPoint, python: str = sys.executable)
 def jobs(sweep: Sweep, python: str = sys.executable) -> list[local.Job]:
     """The sweep's points as jobs for `framework.launchers.local.run_local`."""
     return [
-        local.Job(p.slug, p.index, p.workdir, tuple(train_command(sweep, p, python)),
-                  p.num_train_steps)  # fmt: skip
+        local.Job(
+            p.slug, p.index, p.workdir, tuple(train_command(sweep, p, python)), p.num_train_steps
+        )
         for p in sweep.points
     ]
 
@@ -187,8 +192,13 @@ def jobs(sweep: Sweep, python: str = sys.executable) -> list[local.Job]:
 
 
 def point_result(point: SweepPoint) -> dict[str, Any]:
-    """The point's run record with the point's name, index and overrides."""
+    """The point's run record with the point's name, index and overrides; status `running`
+    and `holder` ('pid P on host H') while a live run holds its workdir."""
     record = run_record.read(point.workdir, point.num_train_steps)
+    if record["status"] != DONE:
+        holder = workdir_lib.holder(point.workdir)
+        if holder is not None:
+            record = dict(record, status=RUNNING, error="", holder=holder.describe())
     return {
         "point": point.slug,
         "index": point.index,

@@ -5,6 +5,12 @@ point (`sweeps.jobs`) or a table run (`tables.jobs`). `run_local` starts the unf
 ones, N at a time (on a GPU host with disjoint GPUs per process, `device_groups`), shows
 progress with an ETA, records a failure in the job's run record (`run.json`) and passes
 SIGINT / SIGTERM on to the running jobs (they checkpoint; a rerun resumes them).
+
+A job whose workdir is held by a live run that this runner did not start (its earlier
+runner was killed, or another one is at work) is not started again: it is reported as
+`running (pid P on host H)` (`framework.train.workdir.holder`) and counted `running`.
+With `wait` the runner waits for that run to end (it takes one of the `parallel` slots
+meanwhile) and reports the status its run record then gives; without, it leaves it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from framework.train import metric_writing, run_record
 from framework.train import workdir as workdir_lib
 
 DONE, FAILED, STOPPED = run_record.DONE, run_record.FAILED, run_record.STOPPED
+RUNNING = "running"  # held by a live run this runner did not start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +104,34 @@ class _Running:
     started: float
 
 
+@dataclasses.dataclass
+class _Held:
+    """A job whose workdir a live run of another process holds, waited for in a slot."""
+
+    point: Job
+    holder: workdir_lib.Holder
+    slot: int
+
+
 class _Stop(Exception):
     pass
+
+
+def _held_line(point: Job, total: int, holder: workdir_lib.Holder, wait: bool) -> str:
+    then = "waiting for it" if wait else "left to it (--wait waits for it)"
+    return (
+        f"[{point.index}/{total}] running {point.name} ({holder.describe()}): "
+        f"not started again, {then}"
+    )
+
+
+def _held_result(held: _Held) -> tuple[str, str]:
+    """The status and error line of a held job's run, read once it has released its lock."""
+    record = run_record.read(held.point.workdir, held.point.num_train_steps)
+    status, error = record["status"], record.get("error", "")
+    if status not in (DONE, STOPPED, FAILED):  # killed, or its host lost: no record
+        error = "it ended without a run record (killed?); a rerun resumes it"
+    return status, error
 
 
 def run_local(
@@ -108,13 +141,17 @@ def run_local(
     poll_seconds: float = 0.5,
     log: Callable[[str], None] = metric_writing.log,
     what: str = "sweep",
+    wait: bool = False,
 ) -> dict[str, int]:
     """Runs every unfinished job, `parallel` at a time; a failure does not stop the rest.
 
     Each job's output goes to `<workdir>/<log_name>` (`{host}` in it becomes the host
     name; a remote workdir gets the file when the job ends). SIGINT / SIGTERM stop them:
     the running jobs get SIGTERM (the trainer checkpoints and exits) and are marked
-    stopped; a rerun resumes them. Returns how many jobs ended in each status.
+    stopped; a rerun resumes them. A job whose workdir a live run of another process
+    holds is not started: with `wait` the runner waits for that run and counts the status
+    it ends with, without it counts the job `running`. Returns how many jobs ended in
+    each status.
     """
     slots = device_groups(parallel)
     todo = [j for j in jobs if run_record.read(j.workdir, j.num_train_steps)["status"] != DONE]
@@ -124,6 +161,7 @@ def run_local(
     )
     pending = collections.deque(todo)
     running: list[_Running] = []
+    held: list[_Held] = []
     free = list(range(parallel))
     durations: list[float] = []
     counts = collections.Counter()
@@ -134,31 +172,65 @@ def run_local(
         raise _Stop()
 
     previous = {s: signal.signal(s, stop_handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def hold(point: Job, holder: workdir_lib.Holder, slot: int) -> None:
+        """A job another process's run holds: wait for it in `slot`, or leave it."""
+        log(_held_line(point, len(jobs), holder, wait))
+        if wait:
+            held.append(_Held(point, holder, slot))
+        else:
+            counts[RUNNING] += 1
+            free.append(slot)
+
     try:
-        while pending or running:
+        while pending or running or held:
             while pending and free:
-                running.append(_start(pending.popleft(), free.pop(0), slots, scratch, log_name))
-                log(f"[{running[-1].point.index}/{len(jobs)}] started {running[-1].point.name}")
-            time.sleep(poll_seconds)
+                point, slot = pending.popleft(), free.pop(0)
+                holder = workdir_lib.holder(point.workdir)
+                if holder is not None:
+                    hold(point, holder, slot)
+                    continue
+                running.append(_start(point, slot, slots, scratch, log_name))
+                log(f"[{point.index}/{len(jobs)}] started {point.name}")
+            if running or held:
+                time.sleep(poll_seconds)
+            for job in [h for h in held if workdir_lib.holder(h.point.workdir) is None]:
+                held.remove(job)
+                free.append(job.slot)
+                status, error = _held_result(job)
+                counts[status] += 1
+                remaining = len(pending) + len(running) + len(held)
+                log(
+                    f"[{job.point.index}/{len(jobs)}] {status} {job.point.name}, run by "
+                    f"{job.holder.describe()}"
+                    + (f": {error}" if error else "")
+                    + f" ({remaining} left)"
+                )
             for job in [j for j in running if j.process.poll() is not None]:
                 running.remove(job)
-                free.append(job.slot)
                 seconds = time.perf_counter() - job.started
+                holder = _lost_race(job)
+                if holder is not None:  # another process's run took the workdir first
+                    hold(job.point, holder, job.slot)
+                    continue
+                free.append(job.slot)
                 durations.append(seconds)
                 status, error = _finish(job, log_name, seconds)
                 counts[status] += 1
-                remaining = len(pending) + len(running)
+                remaining = len(pending) + len(running) + len(held)
                 eta = ""
                 if remaining:
                     mean = sum(durations) / len(durations)
                     eta = f", ETA {metric_writing.format_duration(mean * remaining / parallel)}"
-                what = f": {error}" if error else ""
+                detail = f": {error}" if error else ""
                 log(
                     f"[{job.point.index}/{len(jobs)}] {status} {job.point.name} in "
-                    f"{metric_writing.format_duration(seconds)}{what} ({remaining} left{eta})"
+                    f"{metric_writing.format_duration(seconds)}{detail} ({remaining} left{eta})"
                 )
     except _Stop:
         log(f"{what}: stopping {len(running)} running job(s) (SIGTERM; they checkpoint)")
+        if held:
+            log(f"{what}: {len(held)} run(s) of other processes are left running")
         for job in running:
             job.process.send_signal(signal.SIGTERM)
         for job in running:
@@ -173,7 +245,11 @@ def run_local(
         for s, handler in previous.items():
             signal.signal(s, handler)
         shutil.rmtree(scratch, ignore_errors=True)
-    log(f"{what}: ran {len(todo)} run(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    named = {RUNNING: "still running in other processes"}
+    log(
+        f"{what}: ran {len(todo)} run(s): "
+        + ", ".join(f"{n} {named.get(s, s)}" for s, n in counts.items())
+    )
     return dict(counts)
 
 
@@ -196,6 +272,14 @@ def _start(
             start_new_session=True,  # a Ctrl-C reaches the sweep, which passes on SIGTERM
         )
     return _Running(point, process, slot, log_path, time.perf_counter())
+
+
+def _lost_race(job: _Running) -> workdir_lib.Holder | None:
+    """The live run of another process holding a failed job's workdir, if one does: the
+    job then failed only because that run took the workdir between the check and start."""
+    if job.process.returncode == 0:
+        return None
+    return workdir_lib.holder(job.point.workdir)
 
 
 def _finish(job: _Running, log_name: str, seconds: float, stopped: bool = False) -> tuple[str, str]:

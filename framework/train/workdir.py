@@ -12,12 +12,17 @@ longer runs is stale. Multi-host runs lock once, from process 0 (`on_process_0`)
 remote workdir (`gs://bucket/path`, any path with `://`) is not locked: object stores
 have no file locks, so the run only notes that.
 
+`holder(workdir)` tells, without taking the lock, whether a live run holds it and which
+(pid and host): how a sweep or table runner recognises a point that a run it no longer
+knows about (its runner was killed) is still training.
+
 The config a workdir's run was started with, and what a rerun may change of it, is
 `framework.train.run_config`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -29,9 +34,15 @@ from typing import Any, Callable
 from etils import epath
 
 from framework.errors import ConfigError
-from framework.train import metric_writing
 
 LOCK_FILE = ".lock"
+
+
+def _log(message: str) -> None:
+    # Imported here: metric_writing imports JAX, which the lock needs only for a note.
+    from framework.train import metric_writing
+
+    metric_writing.log(message)
 
 
 def is_remote(workdir: str) -> bool:
@@ -115,6 +126,68 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    """The run holding a workdir's lock, from its record (`?` where the record lacks it)."""
+
+    pid: str
+    host: str
+    started: str
+    verified: bool  # False: another host's record, trusted without a kernel lock to test
+
+    def describe(self) -> str:
+        """'pid 123 on host h', with a note when the lock could not be tested."""
+        note = "" if self.verified else "; another host, taken on trust from its lock file"
+        return f"pid {self.pid} on host {self.host}{note}"
+
+
+def _holder(record: dict[str, Any] | None, verified: bool) -> Holder:
+    record = record or {}
+    return Holder(
+        str(record.get("pid", "?")),
+        str(record.get("host", "?")),
+        str(record.get("started", "?")),
+        verified,
+    )
+
+
+def holder(workdir: str) -> Holder | None:
+    """The live run holding `workdir`'s lock, or None when no run holds it.
+
+    Tested without taking the lock for more than an instant: a shared `flock` that fails
+    means a live run holds it (the kernel drops a dead holder's lock, on any host of a
+    file system with working locks). Where the file system has no `flock`, the record
+    decides: a run on this host holds it while its pid runs; another host's record is
+    taken on trust (`verified` False). A remote workdir has no lock: None.
+    """
+    if is_remote(workdir):
+        return None
+    path = os.path.join(workdir, LOCK_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file: nobody holds it
+        return None
+    import fcntl
+
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(_read_record(path), verified=True)
+        except OSError as e:
+            if e.errno not in _NO_FLOCK:
+                raise
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None  # a record left by a run that has ended
+    finally:
+        os.close(fd)
+    record = _read_record(path)
+    if record and record.get("host") == socket.gethostname():
+        return _holder(record, verified=True) if _pid_alive(record.get("pid")) else None
+    return _holder(record, verified=False)
+
+
 class WorkdirLock:
     """An exclusive lock on a workdir, for one run at a time; `release` on every exit.
 
@@ -135,7 +208,7 @@ class WorkdirLock:
         """Takes the lock, or raises a ConfigError naming the run that holds it."""
         if is_remote(self.workdir):
             make_workdir(self.workdir)
-            metric_writing.log(
+            _log(
                 f"note: {self.workdir} is not locked (object stores have no file locks); "
                 "do not start a second run on it"
             )
@@ -173,7 +246,7 @@ class WorkdirLock:
             self._fd = fd
             self._write_record()
             if previous:
-                metric_writing.log(
+                _log(
                     f"note: took over the lock of {_describe(previous)}, which ended "
                     "without releasing it"
                 )
@@ -188,7 +261,7 @@ class WorkdirLock:
                 holder = _read_record(self.path)
                 here = socket.gethostname()
                 if holder and holder.get("host") == here and not _pid_alive(holder.get("pid")):
-                    metric_writing.log(
+                    _log(
                         f"note: took over the stale lock of {_describe(holder)}, "
                         "which no longer runs"
                     )

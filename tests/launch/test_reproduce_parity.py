@@ -90,3 +90,26 @@ def test_rows_are_selected_by_name_or_slug():
     assert [row.name for row in selected.rows] == ["Transformer", "AdaTape"]
     with pytest.raises(ConfigError, match=r"unknown row\(s\) 'UT'; known: 'Transformer', "):
         tables.select_rows(table, ["UT"])
+
+
+def test_parallel_table_run_held_by_a_live_run_is_reported_running(tmp_path, monkeypatch):
+    """A table run whose workdir a live run holds (an earlier `launch.reproduce --parallel`
+    was killed) is not started again; the command says it is still running."""
+    from framework.errors import RunError
+    from framework.launchers import local
+    from framework.train import workdir as workdir_lib
+    from launch import reproduce
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a run a live process holds was started again")
+
+    monkeypatch.setattr(local.subprocess, "Popen", no_process)
+    run = os.path.join(str(tmp_path), "transformer", "seed_0")
+    argv = ["reproduce", "parity", "--preset=tiny", "--rows=transformer", "--parallel=1"]
+    with workdir_lib.WorkdirLock(run), cli.parsed_flags([*argv, f"--workdir={tmp_path}"]) as args:
+        with pytest.raises(RunError) as error:
+            reproduce.main(args)
+    assert str(error.value) == (
+        "1 run(s) still running in other processes (see above): rerun when they end, or "
+        "with --wait, to make the table"
+    )

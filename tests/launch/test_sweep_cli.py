@@ -3,12 +3,17 @@
 import csv
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 
 from etils import epath
 
 from framework.config import loader
 from framework.experiments import sweep_report, sweeps
 from framework.launchers import local
+from framework.train import run_record
 from tests import remote_fs
 from tests.launch import cli
 from tests.launch.slurm_golden import signal_block, wait_block
@@ -125,6 +130,87 @@ def _sweep_main(argv: list[str], capsys) -> str:
     with cli.parsed_flags(["sweep", f"--config={CONFIG}", *argv]):
         sweep_cli.main()
     return capsys.readouterr().out
+
+
+# A run holding workdirs' locks as launch.train does (WorkdirLock), until its stdin closes.
+HOLD = """
+import sys
+from framework.train import workdir
+locks = [workdir.WorkdirLock(d) for d in sys.argv[1:]]
+for lock in locks:
+    lock.acquire()
+print("held", flush=True)
+sys.stdin.read()
+for lock in locks:
+    lock.release()
+"""
+
+
+def test_a_rerun_leaves_points_a_live_run_holds_and_waits_for_them_with_wait(
+    tmp_path, capsys, monkeypatch
+):
+    """`launch.sweep` killed while its points train leaves their runs going: a rerun reports
+    them as running (not failed), starts no second copy, and with --wait reports how they
+    end."""
+    workdir = str(tmp_path / "sweep")
+    points = [p.workdir for p in _sweep(workdir).points]
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, *points],
+        cwd=cli.ROOT,
+        env=cli.env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline() == "held\n"
+        holder = f"pid {child.pid} on host {socket.gethostname()}"
+
+        def no_process(*args, **kwargs):
+            raise AssertionError("a point a live run holds was started again")
+
+        monkeypatch.setattr(local.subprocess, "Popen", no_process)
+        out = _sweep_main([f"--workdir={workdir}"], capsys)
+        assert f"[1/2] running lr.base=0.001 ({holder}): not started again, left to it" in out
+        assert "sweep: ran 2 run(s): 2 still running in other processes" in out
+        assert out.rstrip().endswith(
+            "2 of 2 sweep point(s) still running in other processes, e.g. point 1 "
+            f"(lr.base=0.001): {holder}; rerun with --wait to wait for them"
+        )  # and no error: exit status 0
+        with open(os.path.join(workdir, "sweep.md")) as f:
+            table = f.read()
+        assert "2 point(s): 2 running" in table and f"| running ({holder}) |" in table
+
+        # --wait: the runs end while the runner waits for them, each in one of its --parallel
+        # slots (one finished, one stopped by SIGTERM).
+        real_sleep = time.sleep
+
+        def runs_end(seconds):
+            if child.poll() is None:
+                for path, status in zip(points, (sweeps.DONE, sweeps.STOPPED)):
+                    record = run_record.make(
+                        status, step=4 if status == sweeps.DONE else 2, num_train_steps=4,
+                        evaluation={"accuracy": 0.75},
+                    )  # fmt: skip
+                    run_record.write(path, record)
+                child.stdin.close()
+                child.wait(timeout=30)
+            real_sleep(min(seconds, 0.05))
+
+        monkeypatch.setattr(local.time, "sleep", runs_end)
+        out = _sweep_main([f"--workdir={workdir}", "--wait", "--parallel=2"], capsys)
+        assert f"[1/2] running lr.base=0.001 ({holder}): not started again, waiting for it" in out
+        assert f"[2/2] running lr.base=1e+30 ({holder}): not started again, waiting for it" in out
+        assert f"[1/2] done lr.base=0.001, run by {holder} (1 left)" in out
+        assert f"[2/2] stopped lr.base=1e+30, run by {holder} (0 left)" in out
+        assert "sweep: ran 2 run(s): 1 done, 1 stopped" in out
+        assert "still running" not in out.splitlines()[-1]
+        with open(os.path.join(workdir, "sweep.json")) as f:
+            assert [p["status"] for p in json.load(f)["points"]] == ["done", "stopped"]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def test_slurm_dry_run_is_a_job_array_and_a_report_job(tmp_path, capsys):

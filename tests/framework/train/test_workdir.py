@@ -75,6 +75,41 @@ def test_lock_without_flock_uses_the_pid(tmp_path, monkeypatch, capsys):
 # --------------------------------------------------------------------------------------
 
 
+def test_holder_names_a_live_run_and_ignores_a_stale_record(tmp_path, monkeypatch):
+    """`holder` tells a sweep runner whether a live run holds a workdir, without taking it."""
+    workdir = str(tmp_path)
+    assert workdir_lib.holder(workdir) is None  # no lock file
+    lock = workdir_lib.WorkdirLock(workdir)
+    lock.acquire()  # a second open file of this process conflicts with it, as another's would
+    held = workdir_lib.holder(workdir)
+    assert held is not None and held.pid == str(os.getpid()) and held.verified
+    assert held.describe() == f"pid {os.getpid()} on host {socket.gethostname()}"
+    with pytest.raises(ConfigError, match="in use"):  # the probe left the lock as it was
+        workdir_lib.WorkdirLock(workdir).acquire()
+    lock.release()
+    assert workdir_lib.holder(workdir) is None
+    # A record left by a killed run: no flock on it, so nobody holds it.
+    record = {"host": socket.gethostname(), "pid": _dead_pid(), "started": "then"}
+    (tmp_path / ".lock").write_text(json.dumps(record))
+    assert workdir_lib.holder(workdir) is None
+
+    # Without flock the record decides: this host's pid, alive or not; another host's, on trust.
+    import fcntl
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    assert workdir_lib.holder(workdir) is None  # the dead pid
+    (tmp_path / ".lock").write_text(json.dumps(dict(record, pid=os.getpid())))
+    assert workdir_lib.holder(workdir).verified
+    (tmp_path / ".lock").write_text(json.dumps(dict(record, host="node-7", pid=12)))
+    assert workdir_lib.holder(workdir).describe() == (
+        "pid 12 on host node-7; another host, taken on trust from its lock file"
+    )
+    assert workdir_lib.holder("gs://bucket/run") is None  # object stores have no lock
+
+
 def test_killed_run_leftovers_are_cleaned_and_resume_is_exact(tmp_path, capsys):
     full = trainer.train_and_evaluate(tiny_config(), str(tmp_path / "full"))
     part = tmp_path / "part"
@@ -160,9 +195,7 @@ def test_config_change_is_refused_unless_accepted_and_then_recorded(tmp_path, ca
     assert "continuing from step 10 with config changes" in capsys.readouterr().out
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["lr"]["base"] == 2 * old_lr and saved["num_train_steps"] == 20
-    [entry] = [
-        json.loads(x) for x in (tmp_path / run_config.CHANGES_FILE).read_text().splitlines()
-    ]
+    [entry] = [json.loads(x) for x in (tmp_path / run_config.CHANGES_FILE).read_text().splitlines()]
     assert entry["step"] == 10 and entry["time"]
     assert entry["changes"] == {
         "config.lr.base": [old_lr, 2 * old_lr],
