@@ -275,10 +275,13 @@ def _start(
 
 
 def _lost_race(job: _Running) -> workdir_lib.Holder | None:
-    """The live run of another process holding a failed job's workdir, if one does: the
-    job then failed only because that run took the workdir between the check and start."""
+    """The live run of another process that took a job's workdir between the check and
+    the start, if the job failed on that (its error line says the workdir is in use)."""
     if job.process.returncode == 0:
         return None
+    with open(job.log_path, errors="replace") as f:
+        if " is in use by " not in _error_line(f.read()):
+            return None
     return workdir_lib.holder(job.point.workdir)
 
 

@@ -14,6 +14,7 @@ from framework.config import loader
 from framework.experiments import sweep_report, sweeps
 from framework.launchers import local
 from framework.train import run_record
+from framework.train import workdir as workdir_lib
 from tests import remote_fs
 from tests.launch import cli
 from tests.launch.slurm_golden import signal_block, wait_block
@@ -211,6 +212,34 @@ def test_a_rerun_leaves_points_a_live_run_holds_and_waits_for_them_with_wait(
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_point_another_run_takes_after_the_check_is_running_not_failed(tmp_path):
+    """A run that takes a point's workdir between the runner's check and its start: the
+    runner's process fails on the lock, and the point counts as running, not failed."""
+    workdir = str(tmp_path / "point")
+    refused = (
+        "import sys, time; time.sleep(0.3); "
+        "print(sys.argv[1] + ' is in use by pid 1 on host h since t; wait for that run'); "
+        "sys.exit(2)"
+    )
+    job = local.Job("point", 1, workdir, (sys.executable, "-c", refused, workdir), 4)
+    lock = workdir_lib.WorkdirLock(workdir)
+    lines = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line == "[1/1] started point":
+            lock.acquire()  # the other run takes it now
+
+    try:
+        counts = local.run_local([job], log=log, poll_seconds=0.05)
+    finally:
+        lock.release()
+    assert counts == {local.RUNNING: 1}
+    holder = f"pid {os.getpid()} on host {socket.gethostname()}"
+    assert f"[1/1] running point ({holder}): not started again, left to it" in lines[2]
+    assert not os.path.exists(os.path.join(workdir, run_record.RECORD_FILE))  # no failure
 
 
 def test_slurm_dry_run_is_a_job_array_and_a_report_job(tmp_path, capsys):
