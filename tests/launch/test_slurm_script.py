@@ -96,3 +96,14 @@ def test_a_stop_reaches_the_run_which_saves_then_a_time_limit_stop_requeues(
     assert calls == expected + (["scontrol requeue 77"] if requeued else []), output
     if requeued:
         assert "== requeueing job 77: the run resumes from its checkpoint" in output
+
+
+def test_the_scripts_finished_check_reads_the_run_record_as_written(tmp_path):
+    """The script greps run.json for `"status": "done"`: the form `run_record.write` has."""
+    from framework.train import run_record
+
+    run_record.write(str(tmp_path), run_record.make(run_record.DONE, step=4, num_train_steps=4))
+    assert '"status": "done"' in (tmp_path / run_record.RECORD_FILE).read_text()
+    assert '! grep -qs \'"status": "done"\' "$workdir/run.json"' in slurm.sbatch_script(
+        slurm.SlurmJob(job_name="j", log_dir="/l"), ["x"], "/r", workdirs=[str(tmp_path)]
+    )
