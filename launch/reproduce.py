@@ -60,19 +60,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.parallel:
         jobs = tables.jobs(table, FLAGS.workdir)
         counts = local.run_local(jobs, FLAGS.parallel, what="table", wait=launch_flags.WAIT.value)
-        running = counts.get(local.RUNNING, 0)
-        unfinished = sum(n for status, n in counts.items() if status != local.DONE) - running
-        still = (
-            f"{running} run(s) still running in other processes (see above): rerun when they "
-            "end, or with --wait, to make the table"
-        )
-        if unfinished:
-            raise errors.RunError(
-                f"{unfinished} run(s) did not finish (see their run.log in {FLAGS.workdir}); "
-                "rerun to resume them" + (f"; {still}" if running else "")
-            )
-        if running:
-            raise errors.RunError(still)
+        local.check_all_done(counts, FLAGS.workdir)
     tables.run_table(table, FLAGS.workdir)
 
 

@@ -28,7 +28,7 @@ from typing import Callable
 from etils import epath
 
 from framework import host_env
-from framework.errors import ConfigError
+from framework.errors import ConfigError, RunError
 from framework.train import metric_writing, run_record
 from framework.train import workdir as workdir_lib
 
@@ -251,6 +251,24 @@ def run_local(
         + ", ".join(f"{n} {named.get(s, s)}" for s, n in counts.items())
     )
     return dict(counts)
+
+
+def check_all_done(counts: dict[str, int], workdir: str) -> None:
+    """Raises a one-line RunError unless every job of `run_local`'s `counts` is done (a
+    table needs them all): how many did not finish, and how many still run elsewhere."""
+    running = counts.get(RUNNING, 0)
+    unfinished = sum(n for status, n in counts.items() if status not in (DONE, RUNNING))
+    still = (
+        f"{running} run(s) still running in other processes (see above): rerun when they "
+        "end, or with --wait, to make the table"
+    )
+    if unfinished:
+        raise RunError(
+            f"{unfinished} run(s) did not finish (see their run.log in {workdir}); rerun to "
+            "resume them" + (f"; {still}" if running else "")
+        )
+    if running:
+        raise RunError(still)
 
 
 def _start(

@@ -94,22 +94,27 @@ def test_rows_are_selected_by_name_or_slug():
 
 def test_parallel_table_run_held_by_a_live_run_is_reported_running(tmp_path, monkeypatch):
     """A table run whose workdir a live run holds (an earlier `launch.reproduce --parallel`
-    was killed) is not started again; the command says it is still running."""
+    was killed) is not started again, and the command says it is still running (the
+    check `launch.reproduce` makes after `run_local`)."""
     from framework.errors import RunError
     from framework.launchers import local
     from framework.train import workdir as workdir_lib
-    from launch import reproduce
 
     def no_process(*args, **kwargs):
         raise AssertionError("a run a live process holds was started again")
 
     monkeypatch.setattr(local.subprocess, "Popen", no_process)
-    run = os.path.join(str(tmp_path), "transformer", "seed_0")
-    argv = ["reproduce", "parity", "--preset=tiny", "--rows=transformer", "--parallel=1"]
-    with workdir_lib.WorkdirLock(run), cli.parsed_flags([*argv, f"--workdir={tmp_path}"]) as args:
-        with pytest.raises(RunError) as error:
-            reproduce.main(args)
+    table = tables.select_rows(registry.TABLES.get("parity")("tiny"), ["transformer"])
+    jobs = tables.jobs(table, str(tmp_path))
+    with workdir_lib.WorkdirLock(jobs[0].workdir):
+        counts = local.run_local(jobs, 1, what="table", log=lambda line: None)
+    assert counts == {local.RUNNING: 1}
+    with pytest.raises(RunError) as error:
+        local.check_all_done(counts, str(tmp_path))
     assert str(error.value) == (
         "1 run(s) still running in other processes (see above): rerun when they end, or "
         "with --wait, to make the table"
     )
+    with pytest.raises(RunError, match=r"^1 run\(s\) did not finish .*; 1 run\(s\) still running"):
+        local.check_all_done({local.FAILED: 1, local.RUNNING: 1}, str(tmp_path))
+    local.check_all_done({local.DONE: 2}, str(tmp_path))
