@@ -3,7 +3,10 @@
 Flags: `--config` (an ml_collections config file, `path.py:arg` for presets, fields
 overridable as `--config.FIELD=VALUE`), `--workdir`, and multi-host set-up. On TPU VMs
 (and SLURM clusters) `jax.distributed.initialize()` finds its peers by itself; elsewhere
-pass `--coordinator_address`, `--num_processes` and `--process_id`.
+pass `--coordinator_address`, `--num_processes` and `--process_id`. Each process of a
+multi-host run runs under a supervisor (`framework.launchers.multihost`): when a process
+is lost, the others stop within `--lost_host_timeout` seconds with one line naming it,
+and exit with status 3.
 
 Bad input (a `ConfigError`: a config file that is missing or raises, an unknown key, a
 bad value, an unusable workdir, a stray argument) ends the program with one line on
@@ -27,6 +30,7 @@ from ml_collections import config_flags
 from framework import host_env
 from framework.config import loader
 from framework.errors import ConfigError, RunError
+from framework.launchers import multihost
 
 FLAGS = flags.FLAGS
 
@@ -42,6 +46,13 @@ flags.DEFINE_enum(
     "auto",
     ["auto", "on", "off"],
     "auto: initialise jax.distributed on TPU VMs / SLURM, or when --coordinator_address is given.",
+)
+flags.DEFINE_integer(
+    "lost_host_timeout",
+    multihost.DEFAULT_TIMEOUT,
+    "Multi-host: seconds without a heartbeat from a process before the others stop, "
+    "naming it (the JAX coordination service's heartbeat timeout).",
+    lower_bound=1,
 )
 
 _CLUSTER_ENV = (
@@ -81,23 +92,41 @@ FLAGS["config"].parser = _ConfigFileParser()
 
 # ---------------------------------------------------------------- running
 
+_AS_COMMAND = False  # set by `run`: only a command line supervises itself, not a test
+
 
 def initialize_distributed() -> None:
-    """Starts jax.distributed when running on several hosts."""
+    """Starts jax.distributed when running on several hosts.
+
+    A command started by `run` first becomes the supervisor of a copy of itself (see
+    `framework.launchers.multihost`) and ends with that copy's exit status; the copy
+    initialises jax.distributed with `--lost_host_timeout` as the heartbeat and shutdown
+    timeouts.
+    """
     import jax
 
     if FLAGS.multihost == "off":
         return
+    auto = FLAGS.multihost == "on" or any(k in os.environ for k in _CLUSTER_ENV)
+    if not (FLAGS.coordinator_address or auto):
+        return
+    timeout = FLAGS.lost_host_timeout
+    if _AS_COMMAND and not multihost.is_supervised():
+        sys.exit(multihost.supervise(sys.orig_argv, FLAGS.workdir, timeout))
+    multihost.adopt()  # in a supervised copy
+    timeouts = dict(heartbeat_timeout_seconds=timeout, shutdown_timeout_seconds=timeout)
     if FLAGS.coordinator_address:
         jax.distributed.initialize(
             coordinator_address=FLAGS.coordinator_address,
             num_processes=FLAGS.num_processes,
             process_id=FLAGS.process_id,
+            **timeouts,
         )
-    elif FLAGS.multihost == "on" or any(k in os.environ for k in _CLUSTER_ENV):
-        jax.distributed.initialize()
+    else:
+        jax.distributed.initialize(**timeouts)
     if jax.process_count() > 1:
         logging.info("Process %d of %d", jax.process_index(), jax.process_count())
+        multihost.announce(timeout)  # to the supervisor, if any
 
 
 def config():
@@ -116,6 +145,8 @@ def run(main: Callable[..., None], positional: bool = False) -> None:
     (a run that cannot go on) one line and exit status 1.
     """
 
+    global _AS_COMMAND
+    _AS_COMMAND = True  # a command line: a multi-host run may supervise itself
     host_env.quiet()  # before JAX starts its backends
 
     def _main(argv):
@@ -131,6 +162,9 @@ def run(main: Callable[..., None], positional: bool = False) -> None:
             _exit(str(e), 2)
         except RunError as e:
             _exit(str(e), 1)
+        except Exception as e:
+            multihost.await_verdict(e, FLAGS.lost_host_timeout)  # a lost peer ends it here
+            raise
 
     app.run(_main, flags_parser=parse_flags)
 

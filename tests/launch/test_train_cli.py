@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 import jax
 import numpy as np
@@ -105,35 +106,90 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one_process(tmp_path):
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def test_two_processes_match_one_process_and_a_lost_one_stops_the_other(tmp_path, capsys):
+    """Two processes on localhost train as one process does. When process 1's trainer is
+    killed (kill -9) after a checkpoint, process 0 stops within --lost_host_timeout with
+    one line naming process 1 and exit status 3; the checkpoint is intact and a rerun
+    (here on one process) resumes from it."""
+    timeout = 6
+    workdir = tmp_path / "multi"
     args = [
         CONFIG,
-        "--config.num_train_steps=20",
+        "--config.num_train_steps=1000",  # the kill comes long before
         "--config.log_every_steps=5",
         "--config.eval_every_steps=0",
-        f"--workdir={tmp_path / 'multi'}",
+        "--config.checkpoint_every_steps=10",
+        f"--workdir={workdir}",
         f"--coordinator_address=localhost:{_free_port()}",
         "--num_processes=2",
+        f"--lost_host_timeout={timeout}",
     ]
-    procs = [
-        subprocess.Popen(
-            cli.command("launch.train", *args, f"--process_id={i}"),
-            cwd=cli.ROOT,
-            env=cli.env(1),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
+    outputs = [(tmp_path / f"out{i}", tmp_path / f"err{i}") for i in range(2)]
+    procs = []
+    for i, (out, err) in enumerate(outputs):
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            procs.append(
+                subprocess.Popen(
+                    cli.command("launch.train", *args, f"--process_id={i}"),
+                    cwd=cli.ROOT,
+                    env=cli.env(1),
+                    stdout=stdout,
+                    stderr=stderr,
+                )
+            )
+    try:
+        deadline = time.monotonic() + 240
+        while not (workdir / "checkpoints" / "10").is_dir():
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), outputs[0][
+                1
+            ].read_text()[-2000:]
+            time.sleep(0.05)
+        # Each command supervises its trainer (framework.launchers.multihost): kill that.
+        (trainer_1,) = _children(procs[1].pid)
+        os.kill(trainer_1, signal.SIGKILL)
+        killed = time.monotonic()
+        assert procs[0].wait(timeout=timeout + 60) == 3
+        took = time.monotonic() - killed
+        assert procs[1].wait(timeout=30) == 128 + 9
+    finally:
+        for p in procs:
+            p.kill()
+    assert took < timeout + 15
+    out0, err0, err1 = (
+        outputs[0][0].read_text(),
+        outputs[0][1].read_text(),
+        outputs[1][1].read_text(),
+    )
+    assert "2 process(es)" in out0
+    last = max(int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit())
+    errors = [line for line in err0.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: lost process 1 of 2 (host " + errors[0].split("(host ")[1].split(")")[0] + "): "
+        f"no heartbeat from it for {timeout} s (--lost_host_timeout); stopped process 0 here. "
+        f"The last complete checkpoint (step {last} in {workdir}/checkpoints) is intact: rerun "
+        "the same command on every host to resume from it. (runtime messages: "
+        f"{workdir}/logs/process_0.runtime.log)"
     ]
-    outs = [p.communicate(timeout=240) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:]
-    assert "2 process(es)" in outs[0][0]
+    assert not any(noise in err0 for noise in ("Traceback", "Check failure", "Terminating"))
+    assert "process 1 of 2" in err1 and "was killed by SIGKILL" in err1
 
     config = parity_config.get_config("smoke")
-    config.num_train_steps, config.log_every_steps, config.eval_every_steps = 20, 5, 0
-    trainer.train_and_evaluate(
-        config, str(tmp_path / "single"), mesh=experiment_lib.make_mesh(jax.devices()[:1])
+    config.num_train_steps, config.log_every_steps = 1000, 5
+    config.eval_every_steps, config.checkpoint_every_steps = 0, 10
+    one_device = experiment_lib.make_mesh(jax.devices()[:1])
+    capsys.readouterr()
+    resumed = trainer.train_and_evaluate(
+        config, str(workdir), mesh=one_device, stop_after_step=max(last + 5, 20)
     )
-    losses = lambda d: [r["loss"] for r in metrics(d) if r["split"] == "train"]  # noqa
-    np.testing.assert_allclose(losses(tmp_path / "multi"), losses(tmp_path / "single"), rtol=1e-5)
+    assert f"at step {last}" in capsys.readouterr().out
+    assert resumed.step == max(last + 5, 20)
+    trainer.train_and_evaluate(
+        config, str(tmp_path / "single"), mesh=one_device, stop_after_step=20
+    )
+    losses = lambda d: [r["loss"] for r in metrics(d) if r["split"] == "train"][:4]  # noqa
+    np.testing.assert_allclose(losses(workdir), losses(tmp_path / "single"), rtol=1e-5)
