@@ -1,6 +1,5 @@
-"""Flags and helpers shared by the launchers (launch/tpu_vm.py, launch/slurm.py,
-launch/sweep.py and launch/reproduce.py), defined here once so that any of them can import
-the others."""
+"""Flags and helpers shared by the launchers (launch/tpu_vm.py, launch/slurm.py and
+launch/sweep.py), defined here once so that any of them can import the others."""
 
 from __future__ import annotations
 
@@ -11,13 +10,6 @@ from absl import flags
 from framework.errors import ConfigError
 
 DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print every command/script instead of running it.")
-WAIT = flags.DEFINE_bool(
-    "wait",
-    False,
-    "Local runs (launch.sweep, launch.reproduce --parallel): wait for a run whose workdir a "
-    "live process of an earlier invocation holds, then report how it ended; without it such "
-    "runs are left to themselves and reported as running.",
-)
 
 
 def workdir_of(command: Sequence[str]) -> str:

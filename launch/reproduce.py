@@ -23,7 +23,6 @@ from framework.experiments import tables
 from framework.launchers import local
 from framework.train import run_config  # noqa: F401  (defines --accept_config_changes)
 from framework.train import workdir as workdir_lib
-from launch import launch_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "quick", "Table preset, e.g. quick | full | tiny.")
@@ -59,7 +58,7 @@ def main(argv: list[str]) -> None:
         return
     if FLAGS.parallel:
         jobs = tables.jobs(table, FLAGS.workdir)
-        counts = local.run_local(jobs, FLAGS.parallel, what="table", wait=launch_flags.WAIT.value)
+        counts = local.run_local(jobs, FLAGS.parallel, what="table", wait=local.wait_flag())
         local.check_all_done(counts, FLAGS.workdir)
     tables.run_table(table, FLAGS.workdir)
 

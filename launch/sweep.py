@@ -127,7 +127,7 @@ def main() -> None:
     if not FLAGS.report_only:
         try:
             local.run_local(
-                sweeps.jobs(sweep), FLAGS.parallel, FLAGS.log_name, wait=launch_flags.WAIT.value
+                sweeps.jobs(sweep), FLAGS.parallel, FLAGS.log_name, wait=local.wait_flag()
             )
         except KeyboardInterrupt:
             _report(sweep)

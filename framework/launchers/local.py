@@ -25,6 +25,7 @@ import tempfile
 import time
 from typing import Callable
 
+from absl import flags
 from etils import epath
 
 from framework import host_env
@@ -34,6 +35,21 @@ from framework.train import workdir as workdir_lib
 
 DONE, FAILED, STOPPED = run_record.DONE, run_record.FAILED, run_record.STOPPED
 RUNNING = "running"  # held by a live run this runner did not start
+
+WAIT_FLAG = "wait"
+if WAIT_FLAG not in flags.FLAGS:  # for launch.sweep and launch.reproduce, which import this
+    flags.DEFINE_bool(
+        WAIT_FLAG,
+        False,
+        "Local runs: wait for a run whose workdir a live process of an earlier invocation "
+        "holds, then report how it ended; without it such runs are left to themselves and "
+        "reported as running.",
+    )
+
+
+def wait_flag() -> bool:
+    """`--wait` when flags are parsed (a launch command), else False."""
+    return flags.FLAGS.is_parsed() and bool(flags.FLAGS[WAIT_FLAG].value)
 
 
 @dataclasses.dataclass(frozen=True)
