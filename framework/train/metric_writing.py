@@ -16,6 +16,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
+from framework.train import disk_full
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -43,8 +45,9 @@ class MetricWriter:
         # stops on a config or data error before writing anything should not wait for.
         from clu import metric_writers
 
+        self.tensorboard_dir = tensorboard_dir or workdir
         self.tensorboard = metric_writers.AsyncWriter(
-            metric_writers.SummaryWriter(tensorboard_dir or workdir)
+            metric_writers.SummaryWriter(self.tensorboard_dir)
         )
 
     def _drop_lines_after(self, step: int) -> None:
@@ -72,7 +75,12 @@ class MetricWriter:
         if torn:
             log(f"note: dropped {torn} unreadable (torn) line(s) from {self.path}")
         tmp = self.path.with_name(f"{METRICS_FILE}.tmp-{os.getpid()}")
-        tmp.write_text("".join(kept))  # (gfile's files have no `writelines`)
+        try:
+            with disk_full.raising(str(tmp)):
+                tmp.write_text("".join(kept))  # (gfile's files have no `writelines`)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the file itself is as it was
+            raise
         tmp.replace(self.path)
 
     def write(
@@ -85,20 +93,24 @@ class MetricWriter:
         if not self.enabled:
             return
         scalars = {k: float(v) for k, v in scalars.items()}
-        self.tensorboard.write_scalars(step, {f"{split}/{k}": v for k, v in scalars.items()})
-        if histograms:
-            self.tensorboard.write_histograms(
-                step, {f"{split}/{k}": np.asarray(v) for k, v in histograms.items()}
-            )
+        # A full disk is a `DiskFullError` naming the file; the lines before are intact
+        # (a line torn by it is dropped when the run resumes).
+        with disk_full.raising(f"TensorBoard events in {self.tensorboard_dir}"):
+            self.tensorboard.write_scalars(step, {f"{split}/{k}": v for k, v in scalars.items()})
+            if histograms:
+                self.tensorboard.write_histograms(
+                    step, {f"{split}/{k}": np.asarray(v) for k, v in histograms.items()}
+                )
         # One line per write, the file closed after it: on GCS an append re-uploads the
         # object on close, so a line is in the bucket once `write` returns.
-        with self.path.open("a") as f:
+        with disk_full.raising(str(self.path)), self.path.open("a") as f:
             f.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")
 
     def close(self) -> None:
         if self.enabled:
-            self.tensorboard.flush()
-            self.tensorboard.close()
+            with disk_full.raising(f"TensorBoard events in {self.tensorboard_dir}"):
+                self.tensorboard.flush()
+                self.tensorboard.close()
 
 
 def format_duration(seconds: float) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import ml_collections
@@ -28,6 +28,7 @@ from framework.train import (
     chips,
     cost,
     device_io,
+    disk_full,
     evaluators,
     metric_sums,
     metric_writing,
@@ -90,14 +91,36 @@ def train_and_evaluate(
 
     start = time.perf_counter()
     try:
-        workdir_lib.on_process_0(take_workdir)
-        # SIGTERM is handled until the last checkpoint is complete and the lock released.
-        with preemption.SigtermFlag() as sigterm:
-            result = _run(experiment, workdir, sigterm, stop_after_step, accept)
-        run_record.write(workdir, record(result, experiment.config, time.perf_counter() - start))
+        with _disk_full_stops_the_run(workdir):
+            workdir_lib.on_process_0(take_workdir)
+            # SIGTERM is handled until the last checkpoint is complete and the lock released.
+            with preemption.SigtermFlag() as sigterm:
+                result = _run(experiment, workdir, sigterm, stop_after_step, accept)
+            seconds = time.perf_counter() - start
+            run_record.write(workdir, record(result, experiment.config, seconds))
         return result
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def _disk_full_stops_the_run(workdir: str) -> Iterator[None]:
+    """A write that finds the disk full ends the run with one line (`DiskFullError`):
+    the path, and the checkpoint a rerun resumes from once there is space. The library
+    threads' own reports of it (tracebacks) are dropped."""
+    with disk_full.quiet_logs():
+        try:
+            yield
+        except Exception as e:
+            full = disk_full.earliest(e)
+            if full is None and not disk_full.is_disk_full(e):
+                raise
+            what = str(full or disk_full.error(workdir))
+            steps = checkpoints.complete_steps(workdir)
+            resumes = f"step {steps[-1]}, its last complete checkpoint" if steps else "step 0"
+            raise disk_full.DiskFullError(
+                f"{what}; free space there and rerun: it resumes from {resumes}"
+            ) from e
 
 
 def record(result: RunResult, config: ml_collections.ConfigDict, seconds: float) -> dict:
@@ -202,13 +225,13 @@ def _run(
             workdir, config.keep_checkpoints, config.async_checkpointing
         )
         cleanup.callback(ckpt.close)  # last: waits for the final save
-        ckpt.check_compatible(abstract_state)
-        start_step = ckpt.latest_step() or 0
+        # The newest step that restores; newer ones that do not are moved aside.
+        restored, start_step = ckpt.restore_newest(abstract_state)
         workdir_lib.on_process_0(
             lambda: run_config.check_config(config, workdir, start_step, accept_config_changes)
         )
-        if start_step:
-            state = ckpt.restore(start_step, abstract_state)
+        if restored is not None:
+            state = restored
             metric_writing.log(f"Resumed from {ckpt.directory} at step {start_step}")
         else:
             state = experiment.init_state()

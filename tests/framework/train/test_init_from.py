@@ -18,7 +18,7 @@ def test_init_from_loads_parameters_only_and_names_mismatches(tmp_path):
     saved = restore_params(pretrain, 4)
     directory = os.path.join(pretrain, "checkpoints")
     for path in (pretrain, directory, os.path.join(directory, "4"), os.path.relpath(pretrain)):
-        assert checkpoints._find_checkpoint(path) == (directory, 4)
+        assert checkpoints._find_checkpoint(path)[:2] == (directory, [4])
 
     # lr 0: the fine-tuning step leaves the loaded parameters as they are, so the run ends
     # with the pre-trained parameters, after a step count that starts at 0.

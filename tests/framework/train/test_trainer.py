@@ -84,8 +84,8 @@ def test_two_device_run_equals_one_device_run(tmp_path):
     assert one.eval["accuracy"] == pytest.approx(two.eval["accuracy"])
 
 
-def test_interrupted_run_resumes_exactly(tmp_path):
-    full = trainer.train_and_evaluate(tiny_config(), str(tmp_path / "full"))
+def test_interrupted_run_resumes_exactly(tmp_path, full_run):
+    full, full_workdir = full_run
     part = trainer.train_and_evaluate(tiny_config(), str(tmp_path / "part"), stop_after_step=7)
     assert part.preempted and part.step == 7
     stopped = run_record.read(str(tmp_path / "part"))
@@ -101,7 +101,7 @@ def test_interrupted_run_resumes_exactly(tmp_path):
         for r in rows
         if r["split"] != "info"
     ]
-    assert strip(read_metrics(tmp_path / "full")) == strip(read_metrics(tmp_path / "part"))
+    assert strip(read_metrics(full_workdir)) == strip(read_metrics(tmp_path / "part"))
 
 
 def test_unknown_config_key():

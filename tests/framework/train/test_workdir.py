@@ -110,8 +110,8 @@ def test_holder_names_a_live_run_and_ignores_a_stale_record(tmp_path, monkeypatc
     assert workdir_lib.holder("gs://bucket/run") is None  # object stores have no lock
 
 
-def test_killed_run_leftovers_are_cleaned_and_resume_is_exact(tmp_path, capsys):
-    full = trainer.train_and_evaluate(tiny_config(), str(tmp_path / "full"))
+def test_killed_run_leftovers_are_cleaned_and_resume_is_exact(tmp_path, capsys, full_run):
+    full, full_workdir = full_run
     part = tmp_path / "part"
     trainer.train_and_evaluate(tiny_config(), str(part), stop_after_step=17)
     # Make it look killed while writing the checkpoint of step 17, after its metric line
@@ -140,7 +140,7 @@ def test_killed_run_leftovers_are_cleaned_and_resume_is_exact(tmp_path, capsys):
     jax.tree.map(np.testing.assert_array_equal, full.params, resumed.params)
     jax.tree.map(np.testing.assert_array_equal, full.params, restore_params(part, 20))
     # The file is what an uninterrupted run writes: info line once, 15 rewritten, no torn.
-    assert _no_per_sec(read_metrics(part)) == _no_per_sec(read_metrics(tmp_path / "full"))
+    assert _no_per_sec(read_metrics(part)) == _no_per_sec(read_metrics(full_workdir))
 
 
 def read_metrics_tolerant(workdir):
