@@ -6,6 +6,11 @@
   run      start the command after `--` on every host, detached; it must name its
            --workdir (logs go to WORKDIR/logs/), e.g.
              -- python -m launch.train --config=configs/altup/t5.py:tiny --workdir=gs://b/run
+           With --watch, then watch it (below).
+  watch    watch the run of the command after `--` (started with `run`) until it has
+           finished: when the VM is PREEMPTED, TERMINATED or gone, delete, create, setup
+           and run it again, which resumes from the checkpoints (--watch_max_restarts,
+           --watch_backoff_secs, --watch_poll_secs); Ctrl-C stops watching, not the run
   sweep    run `python -m launch.sweep ARGS --launcher=local --parallel=1`, ARGS after `--`
   status   the VM's state (READY, PREEMPTED, ...) and health
   logs     follow one host's log (--workdir=DIR of the run, --worker=0, --lines=100)
@@ -13,12 +18,14 @@
   delete   delete the VM
 
 `--dry_run` prints the gcloud commands instead of running them. After a spot preemption:
-`delete`, `create`, `setup`, then the same `run`, which resumes from the checkpoints.
+`delete`, `create`, `setup`, then the same `run`, which resumes from the checkpoints; or
+let `watch` (or `run --watch`) do that.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from absl import flags
 
@@ -49,8 +56,22 @@ flags.DEFINE_string(
 flags.DEFINE_bool("copy_data", False, "setup: also copy ./data (prepared data sets).")
 flags.DEFINE_integer("worker", 0, "logs: which host's log (0 .. hosts-1).")
 flags.DEFINE_integer("lines", 100, "logs: how many lines of the log to show first.")
+flags.DEFINE_bool("watch", False, "run: then watch the run, as the watch action does.")
+_WATCH = tpu_vm.WatchOptions()
+flags.DEFINE_float("watch_poll_secs", _WATCH.poll_secs, "watch: seconds between polls.")
+flags.DEFINE_integer(
+    "watch_max_restarts", _WATCH.max_restarts, "watch: restarts of the VM or command at most."
+)
+flags.DEFINE_float(
+    "watch_backoff_secs",
+    _WATCH.backoff_secs,
+    "watch: seconds before the first restart, doubled for each restart in a row.",
+)
+flags.DEFINE_float(
+    "watch_max_backoff_secs", _WATCH.max_backoff_secs, "watch: the longest wait before a restart."
+)
 
-ACTIONS = ("create", "setup", "run", "sweep", "status", "logs", "stop", "delete")
+ACTIONS = ("create", "setup", "run", "watch", "sweep", "status", "logs", "stop", "delete")
 _USAGE = (
     "python -m launch.tpu_vm ACTION --name=NAME --zone=ZONE [-- COMMAND]; "
     f"actions: {', '.join(ACTIONS)}"
@@ -93,10 +114,10 @@ def commands(action: str, rest: list[str]) -> list[list[str]]:
     """The command lines for `action`; `rest` are the arguments after `--`."""
     if action not in ACTIONS:
         raise errors.ConfigError(f"unknown action {action!r}: {_USAGE}")
-    if rest and action not in ("run", "sweep"):
+    if rest and action not in ("run", "watch", "sweep"):
         raise errors.ConfigError(f"{action} takes no command: unexpected {' '.join(rest)}")
     vm = vm_from_flags()
-    if action in ("run", "sweep"):
+    if action in ("run", "watch", "sweep"):
         if not rest:
             what = "COMMAND" if action == "run" else "SWEEP_ARGS"
             raise errors.ConfigError(
@@ -122,10 +143,55 @@ def commands(action: str, rest: list[str]) -> list[list[str]]:
     return [single[action](vm)]
 
 
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+
+
+def watch(action: str, rest: list[str]) -> None:
+    """`run --watch` and `watch`: (start the command, then) watch it (`tpu_vm.watch`)."""
+    (run_command,) = commands(action, rest)
+    vm = vm_from_flags()
+    workdir = launch_flags.workdir_of(rest)
+    steps = tpu_vm.restart_steps(vm, commands("setup", []), run_command)
+    if FLAGS.dry_run:
+        if action == "run":
+            tpu_vm.execute([run_command], dry_run=True)
+        print(f"# every {FLAGS.watch_poll_secs:g} s:")
+        polls = [tpu_vm.state(vm), tpu_vm.run_state(vm, workdir, FLAGS.remote_dir)]
+        tpu_vm.execute(polls, dry_run=True)
+        print("# when the VM is PREEMPTED, TERMINATED or gone:")
+        tpu_vm.execute([c for _, step in steps for c in step], dry_run=True)
+        return
+    options = tpu_vm.WatchOptions(
+        poll_secs=FLAGS.watch_poll_secs,
+        max_restarts=FLAGS.watch_max_restarts,
+        backoff_secs=FLAGS.watch_backoff_secs,
+        max_backoff_secs=FLAGS.watch_max_backoff_secs,
+    )
+    if "://" not in workdir:
+        _log(
+            f"note: --workdir={workdir} is on the VM's own disk unless it is a shared file "
+            "system; a recreated VM has no checkpoints there (use gs://)"
+        )
+    if action == "run":
+        tpu_vm.execute([run_command], dry_run=False)
+    try:
+        tpu_vm.watch(vm, steps, workdir, FLAGS.remote_dir, options, log=_log)
+    except KeyboardInterrupt:
+        _log(
+            f"stopped watching {vm.name}; the run there goes on "
+            "(python -m launch.tpu_vm status / logs / stop)"
+        )
+        raise SystemExit(130) from None
+
+
 def main(argv: list[str]) -> None:
     if len(argv) < 2:
         raise errors.ConfigError(f"name an action: {_USAGE}")
     action, rest = argv[1], argv[2:]
+    if action == "watch" or (action == "run" and FLAGS.watch):
+        watch(action, rest)
+        return
     try:
         tpu_vm.execute(commands(action, rest), FLAGS.dry_run)
     except KeyboardInterrupt:

@@ -8,7 +8,12 @@ Every function builds argv lists for `gcloud compute tpus tpu-vm ...` and runs n
 Preemption: `run` starts `launch.train`, which checkpoints periodically and on SIGTERM and
 resumes from its workdir's last checkpoint when started again. A preempted spot VM must
 be made again (`delete`, `create`, `setup`); `run` with the same command then resumes.
-`stop` sends SIGTERM to the run (it checkpoints and exits), leaving the VM up.
+`watch` does that by itself: it polls the VM's state and, when the VM is PREEMPTED,
+TERMINATED or gone, recreates it, sets it up and runs the command again (bounded
+restarts, exponential backoff), until the command has finished. `run`'s wrapper appends
+`END_MARK` with the command's exit status to each host's log, which is how `watch` tells
+a finished command from one that was stopped. `stop` sends SIGTERM to the run (it
+checkpoints and exits), leaving the VM up.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from typing import Callable, Sequence
 
 from framework.errors import ConfigError, RunError
@@ -45,6 +51,12 @@ GCLOUD_MISSING = (
     "(https://cloud.google.com/sdk/docs/install) or use --dry_run"
 )
 _TPU_VM = ("gcloud", "compute", "tpus", "tpu-vm")
+# The last line `run`'s wrapper writes to each host's log, e.g. `... exit status 0` (the
+# command finished) or `... exit status 0, after SIGTERM` (stopped: preempted or `stop`).
+END_MARK = "launch.tpu_vm: the command ended with exit status"
+_END = re.compile(re.escape(END_MARK) + r" (\d+)(, after SIGTERM)?")
+LOST_STATES = ("PREEMPTED", "TERMINATED", "NOT_FOUND")  # the VM must be made again
+LOST_PROCESS_EXIT = 3  # framework.launchers.multihost: a host was lost, a rerun resumes
 
 # Generation -> (largest size on one host, size per host above that). The size after the
 # dash counts TensorCores for v2/v3/v4/v5p (4 chips of 2 cores per host) and chips for
@@ -215,23 +227,25 @@ def run(
     is written on the host's disk (`~/adaptive-compute-logs/<workdir slug>/worker.log`,
     what `logs` follows) and copied to `workdir/logs/` when the command ends, as object
     stores cannot append to a file. Running the same command again resumes from the
-    workdir's checkpoints.
+    workdir's checkpoints. A wrapper shell waits for the command and appends
+    `END_MARK <exit status>` to the log (`, after SIGTERM` when it was signalled too:
+    a preemption or `stop`).
     """
     command = list(command)
     if command and command[0] in ("python", "python3"):
         command[0] = ".venv/bin/python"
     started = shlex.join(command)
     log_dir, log, copy_to = _log_paths(workdir)
-    if copy_to is None:
-        job = f"nohup setsid {started} >> {log} 2>&1 < /dev/null &"
-    else:
-        # `stop`'s pkill matches this shell too: the trap keeps it waiting for the command
-        # (which saves a checkpoint on SIGTERM), then it copies the log and exits.
-        script = (
-            f"trap true TERM; {started} >> {log} 2>&1 < /dev/null; status=$?; "
-            f"gcloud storage cp {log} {copy_to}; exit $status"
-        )
-        job = f"nohup setsid bash -c {shlex.quote(script)} > /dev/null 2>&1 < /dev/null &"
+    # `stop`'s pkill matches the wrapper too: its trap notes the SIGTERM and it goes on
+    # waiting for the command (which saves a checkpoint on SIGTERM).
+    script = (
+        f"trap term=1 TERM; {started} >> {log} 2>&1 < /dev/null & pid=$!; "
+        "wait $pid; status=$?; while kill -0 $pid 2> /dev/null; do wait $pid; status=$?; done; "
+        f'echo "{END_MARK} $status${{term:+, after SIGTERM}}" >> {log}; '
+        + (f"gcloud storage cp {log} {copy_to}; " if copy_to else "")
+        + "exit $status"
+    )
+    job = f"nohup setsid bash -c {shlex.quote(script)} > /dev/null 2>&1 < /dev/null &"
     remote = (
         f"cd {remote_path(remote_dir)} && mkdir -p {log_dir} && {{ {job} }} && "
         'echo "started on $(hostname)"'
@@ -248,6 +262,24 @@ def status(vm: TpuVm) -> list[str]:
         *_where(vm),
         "--format=value(state,health,acceleratorType)",
     ]
+
+
+def state(vm: TpuVm) -> list[str]:
+    """Prints the VM's state alone (READY, PREEMPTED, ...), for `watch`."""
+    return [*_TPU_VM, "describe", vm.name, *_where(vm), "--format=value(state)"]
+
+
+def run_state(vm: TpuVm, workdir: str, remote_dir: str = DEFAULT_REMOTE_DIR) -> list[str]:
+    """Prints the last line of worker 0's log, then `running` or `not running` (whether
+    a `python -m launch.*` process runs there), for `watch`."""
+    _, log, _ = _log_paths(workdir)
+    remote = (
+        f"cd {remote_path(remote_dir)} && tail -n 1 {log} 2> /dev/null; "
+        # [.]: the pattern does not match this command's own line
+        'if pgrep -f "python -m launch[.]" > /dev/null; then echo running; '
+        "else echo not running; fi"
+    )
+    return _ssh(vm, remote, ["--worker=0"] if vm.is_pod else [])
 
 
 def logs(
@@ -317,3 +349,162 @@ def execute(
                 else f"failed with exit status {returncode}"
             )
             raise RunError(f"{describe_command(command)} {how}")
+
+
+# ---------------------------------------------------------------- watching a spot VM
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchOptions:
+    """How `watch` polls and how often and how patiently it restarts."""
+
+    poll_secs: float = 60.0
+    max_restarts: int = 20
+    backoff_secs: float = 60.0  # before the first restart; doubled for each one after
+    max_backoff_secs: float = 1800.0
+
+
+def _capture(command: Sequence[str]) -> tuple[int, str, str]:
+    done = subprocess.run(list(command), capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
+
+
+def vm_state(vm: TpuVm) -> tuple[str, str]:
+    """(state, message): the VM's state from gcloud (`NOT_FOUND` for a VM that does not
+    exist, `UNKNOWN` when gcloud fails otherwise, with its first line as the message)."""
+    code, out, err = _capture(state(vm))
+    if code == 0 and out.strip():
+        return out.split()[0], ""
+    if "NOT_FOUND" in err or "not found" in err.lower():
+        return "NOT_FOUND", ""
+    return "UNKNOWN", _first_line(err)
+
+
+def command_end(vm: TpuVm, workdir: str, remote_dir: str) -> tuple[bool, int | None, bool]:
+    """(whether a launch process runs on worker 0, the exit status its log's last line
+    records or None, whether that end came after a SIGTERM)."""
+    code, out, _ = _capture(run_state(vm, workdir, remote_dir))
+    lines = out.strip().splitlines()
+    if code != 0 or not lines:
+        return True, None, False  # no answer: assume it goes on, ask again next time
+    running = lines[-1].strip() == "running"
+    end = _END.search(lines[-2]) if len(lines) > 1 else None
+    if end is None:
+        return running, None, False
+    return running, int(end.group(1)), bool(end.group(2))
+
+
+Steps = Sequence[tuple[str, Sequence[Sequence[str]]]]  # (name, its commands), in order
+
+
+def restart_steps(
+    vm: TpuVm, setup_commands: Sequence[Sequence[str]], run_command: Sequence[str]
+) -> list[tuple[str, list[list[str]]]]:
+    """What `watch` does to make a lost VM again: delete, create, setup, run."""
+    return [
+        ("delete", [delete(vm)]),
+        ("create", [create(vm)]),
+        ("setup", [list(c) for c in setup_commands]),
+        ("run", [list(run_command)]),
+    ]
+
+
+def watch(
+    vm: TpuVm,
+    restart: Steps,
+    workdir: str,
+    remote_dir: str = DEFAULT_REMOTE_DIR,
+    options: WatchOptions = WatchOptions(),
+    log: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Watches a run started with `run` until its command has finished, making the VM
+    again when it is lost.
+
+    Every `poll_secs` it asks gcloud for the VM's state. READY: it reads the end of
+    worker 0's log (`command_end`); exit status 0 (not after a SIGTERM) means finished,
+    and `watch` returns; another exit status raises RunError (a failing command is not
+    restarted), except `LOST_PROCESS_EXIT` (a host of the slice was lost) and a command
+    that is gone without an end line (its host restarted), which get the `run` step of
+    `restart` again. PREEMPTED, TERMINATED or NOT_FOUND: after a backoff
+    (`backoff_secs`, doubled for each restart in a row without the command seen
+    running, at most `max_backoff_secs`) it runs the `restart` steps
+    (`restart_steps`: delete, create, setup, run; no delete for a VM that is gone), at
+    most `max_restarts` times in all; then raises RunError. Each event is one `log`
+    line. A KeyboardInterrupt (Ctrl-C) ends the watch and leaves the run as it is.
+    """
+    if shutil.which("gcloud") is None:
+        raise ConfigError(GCLOUD_MISSING)
+    restarts, streak = 0, 0
+    shown = None  # the last state line logged, so that each change is logged once
+
+    def note(message: str) -> None:
+        nonlocal shown
+        if message != shown:
+            log(message)
+            shown = message
+
+    def start_again(steps: Steps, why: str) -> None:
+        nonlocal restarts, streak, shown
+        shown = None
+        restarts += 1
+        if restarts > options.max_restarts:
+            raise RunError(
+                f"{vm.name}: {why}, and the watch has restarted it {options.max_restarts} "
+                "times (--watch_max_restarts): stopped watching. The workdir keeps its "
+                "checkpoints: make the VM again (delete, create, setup, run) to resume"
+            )
+        delay = min(options.backoff_secs * 2**streak, options.max_backoff_secs)
+        streak += 1
+        names = ", ".join(name for name, _ in steps)
+        log(
+            f"{vm.name}: {why}: restart {restarts} of {options.max_restarts} in {delay:g} s "
+            f"({names})"
+        )
+        sleep(delay)
+        try:
+            execute([c for _, commands in steps for c in commands], dry_run=False)
+        except RunError as e:
+            log(f"{vm.name}: restart {restarts} failed: {e}; trying again")
+            return
+        log(f"{vm.name}: restart {restarts} started the command again; watching")
+
+    while True:
+        current, message = vm_state(vm)
+        if current == "READY":
+            running, status, after_term = command_end(vm, workdir, remote_dir)
+            if running:
+                streak = 0
+                note(f"{vm.name}: READY, the command is running")
+            elif status == 0 and not after_term:
+                log(f"{vm.name}: the command finished (exit status 0): stopped watching")
+                return
+            elif after_term:
+                note(
+                    f"{vm.name}: READY, the command stopped on SIGTERM (a preemption "
+                    "coming, or `stop`): watching for a preemption"
+                )
+            elif status is None or status == LOST_PROCESS_EXIT:
+                why = (
+                    "the command is gone without an end line (its host restarted?)"
+                    if status is None
+                    else f"the command lost a host (exit status {LOST_PROCESS_EXIT})"
+                )
+                start_again([step for step in restart if step[0] == "run"], why)
+            else:
+                raise RunError(
+                    f"{vm.name}: the command ended with exit status {status} (see its log: "
+                    "python -m launch.tpu_vm logs): not restarted; stopped watching"
+                )
+        elif current in LOST_STATES:
+            gone = current == "NOT_FOUND"  # nothing to delete
+            start_again([s for s in restart if not (gone and s[0] == "delete")], f"it is {current}")
+        elif current == "UNKNOWN":
+            note(f"{vm.name}: gcloud cannot say its state ({message}); asking again")
+        else:
+            note(f"{vm.name}: {current}")
+        sleep(options.poll_secs)

@@ -23,6 +23,9 @@ POD = tpu_vm.TpuVm(
     name="my-pod", zone="us-central2-b", accelerator_type="v4-32", project="proj", spot=True
 )
 TPU_VM = ["gcloud", "compute", "tpus", "tpu-vm"]
+# In `run`'s wrapper: wait for the command (again after a SIGTERM), then note its end.
+WAIT = "wait $pid; status=$?; while kill -0 $pid 2> /dev/null; do wait $pid; status=$?; done"
+ENDED = 'echo "launch.tpu_vm: the command ended with exit status $status${term:+, after SIGTERM}"'
 
 
 @pytest.mark.parametrize(
@@ -111,8 +114,12 @@ def test_single_host_commands():
             "my-vm",
             "--zone=us-central2-b",
             '--command=cd "$HOME"/adaptive-compute && mkdir -p /nfs/r/logs'
-            " && { nohup setsid .venv/bin/python -m launch.train --workdir=/nfs/r"
-            ' >> /nfs/r/logs/worker_"$(hostname)".log 2>&1 < /dev/null & }'
+            " && { nohup setsid bash -c 'trap term=1 TERM;"
+            " .venv/bin/python -m launch.train --workdir=/nfs/r"
+            ' >> /nfs/r/logs/worker_"$(hostname)".log 2>&1 < /dev/null & pid=$!;'
+            f" {WAIT}; {ENDED}"
+            ' >> /nfs/r/logs/worker_"$(hostname)".log; exit $status\''
+            " > /dev/null 2>&1 < /dev/null & }"
             ' && echo "started on $(hostname)"',
         ]
     )
@@ -175,9 +182,11 @@ def test_pod_commands():
         "--worker=all",
         '--command=cd "$HOME"/adaptive-compute'
         ' && mkdir -p "$HOME"/adaptive-compute-logs/gs_b_run_1'
-        " && { nohup setsid bash -c 'trap true TERM;"
+        " && { nohup setsid bash -c 'trap term=1 TERM;"
         " .venv/bin/python -m launch.train --config=c.py:tiny '\"'\"'--workdir=gs://b/run 1'\"'\"'"
-        ' >> "$HOME"/adaptive-compute-logs/gs_b_run_1/worker.log 2>&1 < /dev/null; status=$?;'
+        ' >> "$HOME"/adaptive-compute-logs/gs_b_run_1/worker.log 2>&1 < /dev/null & pid=$!;'
+        f" {WAIT}; {ENDED}"
+        ' >> "$HOME"/adaptive-compute-logs/gs_b_run_1/worker.log;'
         ' gcloud storage cp "$HOME"/adaptive-compute-logs/gs_b_run_1/worker.log'
         " '\"'\"'gs://b/run 1/logs/'\"'\"'worker_\"$(hostname)\".log; exit $status'"
         " > /dev/null 2>&1 < /dev/null & }"
@@ -457,9 +466,12 @@ def test_tpu_vm_cli_dry_run_for_a_pod(capsys):
     assert out == (
         "gcloud compute tpus tpu-vm ssh my-pod --zone=us-central2-b --worker=all"
         ' \'--command=cd "$HOME"/adaptive-compute && mkdir -p /nfs/altup_tiny/logs'
-        " && { nohup setsid .venv/bin/python -m launch.train"
+        " && { nohup setsid bash -c '\"'\"'trap term=1 TERM; .venv/bin/python -m launch.train"
         " --config=configs/altup/t5.py:tiny --workdir=/nfs/altup_tiny"
-        ' >> /nfs/altup_tiny/logs/worker_"$(hostname)".log 2>&1 < /dev/null & }'
+        ' >> /nfs/altup_tiny/logs/worker_"$(hostname)".log 2>&1 < /dev/null & pid=$!;'
+        f" {WAIT}; {ENDED}"
+        ' >> /nfs/altup_tiny/logs/worker_"$(hostname)".log; exit $status'
+        "'\"'\"' > /dev/null 2>&1 < /dev/null & }"
         ' && echo "started on $(hostname)"\'\n'
     )
 

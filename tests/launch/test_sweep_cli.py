@@ -307,7 +307,7 @@ def test_tpu_vm_dry_run_runs_the_sweep_on_every_host(capsys):
     assert out.startswith(
         "gcloud compute tpus tpu-vm ssh pod --zone=z --worker=all '--command=cd "
         '"$HOME"/adaptive-compute && mkdir -p "$HOME"/adaptive-compute-logs/gs_b_sweep && '
-        "{ nohup setsid bash -c '\"'\"'trap true TERM; .venv/bin/python -m launch.sweep "
+        "{ nohup setsid bash -c '\"'\"'trap term=1 TERM; .venv/bin/python -m launch.sweep "
         f"--config={CONFIG} --workdir=gs://b/sweep --launcher=local --parallel=1 "
     )
     assert "--log_name=run.{host}.log" in out and out.count("\n") == 1
