@@ -31,6 +31,8 @@ class SigtermFlag:
         return self
 
     def _handle(self, signum, frame):
+        if self.received:  # the same stop again, e.g. sent to a supervised process and to
+            return  # its supervisor, which passes it on (framework.launchers.multihost)
         if self.finishing:
             metric_writing.log("SIGTERM received: finishing the last checkpoint, then exiting")
         else:

@@ -158,3 +158,15 @@ def test_sigterm_to_the_supervisor_reaches_the_child(tmp_path):
     assert multihost.supervise(command, None, 7, stderr) == 0
     assert stderr.getvalue() == "child got SIGTERM\n"
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_sigterm_to_the_child_and_its_supervisor_is_one_stop(capsys):
+    """`stop`, SLURM and a host's shutdown signal every process, so a supervised trainer
+    gets its SIGTERM twice (once passed on): it says so once."""
+    from framework.train import preemption
+
+    with preemption.SigtermFlag() as flag:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert flag.received
+    assert capsys.readouterr().out.count("SIGTERM received") == 1
