@@ -180,9 +180,11 @@ class Checkpointer:
         try:
             with disk_full.raising(f"a checkpoint in {self.directory}"):
                 self.manager.wait_until_finished()
-        finally:
+        except BaseException:
             with contextlib.suppress(Exception):  # the error above says what went wrong
                 self.manager.close()
+            raise
+        self.manager.close()
 
 
 def complete_steps(workdir: str) -> list[int]:
