@@ -23,6 +23,7 @@ from framework.errors import ConfigError
 if TYPE_CHECKING:  # the trainer builds evaluators; they only read its Experiment
     from framework.train.experiment import Experiment
 
+
 @dataclasses.dataclass
 class Result:
     """What an evaluation gives: scalars for metrics.jsonl and TensorBoard, and
