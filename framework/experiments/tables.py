@@ -161,6 +161,8 @@ def run_one(row: Row, seed: int, workdir: str) -> dict[str, Any]:
     out = schema.trainer(config)(config, path)
     if out.preempted:
         raise SystemExit(f"{row.name} seed {seed} stopped early; rerun to resume")
+    if out.stop_requested:  # a SIGTERM during its last step or save: no next run
+        raise SystemExit(f"stopped on SIGTERM after {row.name} seed {seed}; rerun to go on")
     return {**labels, **run_record.read(path)}
 
 

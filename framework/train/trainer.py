@@ -61,6 +61,9 @@ class RunResult:
     timed_seconds: float = 0.0
     num_params: int = 0
     flops_per_example: float = 0.0
+    # A SIGTERM came after the last step (the run still finished): whoever runs several
+    # runs in one process (a table) stops there instead of starting the next.
+    stop_requested: bool = False
 
 
 @registry.TRAINERS.register("default")
@@ -96,6 +99,7 @@ def train_and_evaluate(
             # SIGTERM is handled until the last checkpoint is complete and the lock released.
             with preemption.SigtermFlag() as sigterm:
                 result = _run(experiment, workdir, sigterm, stop_after_step, accept)
+            result.stop_requested = sigterm.received
             seconds = time.perf_counter() - start
             run_record.write(workdir, record(result, experiment.config, seconds))
         return result

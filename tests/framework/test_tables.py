@@ -65,3 +65,26 @@ def test_seed_comparison_lists_every_seed_and_marks_differences_beyond_the_sprea
     assert "- n:" not in text  # columns without spread are not compared
     diff, beyond = tables.difference_beyond_spread([0.50, 0.52, 0.54], [0.51, 0.53, 0.49])
     assert diff == pytest.approx(0.01) and not beyond
+
+
+def test_a_sigterm_during_a_runs_last_step_stops_the_table_before_the_next_run(
+    tmp_path, monkeypatch
+):
+    import ml_collections
+
+    from framework.train import trainer
+
+    started = []
+
+    def fake_trainer(config):
+        def train(config, workdir):  # finished all its steps, but a SIGTERM came
+            started.append(workdir)
+            return trainer.RunResult(step=1, train={}, eval={}, stop_requested=True)
+
+        return train
+
+    monkeypatch.setattr(tables.schema, "trainer", fake_trainer)
+    row = tables.Row("A", ml_collections.ConfigDict({"seed": 0}), (0, 1))
+    with pytest.raises(SystemExit, match="stopped on SIGTERM after A seed 0; rerun"):
+        tables.run_table(tables.Table("T", [row], []), str(tmp_path))
+    assert len(started) == 1  # seed 1 was not started
