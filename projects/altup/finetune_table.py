@@ -104,7 +104,7 @@ PRESETS = {
     # fine-tuning steps reached 72.8% (68.4% at the recipe's 1e-3), 600 steps 76.3% (70.0%).
     "english_quick": Preset(
         "english_quick",
-        250,
+        300,
         32,
         timing_steps=5,
         timing_rounds=2,

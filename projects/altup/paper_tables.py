@@ -30,7 +30,7 @@ leaves some seeds on a plateau for hundreds of steps):
 - `mini`: T5-mini (d_model 128, 4+4 layers), 3 seeds, 5000 steps of batch 32, inputs
   128 / targets 32 (`configs/altup/t5.py:mini`); about a day on 2 CPU cores, meant for
   an accelerator.
-- `english_quick`, `english_full`: T5-tiny on the 34 MB English mix, 2 seeds x 500
+- `english_quick`, `english_full`: T5-tiny on the 34 MB English mix, one seed x 1000
   steps / 3 seeds x 2000 steps of batch 16, evaluated on the first 1024 / 2048 held-out
   chunks; the pre-training of the `altup_finetune` table's presets of the same names
   (the fine-food headline).
@@ -130,8 +130,8 @@ PRESETS = {
     # The English mix (pre-training for the `altup_finetune` table's fine_food presets).
     "english_quick": Preset(
         "tiny",
-        (0, 1),
-        500,
+        (0,),
+        1000,
         timing_steps=5,
         timing_rounds=2,
         num_eval_examples=1024,
